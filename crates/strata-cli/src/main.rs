@@ -1,0 +1,277 @@
+//! The `strata` command line: parses arguments, loads the project, hands the
+//! work to the runtime and engine, and renders progress, tables and errors.
+//! Exit codes: 0 ok, 1 a run or check failed, 2 bad input.
+
+mod output;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use strata_engine::{Engine, EngineExecutor};
+use strata_graph::Graph;
+use strata_project::{Errors, Project};
+use strata_runtime::{RunOptions, Runner};
+use strata_state::StateStore;
+
+/// Strata: ingest, transform, check and serve a bronze → silver → gold lakehouse.
+#[derive(Parser)]
+#[command(name = "strata", version, about)]
+struct Cli {
+    /// The project folder (holding strata.toml).
+    #[arg(long, global = true, default_value = ".", env = "STRATA_PROJECT")]
+    project: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Output format of tables.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// An aligned table.
+    Table,
+    /// CSV with a header.
+    Csv,
+    /// One JSON object per row.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a project (with --example shop: a complete example with data).
+    Init {
+        /// Folder to create.
+        dir: PathBuf,
+        /// Example to write.
+        #[arg(long, value_parser = ["shop"])]
+        example: Option<String>,
+        /// Size of the example's data (1 ≈ 100k orders; 100 ≈ 10M).
+        #[arg(long, default_value_t = 1)]
+        scale: u32,
+    },
+    /// Parse and check the project (config, SQL, references, cycles) without touching data.
+    Validate,
+    /// Run the DAG once.
+    Run {
+        /// Which tables: NAME, +NAME, NAME+, layer:L, tag:T, comma-separated.
+        #[arg(long, short)]
+        select: Option<String>,
+        /// Rebuild incremental and scd2 models from scratch.
+        #[arg(long)]
+        full_refresh: bool,
+    },
+    /// Query the lake with SQL.
+    Sql {
+        /// The query.
+        query: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Run history, or one run's tasks.
+    Runs {
+        /// Show this run's tasks.
+        run_id: Option<String>,
+        /// How many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Work with the example project.
+    Example {
+        #[command(subcommand)]
+        command: ExampleCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExampleCommand {
+    /// Append the next day's files to the example project.
+    NextDay,
+}
+
+/// A failure at the CLI edge, with its exit code.
+enum Failure {
+    /// Bad input: exit 2.
+    Input(miette::Report),
+    /// A run or check failed: exit 1 (details already printed).
+    Failed,
+}
+
+impl From<Errors> for Failure {
+    fn from(e: Errors) -> Self {
+        for err in &e.0 {
+            eprintln!("{:?}", miette::Report::new(err.clone()));
+        }
+        let n = e.0.len();
+        Failure::Input(miette::miette!("{n} problem{} found", if n == 1 { "" } else { "s" }))
+    }
+}
+
+fn input(msg: impl std::fmt::Display) -> Failure {
+    Failure::Input(miette::miette!("{msg}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Failed) => ExitCode::from(1),
+        Err(Failure::Input(report)) => {
+            eprintln!("{report:?}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    // delta_kernel logs a harmless ERROR on a table's first write; users never need it.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,delta_kernel=off,buoyant_kernel=off"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Init { dir, example, scale } => init(&dir, example.as_deref(), scale),
+        Command::Validate => {
+            let (project, graph) = load(&cli.project)?;
+            println!(
+                "ok: {} sources, {} models, {} tables in the DAG",
+                project.sources.len(),
+                project.models.len(),
+                graph.order().len()
+            );
+            Ok(())
+        }
+        Command::Run { select, full_refresh } => run(&cli.project, select.unwrap_or_default(), full_refresh).await,
+        Command::Sql { query, format } => {
+            let engine = engine(&cli.project).await?;
+            let (schema, batches) = engine.sql(&query).await.map_err(input)?;
+            output::print_batches(&schema, &batches, format).map_err(input)
+        }
+        Command::Runs { run_id, limit, format } => {
+            let (project, _) = load(&cli.project)?;
+            let state = StateStore::open(&project.state).await.map_err(input)?;
+            match run_id {
+                Some(id) => {
+                    let tasks = state.tasks(&id).await.map_err(input)?;
+                    if tasks.is_empty() && state.run(&id).await.map_err(input)?.is_none() {
+                        return Err(input(format!("no run `{id}`; `strata runs` lists them")));
+                    }
+                    output::print_tasks(&tasks, format);
+                }
+                None => output::print_runs(&state.runs(limit).await.map_err(input)?, format),
+            }
+            Ok(())
+        }
+        Command::Example { command: ExampleCommand::NextDay } => {
+            let s = strata_engine::example::next_day(&cli.project).map_err(input)?;
+            let days: Vec<String> = s.days.iter().map(|d| d.to_string()).collect();
+            println!("wrote {} files ({} orders) for {}", s.files_written, s.orders, days.join(", "));
+            println!("next: strata run --project {}", cli.project.display());
+            Ok(())
+        }
+    }
+}
+
+fn init(dir: &std::path::Path, example: Option<&str>, scale: u32) -> Result<(), Failure> {
+    match example {
+        Some(_) => {
+            if scale == 0 {
+                return Err(input("--scale must be at least 1"));
+            }
+            let s = strata_engine::example::init_shop(dir, scale).map_err(input)?;
+            println!(
+                "created the shop example in {}: {} files, {} orders, {} customers, {} products",
+                dir.display(),
+                s.files_written,
+                s.orders,
+                s.customers,
+                s.products
+            );
+        }
+        None => scaffold(dir).map_err(input)?,
+    }
+    println!("next: strata run --project {}", dir.display());
+    Ok(())
+}
+
+/// An empty project: strata.toml and the layer folders.
+fn scaffold(dir: &std::path::Path) -> Result<(), String> {
+    let cfg = dir.join(strata_project::CONFIG_FILE);
+    if cfg.exists() {
+        return Err(format!("{} already exists", cfg.display()));
+    }
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(|n| n.to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "_"))
+        .unwrap_or_else(|| "project".into());
+    for sub in ["models/bronze", "models/silver", "models/gold", "data"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| format!("cannot create {}: {e}", dir.join(sub).display()))?;
+    }
+    std::fs::write(&cfg, format!("[project]\nname = \"{name}\"\n\n# [sources.orders]\n# format = \"csv\"\n# path = \"data/orders/*.csv\"\n"))
+        .map_err(|e| format!("cannot write {}: {e}", cfg.display()))?;
+    std::fs::write(dir.join(".gitignore"), "lake/\n.strata/\n").map_err(|e| e.to_string())?;
+    println!("created an empty project in {}", dir.display());
+    Ok(())
+}
+
+fn load(dir: &std::path::Path) -> Result<(Project, Graph), Failure> {
+    let project = Project::load(dir)?;
+    let graph = Graph::build(&project)?;
+    Ok((project, graph))
+}
+
+async fn engine(dir: &std::path::Path) -> Result<Engine, Failure> {
+    let (project, graph) = load(dir)?;
+    let state = StateStore::open(&project.state).await.map_err(input)?;
+    Ok(Engine::new(Arc::new(project), Arc::new(graph), state))
+}
+
+async fn run(dir: &std::path::Path, select: String, full_refresh: bool) -> Result<(), Failure> {
+    let (project, graph) = load(dir)?;
+    let selected = graph.select(&select).map_err(input)?;
+    let tasks = strata_runtime::plan(&project, &graph, &selected);
+    let state = StateStore::open(&project.state).await.map_err(input)?;
+    let max_parallel = project.max_parallel;
+    let engine = Engine::new(Arc::new(project), Arc::new(graph), state.clone());
+    let progress = Arc::new(progress::Progress::new());
+    let runner = Runner::new(state, max_parallel).with_observer(progress.clone());
+    let summary = runner
+        .run(Arc::new(EngineExecutor::new(engine)), tasks, RunOptions { selection: select, full_refresh, trigger: None })
+        .await
+        .map_err(input)?;
+    progress.finish();
+    for id in &summary.interrupted {
+        eprintln!("note: run {id} had been interrupted (its process died); it is marked interrupted");
+    }
+    output::print_summary(&summary);
+    if summary.ok() { Ok(()) } else { Err(Failure::Failed) }
+}

@@ -1,0 +1,3 @@
+/* materialized = "table" */
+select a,
+  from silver.x where

@@ -1,0 +1,1 @@
+/* materialized = "tabel" */ select 1 as id

@@ -1,0 +1,3 @@
+/* materialized = "incremental"
+strategy = "merge" */
+select 1 as id

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `strata` binary on temporary projects.
+
+mod cases;
+mod example;
+mod materializations;
+mod support;

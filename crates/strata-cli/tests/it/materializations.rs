@@ -1,0 +1,147 @@
+//! Each materialization's contents after first and later runs, the quarantine
+//! accounting, and skipping of unchanged work — on a small project.
+
+use crate::support::TestProject;
+
+const CONFIG: &str = r#"
+[project]
+name = "mini"
+max_parallel = 2
+
+[sources.events]
+format = "csv"
+path = "data/events/*.csv"
+columns = { id = "bigint", name = "string", amount = "double", day = "date" }
+
+[sources.people]
+format = "csv"
+path = "data/people/*.csv"
+"#;
+
+fn mini() -> TestProject {
+    let p = TestProject::new();
+    p.write("strata.toml", CONFIG);
+    p.write("models/silver/events_all.sql", "select id, name, amount, day from bronze.events");
+    p.write(
+        "models/silver/events_inc.sql",
+        "/*\nmaterialized = \"incremental\"\n*/\nselect id, name, amount, day, _source from bronze.events",
+    );
+    p.write(
+        "models/silver/events_latest.sql",
+        "/*\nmaterialized = \"incremental\"\nstrategy = \"merge\"\nunique_key = [\"id\"]\n*/\n\
+         select id, name, amount, day from (\n  select *, row_number() over (partition by id order by _source desc) as rn from bronze.events\n) where rn = 1",
+    );
+    p.write(
+        "models/silver/people.sql",
+        "/*\nmaterialized = \"scd2\"\nunique_key = [\"person_id\"]\n*/\n\
+         select person_id, region from bronze.people where _source = (select max(_source) from bronze.people)",
+    );
+    p.write("models/gold/totals.sql", "/* materialized = \"view\" */\nselect name, sum(amount) as total from silver.events_latest group by name");
+    p.write("models/gold/totals_tbl.sql", "select * from gold.totals");
+    p.write("data/events/e1.csv", "id,name,amount,day\n1,a,10.0,2024-01-01\n2,b,20.0,2024-01-01\n3,c,x,2024-01-01\n4,d\n");
+    p.write("data/people/p1.csv", "person_id,region\n1,north\n2,south\n3,east\n");
+    p
+}
+
+fn status(tasks: &std::collections::BTreeMap<String, serde_json::Value>, t: &str) -> (String, i64) {
+    (tasks[t]["status"].as_str().expect("status").to_string(), tasks[t]["rows_read"].as_i64().expect("rows"))
+}
+
+#[test]
+fn materializations_first_and_later_runs() {
+    let p = mini();
+    p.ok(&["run"]);
+
+    // Ingest: 4 rows read, 2 loaded, 2 quarantined with file, line and error.
+    let t = p.tasks();
+    assert_eq!(t["bronze.events"]["rows_read"], 4);
+    assert_eq!(t["bronze.events"]["rows_written"], 2);
+    assert_eq!(t["bronze.events"]["rows_quarantined"], 2);
+    assert_eq!(
+        p.sql("select _source, _line, _error from bronze.events_quarantine order by _line"),
+        vec![
+            "_source,_line,_error",
+            "data/events/e1.csv,4,column amount: `x` is not a valid double",
+            "data/events/e1.csv,5,\"expected 4 fields, found 2\"",
+        ]
+    );
+    assert_eq!(p.count("select count(*) from bronze.events where _batch_id is not null and _ingested_at is not null"), 2);
+    assert_eq!(p.count("select count(*) from silver.events_all"), 2);
+    assert_eq!(p.count("select count(*) from silver.events_inc"), 2);
+    assert_eq!(p.count("select count(*) from silver.events_latest"), 2);
+    assert_eq!(p.count("select count(*) from silver.people where is_current and valid_to is null"), 3);
+    assert_eq!(p.sql("select total from gold.totals_tbl where name = 'b'"), vec!["total", "20.0"]);
+
+    // A second run with no new files changes nothing.
+    p.ok(&["run"]);
+    let t = p.tasks();
+    assert_eq!(status(&t, "bronze.events"), ("skipped".into(), 0));
+    assert_eq!(status(&t, "silver.events_inc"), ("skipped".into(), 0));
+    assert_eq!(status(&t, "silver.events_latest"), ("skipped".into(), 0));
+    assert_eq!(t["silver.events_inc"]["message"], "0 new rows upstream");
+    assert_eq!(status(&t, "silver.events_all").0, "skipped");
+    assert_eq!(status(&t, "silver.people").0, "skipped");
+    assert_eq!(status(&t, "gold.totals_tbl").0, "skipped");
+    assert_eq!(p.count("select count(*) from silver.events_inc"), 2);
+
+    // New files: an update of id 2 and a new id 4; a changed and a deleted person.
+    p.write("data/events/e2.csv", "id,name,amount,day\n2,b,25.0,2024-01-02\n4,d,40.0,2024-01-02\n");
+    p.write("data/people/p2.csv", "person_id,region\n1,west\n3,east\n4,north\n");
+    p.ok(&["run"]);
+    let t = p.tasks();
+    assert_eq!(status(&t, "bronze.events"), ("success".into(), 2));
+    assert_eq!(status(&t, "silver.events_inc"), ("success".into(), 2), "only the new rows are read");
+    assert_eq!(status(&t, "silver.events_latest"), ("success".into(), 2));
+    assert_eq!(p.count("select count(*) from silver.events_inc"), 4);
+    assert_eq!(p.sql("select id, amount from silver.events_latest order by id"), vec!["id,amount", "1,10.0", "2,25.0", "4,40.0"]);
+    assert_eq!(p.sql("select total from gold.totals_tbl where name = 'b'"), vec!["total", "25.0"]);
+    assert_eq!(
+        p.sql("select person_id, region, is_current, valid_to is null as open from silver.people order by person_id, valid_from, is_current"),
+        vec![
+            "person_id,region,is_current,open",
+            "1,north,false,false",
+            "1,west,true,true",
+            "2,south,false,false",
+            "3,east,true,true",
+            "4,north,true,true",
+        ]
+    );
+
+    // Person 2 comes back: a new current row; the old one stays closed once.
+    p.write("data/people/p3.csv", "person_id,region\n1,west\n2,south\n3,east\n4,north\n");
+    p.ok(&["run"]);
+    assert_eq!(p.count("select count(*) from silver.people where person_id = 2"), 2);
+    assert_eq!(p.count("select count(*) from silver.people where person_id = 2 and is_current"), 1);
+    assert_eq!(p.count("select count(*) from silver.people where person_id = 2 and valid_to is not null"), 1);
+    assert_eq!(p.count("select count(*) from silver.people where is_current"), 4);
+
+    // A full refresh rebuilds incremental models from everything.
+    p.ok(&["run", "--full-refresh", "--select", "silver.events_inc"]);
+    assert_eq!(p.count("select count(*) from silver.events_inc"), 4);
+}
+
+#[test]
+fn selection_runs_only_what_is_selected() {
+    let p = mini();
+    let out = p.ok(&["run", "--select", "+silver.events_all"]);
+    assert!(out.contains("silver.events_all"), "{out}");
+    let t = p.tasks();
+    assert_eq!(t.keys().cloned().collect::<Vec<_>>(), vec!["bronze.events".to_string(), "silver.events_all".to_string()]);
+    // Selecting a model whose upstream was never built fails with a hint.
+    let out = p.strata(&["run", "--select", "silver.people"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bronze.people has not been built yet"), "{err}");
+}
+
+#[test]
+fn on_bad_rows_fail_loads_nothing_and_names_the_line() {
+    let p = mini();
+    p.write("strata.toml", &CONFIG.replace("[sources.people]", "on_bad_rows = \"fail\"\n\n[sources.people]"));
+    let out = p.strata(&["run", "--select", "bronze.events"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("data/events/e1.csv:4: column amount"), "{err}");
+    let out = p.strata(&["sql", "select count(*) from bronze.events"]);
+    assert_eq!(out.status.code(), Some(2), "nothing was committed");
+}

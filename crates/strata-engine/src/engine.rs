@@ -1,0 +1,168 @@
+//! The one place that builds DataFusion sessions and registers lake tables in
+//! them, so that a Ballista session can later replace it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemorySchemaProvider, TableProvider};
+use datafusion::datasource::MemTable;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use deltalake::delta_datafusion::planner::DeltaPlanner;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use strata_graph::{Graph, NodeKind};
+use strata_project::{Layer, Materialization, Project};
+use strata_state::StateStore;
+
+use crate::error::{Context, Error, Result};
+use crate::lake::Lake;
+
+/// Everything a task needs: the project, its DAG, the lake and the state store.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) project: Arc<Project>,
+    pub(crate) graph: Arc<Graph>,
+    pub(crate) state: StateStore,
+    pub(crate) lake: Lake,
+    runtime: Arc<RuntimeEnv>,
+}
+
+impl Engine {
+    /// An engine over a validated project and its graph.
+    pub fn new(project: Arc<Project>, graph: Arc<Graph>, state: StateStore) -> Self {
+        let lake = Lake::new(&project.lake);
+        Self { project, graph, state, lake, runtime: Arc::new(RuntimeEnv::default()) }
+    }
+
+    /// The project.
+    pub fn project(&self) -> &Project {
+        &self.project
+    }
+
+    /// The state store.
+    pub fn state(&self) -> &StateStore {
+        &self.state
+    }
+
+    /// The lake.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// A fresh session with the `bronze`, `silver` and `gold` schemas and no tables.
+    pub fn context(&self) -> SessionContext {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(self.project.max_parallel.max(1))
+            // As delta-rs's own sessions: hash-join IN-list pushdown can panic on
+            // dictionary-encoded (partition) join keys.
+            .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
+            .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values", 0);
+        // Delta's planner turns its write and merge nodes into execution plans.
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_runtime_env(self.runtime.clone())
+            .with_query_planner(DeltaPlanner::new())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        if let Some(catalog) = ctx.catalog("datafusion") {
+            for layer in Layer::ALL {
+                let _ = catalog.register_schema(layer.as_str(), Arc::new(MemorySchemaProvider::new()));
+            }
+        }
+        ctx
+    }
+
+    /// Registers the current version of each named table (and, for views, the
+    /// tables they read) in `ctx`; returns the Delta version of every table registered.
+    pub async fn register_current(&self, ctx: &SessionContext, names: &[String]) -> Result<BTreeMap<String, i64>> {
+        let mut needed: BTreeSet<String> = BTreeSet::new();
+        let mut stack: Vec<String> = names.to_vec();
+        while let Some(n) = stack.pop() {
+            if !needed.insert(n.clone()) {
+                continue;
+            }
+            if self.is_view(&n)
+                && let Some(node) = self.graph.node(&n)
+            {
+                stack.extend(node.upstream.iter().cloned());
+            }
+        }
+        let mut versions = BTreeMap::new();
+        // Quarantine tables are not graph nodes; register them first.
+        for n in needed.iter().filter(|n| self.graph.node(n).is_none()) {
+            self.register_table(ctx, n, &mut versions).await?;
+        }
+        for n in self.graph.order() {
+            if needed.contains(n) {
+                self.register_table(ctx, n, &mut versions).await?;
+            }
+        }
+        Ok(versions)
+    }
+
+    async fn register_table(&self, ctx: &SessionContext, name: &str, versions: &mut BTreeMap<String, i64>) -> Result<()> {
+        if self.is_view(name) {
+            let model = &self.project.models[name];
+            let df = ctx.sql(&model.sql).await.context(|| format!("planning view {name}"))?;
+            ctx.register_table(name, df.into_view()).context(|| format!("registering {name}"))?;
+            return Ok(());
+        }
+        match self.lake.open_existing(name).await? {
+            Some(table) => {
+                let version = crate::lake::version_of(&table).unwrap_or(0);
+                let provider: Arc<dyn TableProvider> =
+                    table.table_provider().await.context(|| format!("reading {name}"))?;
+                ctx.register_table(name, provider).context(|| format!("registering {name}"))?;
+                versions.insert(name.to_string(), version);
+            }
+            None if name.ends_with("_quarantine") => {
+                let empty = MemTable::try_new(crate::ingest::quarantine_schema(), vec![vec![]])
+                    .context(|| format!("registering {name}"))?;
+                ctx.register_table(name, Arc::new(empty)).context(|| format!("registering {name}"))?;
+            }
+            None => {
+                let hint = match self.graph.node(name).map(|n| &n.kind) {
+                    Some(NodeKind::Source(_)) => format!("run `strata run --select {name}` to ingest it"),
+                    _ => format!("run `strata run --select +{name}` to build it"),
+                };
+                return Err(Error::User(format!("table {name} has not been built yet; {hint}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn is_view(&self, name: &str) -> bool {
+        self.project.models.get(name).is_some_and(|m| m.config.materialized == Materialization::View)
+    }
+
+    /// A session with every table of the lake that exists, for ad-hoc queries.
+    pub async fn query_context(&self) -> Result<SessionContext> {
+        let ctx = self.context();
+        let mut names: Vec<String> = vec![];
+        for n in self.graph.order() {
+            if self.is_view(n) || self.lake.open_existing(n).await?.is_some() {
+                names.push(n.clone());
+            }
+        }
+        for s in self.project.sources.values() {
+            if self.lake.open_existing(&s.quarantine_table()).await?.is_some() {
+                names.push(s.quarantine_table());
+            }
+        }
+        self.register_current(&ctx, &names).await?;
+        Ok(ctx)
+    }
+
+    /// Runs a query against the current lake and collects the result.
+    pub async fn sql(&self, query: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let ctx = self.query_context().await?;
+        let df = ctx.sql(query).await.context(|| "planning the query".into())?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.context(|| "running the query".into())?;
+        Ok((schema, batches))
+    }
+}

@@ -1,0 +1,69 @@
+//! [`strata_runtime::TaskExecutor`] over the engine: ingest tasks for
+//! sources, materializations for models, and a record of each model build.
+
+use strata_graph::NodeKind;
+use strata_runtime::{RunInfo, TaskError, TaskExecutor, TaskOutput, TaskSpec};
+use strata_state::ModelState;
+
+use crate::engine::Engine;
+use crate::error::{Context, Error};
+use crate::{ingest, materialize};
+
+/// Runs tasks with DataFusion and Delta Lake.
+pub struct EngineExecutor {
+    engine: Engine,
+}
+
+impl EngineExecutor {
+    /// An executor over `engine`.
+    pub fn new(engine: Engine) -> Self {
+        Self { engine }
+    }
+}
+
+#[async_trait::async_trait]
+impl TaskExecutor for EngineExecutor {
+    async fn execute(&self, task: &TaskSpec, run: &RunInfo) -> Result<TaskOutput, TaskError> {
+        let e = &self.engine;
+        let node = e
+            .graph
+            .node(&task.name)
+            .ok_or_else(|| Error::Internal(format!("task {} is not in the graph", task.name)))?;
+        match &node.kind {
+            NodeKind::Source(name) => {
+                let source = e
+                    .project
+                    .sources
+                    .get(name)
+                    .ok_or_else(|| Error::Internal(format!("source {name} is not in the project")))?;
+                Ok(ingest::ingest(e, source, run).await?)
+            }
+            NodeKind::Model => {
+                let model = e
+                    .project
+                    .models
+                    .get(&task.name)
+                    .ok_or_else(|| Error::Internal(format!("model {} is not in the project", task.name)))?;
+                let out = materialize::build(e, model, run).await?;
+                if !out.skipped {
+                    let upstream_versions = match e.lake.open_existing(&model.name).await? {
+                        Some(t) => crate::lake::latest_provenance(&t).await?.map(|p| p.upstream_versions).unwrap_or_default(),
+                        None => Default::default(),
+                    };
+                    e.state
+                        .set_model_state(&ModelState {
+                            model: model.name.clone(),
+                            fingerprint: materialize::fingerprint(model),
+                            upstream_versions,
+                            delta_version: out.delta_version,
+                            built_at: strata_state::now(),
+                            run_id: run.run_id.clone(),
+                        })
+                        .await
+                        .context(|| "recording the model build".into())?;
+                }
+                Ok(out)
+            }
+        }
+    }
+}

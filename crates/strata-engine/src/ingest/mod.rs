@@ -1,0 +1,327 @@
+//! Sources → `bronze.<source>`: list files, skip those already ingested (the
+//! manifest), decode rows, keep rows that do not parse in
+//! `bronze.<source>_quarantine`, and commit each as one Delta version whose
+//! provenance lists the files and their row accounting.
+//!
+//! For every file: rows read = rows loaded + rows quarantined (+ rows dropped
+//! by an explicit rule, none yet), recorded in the state store.
+
+pub mod files;
+pub mod infer;
+pub mod rows;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::protocol::SaveMode;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use strata_project::{ColumnType, Format, OnBadRows, Source, SourceMode};
+use strata_runtime::{RunInfo, TaskOutput};
+use strata_state::IngestedFile;
+
+use crate::engine::Engine;
+use crate::error::{Context, Error, Result};
+use crate::lake::{Provenance, latest_provenance, version_of};
+use files::FileData;
+
+/// Columns Strata adds to every bronze row.
+pub const METADATA_COLUMNS: [&str; 3] = ["_ingested_at", "_source", "_batch_id"];
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// The schema of `bronze.<source>_quarantine`.
+pub fn quarantine_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("_raw", DataType::Utf8, true),
+        Field::new("_error", DataType::Utf8, true),
+        Field::new("_source", DataType::Utf8, true),
+        Field::new("_line", DataType::Int64, true),
+        Field::new("_ingested_at", ts_type(), true),
+        Field::new("_batch_id", DataType::Utf8, true),
+    ]))
+}
+
+/// Row accounting of one file, kept in the bronze commit's provenance so the
+/// manifest can be rebuilt from the table's own log after a crash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileAccount {
+    /// The file, relative to the project when inside it.
+    pub file: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// Modification time, RFC 3339.
+    pub modified: String,
+    /// Rows read.
+    pub rows_read: i64,
+    /// Rows loaded into bronze.
+    pub rows_loaded: i64,
+    /// Rows quarantined.
+    pub rows_quarantined: i64,
+}
+
+/// Ingests one source for a run.
+pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<TaskOutput> {
+    let table_name = source.table();
+    let root = engine.project.root.clone();
+    let all = list_files(source, &root)?;
+    if all.is_empty() {
+        return Err(Error::User(format!(
+            "source `{}` matched no files at `{}`; check `path` in strata.toml",
+            source.name, source.path_as_written
+        )));
+    }
+    let bronze = engine.lake.open(&table_name).await?;
+    let exists = bronze.version().is_some();
+
+    // The manifest, repaired from the table's own log if a crash cut the last
+    // ingest between its commit and its manifest record.
+    let mut seen = engine.state.ingested_files(&source.name).await.context(|| "reading the manifest".into())?;
+    if exists
+        && source.mode == SourceMode::NewFiles
+        && let Some(p) = latest_provenance(&bronze).await?
+        && p.files.iter().any(|f| !seen.contains(f))
+        && let Some(accounts) = p.accounts
+    {
+        let version = version_of(&bronze);
+        let recovered: Vec<IngestedFile> = accounts
+            .into_iter()
+            .map(|a| to_manifest(&source.name, &p.batch_id, &p.run_id, version, a))
+            .collect();
+        engine.state.record_files(&recovered).await.context(|| "repairing the manifest".into())?;
+        seen.extend(p.files.iter().cloned());
+    }
+
+    let todo: Vec<(PathBuf, String)> = all
+        .into_iter()
+        .filter(|(_, rel)| source.mode == SourceMode::Snapshot || !seen.contains(rel))
+        .collect();
+    if todo.is_empty() {
+        return Ok(TaskOutput {
+            skipped: true,
+            delta_version: version_of(&bronze),
+            message: Some("no new files".into()),
+            ..Default::default()
+        });
+    }
+
+    let columns = columns_for(source, &bronze, &todo[0].0)?;
+    let target = rows::schema_of(&columns);
+    let parquet_target = match source.format {
+        Format::Parquet if source.columns.is_none() && !exists => {
+            files::parquet_schema(&todo[0].0).map_err(|e| Error::User(format!("{}: {e}", todo[0].1)))?
+        }
+        Format::Parquet if source.columns.is_none() => data_schema(&bronze)?,
+        _ => target.clone(),
+    };
+
+    // Decode files two at a time, off the async threads.
+    let decoded: Vec<(PathBuf, String, std::result::Result<FileData, String>)> = futures::stream::iter(todo)
+        .map(|(path, rel)| {
+            let source = source.clone();
+            let columns = columns.clone();
+            let pt = parquet_target.clone();
+            async move {
+                let p = path.clone();
+                let r = tokio::task::spawn_blocking(move || match source.format {
+                    Format::Csv => files::decode_csv(&p, &columns, &source.csv, &source.null_values),
+                    Format::Ndjson => files::decode_ndjson(&p, &columns),
+                    Format::Parquet => files::decode_parquet(&p, &pt),
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("decoder crashed: {e}")));
+                (path, rel, r)
+            }
+        })
+        .buffered(2)
+        .collect()
+        .await;
+
+    let batch_id = format!("{}:{}", run.run_id, source.name);
+    let ingested_at = run.started_at.timestamp_micros();
+    let mut data_batches = vec![];
+    let mut quarantine_batches = vec![];
+    let mut accounts = vec![];
+    for (path, rel, result) in decoded {
+        let data = result.map_err(|e| Error::User(format!("cannot ingest {rel}: {e}")))?;
+        if source.on_bad_rows == OnBadRows::Fail
+            && let Some(b) = data.bad.first()
+        {
+            return Err(Error::User(format!(
+                "{rel}:{}: {} (on_bad_rows = \"fail\": nothing of this batch was loaded; fix the file or set on_bad_rows = \"quarantine\")",
+                b.line, b.error
+            )));
+        }
+        let meta = std::fs::metadata(&path).context(|| format!("reading {rel}"))?;
+        let loaded: i64 = data.batches.iter().map(|b| b.num_rows() as i64).sum();
+        accounts.push(FileAccount {
+            file: rel.clone(),
+            size_bytes: meta.len() as i64,
+            modified: meta
+                .modified()
+                .map(|m| strata_runtime::rfc3339(chrono::DateTime::<chrono::Utc>::from(m)))
+                .unwrap_or_default(),
+            rows_read: data.rows_read,
+            rows_loaded: loaded,
+            rows_quarantined: data.bad.len() as i64,
+        });
+        for b in data.batches {
+            data_batches.push(with_metadata(&b, ingested_at, &rel, &batch_id)?);
+        }
+        if !data.bad.is_empty() {
+            quarantine_batches.push(quarantine_batch(&data.bad, ingested_at, &rel, &batch_id)?);
+        }
+    }
+
+    let rows_read: i64 = accounts.iter().map(|a| a.rows_read).sum();
+    let rows_loaded: i64 = accounts.iter().map(|a| a.rows_loaded).sum();
+    let rows_quarantined: i64 = accounts.iter().map(|a| a.rows_quarantined).sum();
+    let provenance = Provenance {
+        run_id: run.run_id.clone(),
+        task: table_name.clone(),
+        batch_id: batch_id.clone(),
+        files: accounts.iter().map(|a| a.file.clone()).collect(),
+        accounts: Some(accounts.clone()),
+        ..Default::default()
+    };
+
+    // Quarantine first: if the bronze commit then fails, a rerun re-reads the
+    // files and the quarantine rows of this batch id are replaced.
+    if !quarantine_batches.is_empty() {
+        let q = engine.lake.open(&source.quarantine_table()).await?;
+        q.write(quarantine_batches)
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(provenance.commit_properties())
+            .await
+            .context(|| format!("writing {}", source.quarantine_table()))?;
+    }
+    let data_schema_with_meta = with_metadata_schema(&target_for_write(source, &parquet_target, &target));
+    let table = if data_batches.is_empty() {
+        // Every row was bad: still commit an empty version so the batch is recorded.
+        let empty = RecordBatch::new_empty(data_schema_with_meta);
+        bronze.write(vec![empty])
+    } else {
+        bronze.write(data_batches)
+    }
+    .with_save_mode(SaveMode::Append)
+    .with_commit_properties(provenance.commit_properties())
+    .await
+    .context(|| format!("writing {table_name}"))?;
+    let version = version_of(&table);
+
+    let manifest: Vec<IngestedFile> =
+        accounts.into_iter().map(|a| to_manifest(&source.name, &batch_id, &run.run_id, version, a)).collect();
+    let files = manifest.len();
+    engine.state.record_files(&manifest).await.context(|| "recording the manifest".into())?;
+    Ok(TaskOutput {
+        skipped: false,
+        rows_read,
+        rows_written: rows_loaded,
+        rows_quarantined,
+        delta_version: version,
+        message: Some(format!("{files} file{}", if files == 1 { "" } else { "s" })),
+    })
+}
+
+fn target_for_write(source: &Source, parquet_target: &SchemaRef, target: &SchemaRef) -> SchemaRef {
+    if source.format == Format::Parquet { parquet_target.clone() } else { target.clone() }
+}
+
+fn to_manifest(source: &str, batch_id: &str, run_id: &str, version: Option<i64>, a: FileAccount) -> IngestedFile {
+    IngestedFile {
+        source: source.to_string(),
+        batch_id: batch_id.to_string(),
+        file: a.file,
+        size_bytes: a.size_bytes,
+        modified: a.modified,
+        rows_read: a.rows_read,
+        rows_loaded: a.rows_loaded,
+        rows_quarantined: a.rows_quarantined,
+        rows_dropped: 0,
+        delta_version: version,
+        run_id: run_id.to_string(),
+        ingested_at: strata_state::now(),
+    }
+}
+
+/// Matching files, sorted, each with its name relative to the project root.
+fn list_files(source: &Source, root: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let paths = glob::glob(&source.path).map_err(|e| {
+        Error::User(format!("source `{}`: bad path pattern `{}`: {e}", source.name, source.path_as_written))
+    })?;
+    let mut out = vec![];
+    for p in paths {
+        let p = p.map_err(|e| Error::External(format!("listing files of source `{}`: {e}", source.name)))?;
+        if p.is_file() {
+            let rel = p.strip_prefix(root).map(|r| r.display().to_string()).unwrap_or_else(|_| p.display().to_string());
+            out.push((p, rel));
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+/// Declared columns, else the bronze table's, else inferred from `first`.
+fn columns_for(source: &Source, bronze: &deltalake::DeltaTable, first: &Path) -> Result<Vec<(String, ColumnType)>> {
+    if let Some(c) = &source.columns {
+        return Ok(c.clone());
+    }
+    if bronze.version().is_some() {
+        let schema = data_schema(bronze)?;
+        return Ok(schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), rows::column_type(f.data_type()).unwrap_or(ColumnType::Utf8)))
+            .collect());
+    }
+    let shown = first.display();
+    match source.format {
+        Format::Csv => files::infer_csv(first, &source.csv, &source.null_values),
+        Format::Ndjson => files::infer_ndjson(first),
+        Format::Parquet => Ok(vec![]),
+    }
+    .map_err(|e| Error::User(format!("cannot infer the columns of source `{}` from {shown}: {e}; declare them with `columns = {{ … }}`", source.name)))
+}
+
+/// The bronze table's schema without Strata's metadata columns.
+fn data_schema(bronze: &deltalake::DeltaTable) -> Result<SchemaRef> {
+    let snapshot = bronze.snapshot().context(|| "reading bronze schema".into())?;
+    let arrow: Schema = snapshot.snapshot().arrow_schema().as_ref().clone();
+    Ok(Arc::new(Schema::new(
+        arrow.fields().iter().filter(|f| !METADATA_COLUMNS.contains(&f.name().as_str())).cloned().collect::<Vec<_>>(),
+    )))
+}
+
+fn with_metadata_schema(schema: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new("_ingested_at", ts_type(), true)));
+    fields.push(Arc::new(Field::new("_source", DataType::Utf8, true)));
+    fields.push(Arc::new(Field::new("_batch_id", DataType::Utf8, true)));
+    Arc::new(Schema::new(fields))
+}
+
+fn with_metadata(batch: &RecordBatch, ingested_at: i64, source: &str, batch_id: &str) -> Result<RecordBatch> {
+    let n = batch.num_rows();
+    let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+    cols.push(Arc::new(TimestampMicrosecondArray::from(vec![ingested_at; n]).with_timezone("UTC")));
+    cols.push(Arc::new(StringArray::from(vec![source; n])));
+    cols.push(Arc::new(StringArray::from(vec![batch_id; n])));
+    RecordBatch::try_new(with_metadata_schema(&batch.schema()), cols).context(|| "adding metadata columns".into())
+}
+
+fn quarantine_batch(bad: &[rows::BadRow], ingested_at: i64, source: &str, batch_id: &str) -> Result<RecordBatch> {
+    let n = bad.len();
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(bad.iter().map(|b| b.raw.as_str()).collect::<Vec<_>>())),
+        Arc::new(StringArray::from(bad.iter().map(|b| b.error.as_str()).collect::<Vec<_>>())),
+        Arc::new(StringArray::from(vec![source; n])),
+        Arc::new(Int64Array::from(bad.iter().map(|b| b.line).collect::<Vec<_>>())),
+        Arc::new(TimestampMicrosecondArray::from(vec![ingested_at; n]).with_timezone("UTC")),
+        Arc::new(StringArray::from(vec![batch_id; n])),
+    ];
+    RecordBatch::try_new(quarantine_schema(), cols).context(|| "building quarantine rows".into())
+}

@@ -1,0 +1,117 @@
+//! Where tables live: `<lake>/<layer>/<name>` as Delta tables, and the
+//! provenance Strata writes into each commit.
+
+use std::collections::BTreeMap;
+
+use deltalake::DeltaTable;
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::error::{Context, Error, Result};
+
+/// The key under which Strata stores its provenance in a commit's app metadata.
+pub const COMMIT_KEY: &str = "strata";
+
+/// What Strata records in every commit it makes (Delta `commitInfo` app metadata),
+/// so a table's own log says what it was built from — atomically with the data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The run that made the commit.
+    pub run_id: String,
+    /// The task (table) that made it.
+    pub task: String,
+    /// Fingerprint of the model's SQL and config (models only).
+    #[serde(default)]
+    pub fingerprint: String,
+    /// Upstream tables' Delta versions consumed by this commit (models only).
+    #[serde(default)]
+    pub upstream_versions: BTreeMap<String, i64>,
+    /// The ingest batch (sources only).
+    #[serde(default)]
+    pub batch_id: String,
+    /// Files ingested by this commit (sources only).
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// Row accounting of each file (sources only).
+    #[serde(default)]
+    pub accounts: Option<Vec<crate::ingest::FileAccount>>,
+}
+
+impl Provenance {
+    /// As commit properties for a delta-rs operation.
+    pub fn commit_properties(&self) -> deltalake::kernel::transaction::CommitProperties {
+        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        deltalake::kernel::transaction::CommitProperties::default().with_metadata([(COMMIT_KEY.to_string(), value)])
+    }
+}
+
+/// The lake root.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: String,
+}
+
+impl Lake {
+    /// A lake at `root` (an absolute folder or a URL).
+    pub fn new(root: &str) -> Self {
+        Self { root: root.trim_end_matches('/').to_string() }
+    }
+
+    /// The lake root as given.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// The URL of a table (`silver.orders` → `<lake>/silver/orders`).
+    pub fn table_url(&self, name: &str) -> Result<Url> {
+        let (layer, table) = name
+            .split_once('.')
+            .ok_or_else(|| Error::Internal(format!("table name `{name}` has no layer")))?;
+        let location = format!("{}/{layer}/{table}", self.root);
+        if !location.contains("://") {
+            std::fs::create_dir_all(&location).context(|| format!("creating {location}"))?;
+        }
+        deltalake::ensure_table_uri(&location).context(|| format!("locating table {name} at {location}"))
+    }
+
+    /// Opens a table's handle; `version()` is `None` when no table exists there yet.
+    pub async fn open(&self, name: &str) -> Result<DeltaTable> {
+        let url = self.table_url(name)?;
+        DeltaTable::try_from_url(url).await.context(|| format!("opening {name}"))
+    }
+
+    /// Opens a table that must exist.
+    pub async fn open_existing(&self, name: &str) -> Result<Option<DeltaTable>> {
+        let t = self.open(name).await?;
+        Ok(t.version().map(|_| t))
+    }
+}
+
+/// A table's loaded version as stored in Strata's records (`None`: no table yet).
+pub fn version_of(table: &DeltaTable) -> Option<i64> {
+    table.version().map(|v| v as i64)
+}
+
+/// The newest Strata provenance in a table's log (looking back over commits
+/// Strata did not make, such as OPTIMIZE), with the version it was written at.
+pub async fn latest_provenance(table: &DeltaTable) -> Result<Option<Provenance>> {
+    let infos: Vec<_> = table.history(Some(20)).try_collect().await.context(|| "reading table history".into())?;
+    for info in infos {
+        if let Some(v) = info.info.get(COMMIT_KEY)
+            && let Ok(p) = serde_json::from_value::<Provenance>(v.clone())
+        {
+            return Ok(Some(p));
+        }
+    }
+    Ok(None)
+}
+
+/// Rows added by the table's latest commit, from its operation metrics.
+pub async fn last_commit_rows(table: &DeltaTable) -> Result<i64> {
+    let infos: Vec<_> = table.history(Some(1)).try_collect().await.context(|| "reading table history".into())?;
+    let Some(info) = infos.into_iter().next() else { return Ok(0) };
+    let metrics = info.info.get("operationMetrics");
+    let get = |k: &str| metrics.and_then(|m| m.get(k)).and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+    Ok(get("num_added_rows").or_else(|| get("numOutputRows")).unwrap_or(0))
+}

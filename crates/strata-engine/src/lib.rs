@@ -1,0 +1,30 @@
+//! The engine: DataFusion sessions over Delta Lake tables. It ingests sources
+//! into `bronze.<source>` (with quarantine and row accounting), builds models
+//! (`table`, `view`, `incremental`, `scd2`) one Delta commit at a time, and
+//! implements [`strata_runtime::TaskExecutor`] so the runtime can drive it.
+//!
+//! This is the first crate that links `datafusion` and `deltalake`; the
+//! crates below it never do. All SQL runs through [`Engine::context`].
+//!
+//! ```no_run
+//! # async fn f(project: std::sync::Arc<strata_project::Project>, graph: std::sync::Arc<strata_graph::Graph>, state: strata_state::StateStore) -> strata_engine::Result<()> {
+//! let engine = strata_engine::Engine::new(project, graph, state);
+//! let (_schema, batches) = engine.sql("select count(*) from gold.daily_revenue").await?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod engine;
+mod error;
+pub mod example;
+mod executor;
+pub mod ingest;
+pub mod lake;
+pub mod materialize;
+
+pub use engine::Engine;
+pub use error::{Error, Result};
+pub use executor::EngineExecutor;
+
+/// Re-exported so the CLI formats results without its own arrow dependency.
+pub use datafusion::arrow;

@@ -1,0 +1,475 @@
+//! Models → tables: `table`, `view`, `incremental` (`append` / `merge`) and
+//! `scd2`. Each change is one Delta commit carrying its provenance (the SQL
+//! fingerprint and the upstream versions consumed), so a rerun knows exactly
+//! what it has already processed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{DataFrame, SessionContext};
+use deltalake::DeltaTable;
+use deltalake::delta_datafusion::FileSelection;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use sha2::{Digest, Sha256};
+use strata_project::{Materialization, Model, Strategy};
+use strata_runtime::{RunInfo, TaskOutput};
+
+use crate::engine::Engine;
+use crate::error::{Context, Error, Result};
+use crate::lake::{Provenance, last_commit_rows, latest_provenance, version_of};
+
+/// A fingerprint of everything in a model that changes its output.
+pub fn fingerprint(model: &Model) -> String {
+    let mut h = Sha256::new();
+    h.update(model.sql.as_bytes());
+    h.update(format!(
+        "|{}|{:?}|{:?}|{:?}",
+        model.config.materialized.as_str(),
+        model.config.strategy,
+        model.config.unique_key,
+        model.config.lookups
+    ));
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Builds one model for a run.
+pub async fn build(engine: &Engine, model: &Model, run: &RunInfo) -> Result<TaskOutput> {
+    let upstream: Vec<String> = engine.graph.node(&model.name).map(|n| n.upstream.clone()).unwrap_or_default();
+    match model.config.materialized {
+        Materialization::View => build_view(engine, model, &upstream).await,
+        Materialization::Table => build_table(engine, model, &upstream, run).await,
+        Materialization::Incremental => build_incremental(engine, model, &upstream, run).await,
+        Materialization::Scd2 => build_scd2(engine, model, &upstream, run).await,
+    }
+}
+
+fn provenance(model: &Model, run: &RunInfo, versions: BTreeMap<String, i64>) -> Provenance {
+    Provenance {
+        run_id: run.run_id.clone(),
+        task: model.name.clone(),
+        fingerprint: fingerprint(model),
+        upstream_versions: versions,
+        ..Default::default()
+    }
+}
+
+async fn plan(ctx: &SessionContext, model: &Model) -> Result<DataFrame> {
+    ctx.sql(&model.sql).await.map_err(|e| {
+        Error::User(format!("{}: {}", model.path.display(), e.find_root()))
+    })
+}
+
+async fn build_view(engine: &Engine, model: &Model, upstream: &[String]) -> Result<TaskOutput> {
+    let ctx = engine.context();
+    engine.register_current(&ctx, upstream).await?;
+    plan(&ctx, model).await?;
+    Ok(TaskOutput { message: Some("view (computed when read)".into()), ..Default::default() })
+}
+
+/// Whether a previous build from the same SQL consumed exactly these versions.
+fn unchanged(prev: &Option<Provenance>, model: &Model, versions: &BTreeMap<String, i64>) -> bool {
+    prev.as_ref().is_some_and(|p| p.fingerprint == fingerprint(model) && &p.upstream_versions == versions)
+}
+
+async fn build_table(engine: &Engine, model: &Model, upstream: &[String], run: &RunInfo) -> Result<TaskOutput> {
+    let target = engine.lake.open(&model.name).await?;
+    let ctx = engine.context();
+    let versions = engine.register_current(&ctx, upstream).await?;
+    if target.version().is_some() && !run.full_refresh {
+        let prev = latest_provenance(&target).await?;
+        if unchanged(&prev, model, &versions) {
+            return Ok(TaskOutput {
+                skipped: true,
+                delta_version: version_of(&target),
+                message: Some("unchanged: same SQL, same upstream versions".into()),
+                ..Default::default()
+            });
+        }
+    }
+    let df = plan(&ctx, model).await?;
+    let table = overwrite(&ctx, target, df, provenance(model, run, versions), &model.name).await?;
+    Ok(TaskOutput {
+        rows_written: last_commit_rows(&table).await?,
+        delta_version: version_of(&table),
+        message: Some("rebuilt".into()),
+        ..Default::default()
+    })
+}
+
+async fn overwrite(ctx: &SessionContext, target: DeltaTable, df: DataFrame, p: Provenance, name: &str) -> Result<DeltaTable> {
+    target
+        .write(vec![])
+        .with_input_plan(df.logical_plan().clone())
+        .with_session_state(Arc::new(ctx.state()))
+        .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(SchemaMode::Overwrite)
+        .with_table_name(name)
+        .with_commit_properties(p.commit_properties())
+        .await
+        .context(|| format!("writing {name}"))
+}
+
+/// Registers, for each incremental input, only the rows added since the
+/// version `prev` consumed; lookups and first builds read everything.
+/// Returns (current versions, rows read from incremental inputs, whether any input has news).
+async fn register_incremental(
+    engine: &Engine,
+    ctx: &SessionContext,
+    model: &Model,
+    upstream: &[String],
+    prev: Option<&Provenance>,
+) -> Result<(BTreeMap<String, i64>, i64, bool)> {
+    let mut versions = BTreeMap::new();
+    let mut rows_read = 0;
+    let mut news = false;
+    for u in upstream {
+        let is_lookup = model.config.lookups.contains(u);
+        let consumed = prev.and_then(|p| p.upstream_versions.get(u).copied());
+        let is_view = engine.project.models.get(u).is_some_and(|m| m.config.materialized == Materialization::View);
+        if is_lookup || consumed.is_none() || is_view {
+            let v = engine.register_current(ctx, std::slice::from_ref(u)).await?;
+            if !is_lookup {
+                news = true;
+                rows_read += count(ctx, u).await?;
+            }
+            versions.extend(v);
+            continue;
+        }
+        let Some(table) = engine.lake.open_existing(u).await? else {
+            return Err(Error::User(format!("table {u} has not been built yet; run `strata run --select +{}`", model.name)));
+        };
+        let current = version_of(&table).unwrap_or(0);
+        versions.insert(u.clone(), current);
+        let consumed = consumed.unwrap_or(current);
+        let provider: Arc<dyn TableProvider> = table.table_provider().await.context(|| format!("reading {u}"))?;
+        if current == consumed {
+            let empty = MemTable::try_new(provider.schema(), vec![vec![]]).context(|| format!("reading {u}"))?;
+            ctx.register_table(u.as_str(), Arc::new(empty)).context(|| format!("registering {u}"))?;
+            continue;
+        }
+        let (added, removed) = files_since(&table, consumed).await?;
+        if !removed.is_empty() && model.config.strategy == Strategy::Append {
+            return Err(Error::User(format!(
+                "{}: upstream {u} was rewritten since version {consumed} (not append-only), so an incremental append cannot tell new rows from old; use strategy = \"merge\" or run with --full-refresh",
+                model.path.display()
+            )));
+        }
+        if added.is_empty() {
+            let empty = MemTable::try_new(provider.schema(), vec![vec![]]).context(|| format!("reading {u}"))?;
+            ctx.register_table(u.as_str(), Arc::new(empty)).context(|| format!("registering {u}"))?;
+            continue;
+        }
+        let only_new: Arc<dyn TableProvider> = table
+            .table_provider()
+            .with_file_selection(FileSelection::from_file_paths(added))
+            .await
+            .context(|| format!("reading new rows of {u}"))?;
+        ctx.register_table(u.as_str(), only_new).context(|| format!("registering {u}"))?;
+        news = true;
+        rows_read += count(ctx, u).await?;
+    }
+    Ok((versions, rows_read, news))
+}
+
+async fn count(ctx: &SessionContext, table: &str) -> Result<i64> {
+    let batches = ctx
+        .sql(&format!("select count(*) from {table}"))
+        .await
+        .context(|| format!("counting {table}"))?
+        .collect()
+        .await
+        .context(|| format!("counting {table}"))?;
+    Ok(batches
+        .first()
+        .and_then(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().map(|a| a.value(0)))
+        .unwrap_or(0))
+}
+
+/// Files added and removed between version `since` and the table's current version.
+async fn files_since(table: &DeltaTable, since: i64) -> Result<(Vec<String>, Vec<String>)> {
+    let mut old = table.clone();
+    old.load_version(since as u64).await.context(|| format!("loading version {since}"))?;
+    let before: std::collections::HashSet<String> = old.get_file_uris().context(|| "listing files".into())?.collect();
+    let now: std::collections::HashSet<String> = table.get_file_uris().context(|| "listing files".into())?.collect();
+    let mut added: Vec<String> = now.difference(&before).cloned().collect();
+    let mut removed: Vec<String> = before.difference(&now).cloned().collect();
+    added.sort();
+    removed.sort();
+    Ok((added, removed))
+}
+
+async fn build_incremental(engine: &Engine, model: &Model, upstream: &[String], run: &RunInfo) -> Result<TaskOutput> {
+    let target = engine.lake.open(&model.name).await?;
+    let exists = target.version().is_some() && !run.full_refresh;
+    let prev = if exists { latest_provenance(&target).await? } else { None };
+    let ctx = engine.context();
+    let (versions, rows_read, news) = register_incremental(engine, &ctx, model, upstream, prev.as_ref()).await?;
+    if exists && !news {
+        let mut msg = "0 new rows upstream".to_string();
+        if prev.as_ref().is_some_and(|p| p.fingerprint != fingerprint(model)) {
+            msg.push_str("; the SQL changed since the last build: run with --full-refresh to rebuild");
+        }
+        return Ok(TaskOutput { skipped: true, delta_version: version_of(&target), message: Some(msg), ..Default::default() });
+    }
+    let df = plan(&ctx, model).await?;
+    let p = provenance(model, run, versions);
+    if !exists {
+        let table = overwrite(&ctx, target, df, p, &model.name).await?;
+        return Ok(TaskOutput {
+            rows_read,
+            rows_written: last_commit_rows(&table).await?,
+            delta_version: version_of(&table),
+            message: Some(if run.full_refresh { "full refresh".into() } else { "first build".into() }),
+            ..Default::default()
+        });
+    }
+    check_schema(&target, &df, model)?;
+    match model.config.strategy {
+        Strategy::Append => {
+            let table = target
+                .write(vec![])
+                .with_input_plan(df.logical_plan().clone())
+                .with_session_state(Arc::new(ctx.state()))
+                .with_save_mode(SaveMode::Append)
+                .with_commit_properties(p.commit_properties())
+                .await
+                .context(|| format!("appending to {}", model.name))?;
+            Ok(TaskOutput {
+                rows_read,
+                rows_written: last_commit_rows(&table).await?,
+                delta_version: version_of(&table),
+                message: Some(format!("appended {rows_read} new upstream rows")),
+                ..Default::default()
+            })
+        }
+        Strategy::Merge => {
+            let df = df.cache().await.context(|| format!("computing {}", model.name))?;
+            check_unique(&ctx, &df, model).await?;
+            let keys = &model.config.unique_key;
+            let predicate = keys.iter().map(|k| format!("target.{k} = source.{k}")).collect::<Vec<_>>().join(" AND ");
+            let cols: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let (table, metrics) = target
+                .merge(df, predicate)
+                .with_source_alias("source")
+                .with_target_alias("target")
+                .with_session_state(Arc::new(ctx.state()))
+                .with_commit_properties(p.commit_properties())
+                .when_matched_update(|mut u| {
+                    for c in &cols {
+                        u = u.update(c.as_str(), format!("source.{c}"));
+                    }
+                    u
+                })
+                .and_then(|m| {
+                    m.when_not_matched_insert(|mut i| {
+                        for c in &cols {
+                            i = i.set(c.as_str(), format!("source.{c}"));
+                        }
+                        i
+                    })
+                })
+                .context(|| format!("preparing the merge into {}", model.name))?
+                .await
+                .context(|| format!("merging into {}", model.name))?;
+            Ok(TaskOutput {
+                rows_read,
+                rows_written: (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as i64,
+                delta_version: version_of(&table),
+                message: Some(format!(
+                    "merged: {} inserted, {} updated",
+                    metrics.num_target_rows_inserted, metrics.num_target_rows_updated
+                )),
+                ..Default::default()
+            })
+        }
+    }
+}
+
+fn check_schema(target: &DeltaTable, df: &DataFrame, model: &Model) -> Result<()> {
+    let snapshot = target.snapshot().context(|| format!("reading {}", model.name))?;
+    let have: Vec<String> = snapshot.snapshot().arrow_schema().fields().iter().map(|f| f.name().clone()).collect();
+    let want: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+    if have != want {
+        return Err(Error::User(format!(
+            "{}: the query's columns ({}) differ from the table's ({}); run with --full-refresh to rebuild {}",
+            model.path.display(),
+            want.join(", "),
+            have.join(", "),
+            model.name
+        )));
+    }
+    Ok(())
+}
+
+/// Fails when two rows of `df` share the model's unique key.
+async fn check_unique(ctx: &SessionContext, df: &DataFrame, model: &Model) -> Result<()> {
+    let keys = model.config.unique_key.join(", ");
+    for k in &model.config.unique_key {
+        if df.schema().field_with_unqualified_name(k).is_err() {
+            return Err(Error::User(format!(
+                "{}: unique_key column `{k}` is not in the query's output",
+                model.path.display()
+            )));
+        }
+    }
+    ctx.register_table("__strata_new", df.clone().into_view()).context(|| "checking keys".into())?;
+    let dup = ctx
+        .sql(&format!("select {keys}, count(*) as n from __strata_new group by {keys} having count(*) > 1 limit 1"))
+        .await
+        .context(|| "checking keys".into())?
+        .collect()
+        .await
+        .context(|| "checking keys".into())?;
+    let _ = ctx.deregister_table("__strata_new");
+    if let Some(b) = dup.iter().find(|b| b.num_rows() > 0) {
+        let shown = datafusion::arrow::util::pretty::pretty_format_batches(std::slice::from_ref(b))
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        return Err(Error::User(format!(
+            "{}: several rows share unique_key ({keys}); deduplicate in the SQL, e.g. row_number() over (partition by {keys} order by …) = 1. First duplicate:\n{shown}",
+            model.path.display()
+        )));
+    }
+    Ok(())
+}
+
+async fn build_scd2(engine: &Engine, model: &Model, upstream: &[String], run: &RunInfo) -> Result<TaskOutput> {
+    let target = engine.lake.open(&model.name).await?;
+    let exists = target.version().is_some() && !run.full_refresh;
+    let ctx = engine.context();
+    let versions = engine.register_current(&ctx, upstream).await?;
+    if exists {
+        let prev = latest_provenance(&target).await?;
+        if unchanged(&prev, model, &versions) {
+            return Ok(TaskOutput {
+                skipped: true,
+                delta_version: version_of(&target),
+                message: Some("unchanged: same SQL, same upstream versions".into()),
+                ..Default::default()
+            });
+        }
+    }
+    let src = plan(&ctx, model).await?.cache().await.context(|| format!("computing {}", model.name))?;
+    check_unique(&ctx, &src, model).await?;
+    let rows_read = src.clone().count().await.context(|| format!("counting {}", model.name))? as i64;
+    for c in ["valid_from", "valid_to", "is_current"] {
+        if src.schema().field_with_unqualified_name(c).is_ok() {
+            return Err(Error::User(format!("{}: an scd2 model's query must not produce `{c}`; Strata adds it", model.path.display())));
+        }
+    }
+    ctx.register_table("__src", src.clone().into_view()).context(|| "registering scd2 source".into())?;
+    let ts_type = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let run_ts = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("ts", ts_type, false)])),
+        vec![Arc::new(TimestampMicrosecondArray::from(vec![run.started_at.timestamp_micros()]).with_timezone("UTC"))],
+    )
+    .context(|| "building the run timestamp".into())?;
+    ctx.register_table("__run", Arc::new(MemTable::try_new(run_ts.schema(), vec![vec![run_ts]]).context(|| "run ts".into())?))
+        .context(|| "registering run ts".into())?;
+    let cols: Vec<String> = src.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let keys = &model.config.unique_key;
+    let key_eq = |a: &str, b: &str| keys.iter().map(|k| format!("{a}.{k} = {b}.{k}")).collect::<Vec<_>>().join(" AND ");
+    let s_cols = cols.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ");
+    let k0 = &keys[0];
+
+    if !exists {
+        let sql = format!("select {s_cols}, r.ts as valid_from, case when false then r.ts end as valid_to, true as is_current from __src s cross join __run r");
+        let df = ctx.sql(&sql).await.context(|| format!("building {}", model.name))?;
+        let table = overwrite(&ctx, target, df, provenance(model, run, versions), &model.name).await?;
+        return Ok(TaskOutput {
+            rows_read,
+            rows_written: last_commit_rows(&table).await?,
+            delta_version: version_of(&table),
+            message: Some(if run.full_refresh { "full refresh".into() } else { "first build".into() }),
+            ..Default::default()
+        });
+    }
+    check_schema_scd2(&target, &cols, model)?;
+    let target_provider: Arc<dyn TableProvider> = target.table_provider().await.context(|| format!("reading {}", model.name))?;
+    ctx.register_table("__tgt", target_provider).context(|| "registering scd2 target".into())?;
+    let same = cols
+        .iter()
+        .filter(|c| !keys.contains(c))
+        .map(|c| format!("c.{c} IS NOT DISTINCT FROM s.{c}"))
+        .chain(std::iter::once("true".to_string()))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    // Current rows that are closed now: deleted upstream or changed.
+    let closing = format!(
+        "select {c_keys} from __tgt c left join __src s on {eq} where c.is_current and (s.{k0} is null or not ({same}))",
+        c_keys = keys.iter().map(|k| format!("c.{k}")).collect::<Vec<_>>().join(", "),
+        eq = key_eq("c", "s"),
+    );
+    // Source rows that open a new current row: new keys, changed keys, keys that came back.
+    let opening = format!(
+        "select {s_cols} from __src s left join (select * from __tgt where is_current) c on {eq} where c.{k0} is null or not ({same})",
+        eq = key_eq("c", "s"),
+    );
+    let counts = ctx
+        .sql(&format!("select (select count(*) from ({closing})) as closed, (select count(*) from ({opening})) as opened"))
+        .await
+        .context(|| format!("comparing {}", model.name))?
+        .collect()
+        .await
+        .context(|| format!("comparing {}", model.name))?;
+    let get = |i: usize| {
+        counts
+            .first()
+            .and_then(|b| b.column(i).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().map(|a| a.value(0)))
+            .unwrap_or(0)
+    };
+    let (closed, opened) = (get(0), get(1));
+    if closed == 0 && opened == 0 {
+        return Ok(TaskOutput {
+            skipped: true,
+            rows_read,
+            delta_version: version_of(&target),
+            message: Some("no changes to the dimension".into()),
+            ..Default::default()
+        });
+    }
+    let t_cols = cols.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "with closing as ({closing})
+         select {t_cols}, t.valid_from,
+                case when t.is_current and x.{k0} is not null then r.ts else t.valid_to end as valid_to,
+                t.is_current and x.{k0} is null as is_current
+           from __tgt t cross join __run r left join closing x on {eq_tx}
+         union all
+         select {o_cols}, r.ts as valid_from, case when false then r.ts end as valid_to, true as is_current
+           from ({opening}) o cross join __run r",
+        eq_tx = keys.iter().map(|k| format!("t.{k} = x.{k}")).collect::<Vec<_>>().join(" AND "),
+        o_cols = cols.iter().map(|c| format!("o.{c}")).collect::<Vec<_>>().join(", "),
+    );
+    let df = ctx.sql(&sql).await.context(|| format!("building {}", model.name))?;
+    let table = overwrite(&ctx, target, df, provenance(model, run, versions), &model.name).await?;
+    Ok(TaskOutput {
+        rows_read,
+        rows_written: closed + opened,
+        delta_version: version_of(&table),
+        message: Some(format!("{opened} rows opened, {closed} closed")),
+        ..Default::default()
+    })
+}
+
+fn check_schema_scd2(target: &DeltaTable, cols: &[String], model: &Model) -> Result<()> {
+    let snapshot = target.snapshot().context(|| format!("reading {}", model.name))?;
+    let have: Vec<String> = snapshot.snapshot().arrow_schema().fields().iter().map(|f| f.name().clone()).collect();
+    let mut want: Vec<String> = cols.to_vec();
+    want.extend(["valid_from", "valid_to", "is_current"].map(String::from));
+    if have != want {
+        return Err(Error::User(format!(
+            "{}: the query's columns ({}) differ from the table's ({}); run with --full-refresh to rebuild {} (this drops its history)",
+            model.path.display(),
+            cols.join(", "),
+            have.join(", "),
+            model.name
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! The raw, serde-level model of `strata.toml` (no I/O, unknown keys rejected).
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// The whole `strata.toml` file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[project]`: name and where things live.
+    pub project: RawProject,
+    /// `[sources.NAME]`: inputs that land in `bronze.NAME`.
+    #[serde(default)]
+    pub sources: BTreeMap<String, Spanned<RawSource>>,
+}
+
+/// `[project]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProject {
+    /// The project's name.
+    pub name: String,
+    /// Where the Delta tables live: a folder (relative to the project) or a URL.
+    /// Default `lake`.
+    pub lake: Option<Spanned<String>>,
+    /// The state store URL: `sqlite://PATH` (relative to the project) or
+    /// `postgres://…`. Default `sqlite://.strata/state.db`.
+    pub state: Option<Spanned<String>>,
+    /// The engine: `local` (default).
+    pub engine: Option<Spanned<String>>,
+    /// Tasks run at once (default: the number of cores).
+    pub max_parallel: Option<usize>,
+}
+
+/// `[sources.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// `csv`, `ndjson`, `json` or `parquet`.
+    pub format: Spanned<String>,
+    /// A glob relative to the project (or absolute).
+    pub path: Spanned<String>,
+    /// `snapshot` or `new_files` (default).
+    pub mode: Option<Spanned<String>>,
+    /// `quarantine` (default) or `fail`.
+    pub on_bad_rows: Option<Spanned<String>>,
+    /// Declared columns and their types, in order; inferred when absent.
+    pub columns: Option<IndexMap<String, Spanned<String>>>,
+    /// CSV: the first line holds column names (default true).
+    pub header: Option<bool>,
+    /// CSV: the field delimiter, one character (default `,`).
+    pub delimiter: Option<Spanned<String>>,
+    /// CSV: the quote character (default `"`).
+    pub quote: Option<Spanned<String>>,
+    /// Values read as null (default: the empty string).
+    pub null_values: Option<Vec<String>>,
+    /// What the source is, for the catalog.
+    pub description: Option<String>,
+}
+
+/// The raw TOML header of a model file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelConfig {
+    /// `table` (default), `view`, `incremental` or `scd2`.
+    pub materialized: Option<Spanned<String>>,
+    /// For incremental models: `append` (default) or `merge`.
+    pub strategy: Option<Spanned<String>>,
+    /// Key columns for `merge` and `scd2`.
+    pub unique_key: Option<Spanned<Vec<String>>>,
+    /// What the model holds, for the catalog.
+    pub description: Option<String>,
+    /// Who answers for the model.
+    pub owner: Option<String>,
+    /// Free tags for selection (`tag:NAME`).
+    pub tags: Option<Vec<String>>,
+    /// Upstream tables an incremental model reads in full on every run (for
+    /// example a dimension joined to the new rows), instead of only new rows.
+    pub lookups: Option<Spanned<Vec<String>>>,
+}
+
+/// The keys allowed in a model header, for "did you mean" hints.
+pub const MODEL_KEYS: &[&str] = &[
+    "materialized",
+    "strategy",
+    "unique_key",
+    "description",
+    "owner",
+    "tags",
+    "lookups",
+];
+
+/// The keys allowed under `[sources.NAME]`, for "did you mean" hints.
+pub const SOURCE_KEYS: &[&str] = &[
+    "format",
+    "path",
+    "mode",
+    "on_bad_rows",
+    "columns",
+    "header",
+    "delimiter",
+    "quote",
+    "null_values",
+    "description",
+];
+
+/// The keys allowed under `[project]`, for "did you mean" hints.
+pub const PROJECT_KEYS: &[&str] = &["name", "lake", "state", "engine", "max_parallel"];

@@ -1,0 +1,461 @@
+//! Reads and validates a Strata project: `strata.toml`, the models under
+//! `models/<layer>/` and their headers, into a [`Project`] — or into every
+//! located problem at once ([`Errors`]).
+//!
+//! This crate does no SQL planning and links no query engine; `strata-graph`
+//! reads the SQL. It must not depend on any other Strata crate.
+//!
+//! ```no_run
+//! let project = strata_project::Project::load(std::path::Path::new("shop"))?;
+//! for model in project.models.values() {
+//!     println!("{} ({})", model.name, model.config.materialized.as_str());
+//! }
+//! # Ok::<(), strata_project::Errors>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod source;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use error::{Errors, LocatedError};
+pub use model::{Materialization, Model, ModelConfig, Strategy};
+pub use source::{CsvOptions, Format, OnBadRows, Source, SourceMode};
+pub use types::ColumnType;
+
+use config::{PROJECT_KEYS, RawConfig, RawSource, SOURCE_KEYS};
+use error::did_you_mean;
+
+/// The file name of a project's configuration.
+pub const CONFIG_FILE: &str = "strata.toml";
+
+/// A layer of the lakehouse; a model's layer is its folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Layer {
+    /// Raw data as it arrived.
+    Bronze,
+    /// Typed, cleaned, deduplicated.
+    Silver,
+    /// Data products for consumers.
+    Gold,
+}
+
+impl Layer {
+    /// All layers, upstream first.
+    pub const ALL: [Layer; 3] = [Layer::Bronze, Layer::Silver, Layer::Gold];
+
+    /// `bronze`, `silver` or `gold`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Bronze => "bronze",
+            Layer::Silver => "silver",
+            Layer::Gold => "gold",
+        }
+    }
+
+    /// Parses a layer name.
+    pub fn parse(s: &str) -> Option<Layer> {
+        Layer::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+}
+
+/// A parsed and validated project.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The project folder (absolute).
+    pub root: PathBuf,
+    /// `[project] name`.
+    pub name: String,
+    /// Where tables live: an absolute folder path or an object-store URL.
+    pub lake: String,
+    /// State store URL (`sqlite://ABSOLUTE` or `postgres://…`).
+    pub state: String,
+    /// Engine: `local`.
+    pub engine: String,
+    /// Tasks run at once.
+    pub max_parallel: usize,
+    /// Sources by name.
+    pub sources: BTreeMap<String, Source>,
+    /// Models by qualified name (`silver.orders`).
+    pub models: BTreeMap<String, Model>,
+}
+
+impl Project {
+    /// Reads the project in `root`, reporting every problem found.
+    pub fn load(root: &Path) -> Result<Project, Errors> {
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        let cfg_path = root.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
+            LocatedError::file(&cfg_path, format!("cannot read the project configuration: {e}"))
+                .with_help("run `strata init DIR` to create a project, or pass --project DIR")
+        })?;
+        let rel_cfg = PathBuf::from(CONFIG_FILE);
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| {
+            let keys: Vec<&str> = PROJECT_KEYS.iter().chain(SOURCE_KEYS).copied().collect();
+            toml_error(&rel_cfg, &text, 0, &e, &keys)
+        })?;
+        let mut errors = Errors::default();
+        let at = |span: std::ops::Range<usize>, msg: String| {
+            LocatedError::at(&rel_cfg, &text, span.start, span.len(), msg)
+        };
+
+        let name = raw.project.name.clone();
+        let resolve_place = |value: &toml::Spanned<String>, errors: &mut Errors| -> Option<String> {
+            match expand_env(value.get_ref()) {
+                Ok(v) => Some(v),
+                Err(var) => {
+                    errors.push(
+                        at(value.span(), format!("environment variable `{var}` is not set"))
+                            .with_help(format!("export {var}=… before running strata")),
+                    );
+                    None
+                }
+            }
+        };
+        let lake = match &raw.project.lake {
+            None => root.join("lake").display().to_string(),
+            Some(l) => resolve_place(l, &mut errors)
+                .map(|v| absolutize(&root, &v))
+                .unwrap_or_default(),
+        };
+        let state = match &raw.project.state {
+            None => format!("sqlite://{}", root.join(".strata/state.db").display()),
+            Some(s) => match resolve_place(s, &mut errors) {
+                Some(v) => {
+                    if let Some(p) = v.strip_prefix("sqlite://") {
+                        format!("sqlite://{}", absolutize(&root, p))
+                    } else if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+                        v
+                    } else {
+                        errors.push(
+                            at(s.span(), "unknown state store".into())
+                                .with_help("use sqlite://PATH or postgres://USER@HOST/DB"),
+                        );
+                        String::new()
+                    }
+                }
+                None => String::new(),
+            },
+        };
+        let engine = match &raw.project.engine {
+            None => "local".to_string(),
+            Some(e) if e.get_ref() == "local" => "local".to_string(),
+            Some(e) => {
+                errors.push(
+                    at(e.span(), format!("engine `{}` is not supported yet", e.get_ref()))
+                        .with_help("use engine = \"local\""),
+                );
+                "local".to_string()
+            }
+        };
+        let max_parallel = raw
+            .project
+            .max_parallel
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+            .max(1);
+
+        let mut sources = BTreeMap::new();
+        for (sname, spanned) in &raw.sources {
+            if !is_identifier(sname) {
+                errors.push(
+                    at(spanned.span(), format!("source name `{sname}` is not a valid table name"))
+                        .with_help("use lowercase letters, digits and underscores"),
+                );
+                continue;
+            }
+            match resolve_source(&root, sname, spanned.get_ref(), &at) {
+                Ok(s) => {
+                    sources.insert(sname.clone(), s);
+                }
+                Err(es) => errors.0.extend(es.0),
+            }
+        }
+
+        let mut models = BTreeMap::new();
+        for layer in Layer::ALL {
+            let dir = root.join("models").join(layer.as_str());
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+            files.sort();
+            for path in files {
+                if path.extension().and_then(|e| e.to_str()) != Some("sql") {
+                    continue;
+                }
+                let rel = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
+                let Some(short) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+                if !is_identifier(short) {
+                    errors.push(
+                        LocatedError::file(&rel, format!("model file name `{short}` is not a valid table name"))
+                            .with_help("rename it with lowercase letters, digits and underscores"),
+                    );
+                    continue;
+                }
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        errors.push(LocatedError::file(&rel, format!("cannot read: {e}")));
+                        continue;
+                    }
+                };
+                if layer == Layer::Bronze && (sources.contains_key(short) || raw.sources.contains_key(short)) {
+                    errors.push(
+                        LocatedError::file(&rel, format!("bronze.{short} is both a source and a model"))
+                            .with_help("rename the model or the source"),
+                    );
+                    continue;
+                }
+                match model::parse_model(&rel, layer, short, &text) {
+                    Ok(m) => {
+                        models.insert(m.name.clone(), m);
+                    }
+                    Err(es) => errors.0.extend(es.0),
+                }
+            }
+        }
+        errors.into_result(Project { root, name, lake, state, engine, max_parallel, sources, models })
+    }
+
+    /// The model or source table behind a qualified name, if any.
+    pub fn has_table(&self, name: &str) -> bool {
+        self.models.contains_key(name) || self.sources.values().any(|s| s.table() == name || s.quarantine_table() == name)
+    }
+}
+
+fn resolve_source(
+    root: &Path,
+    name: &str,
+    raw: &RawSource,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> LocatedError,
+) -> Result<Source, Errors> {
+    let mut errors = Errors::default();
+    let format = match raw.format.get_ref().as_str() {
+        "csv" => Format::Csv,
+        "ndjson" | "json" | "jsonl" => Format::Ndjson,
+        "parquet" => Format::Parquet,
+        other => {
+            errors.push(
+                at(raw.format.span(), format!("unknown format `{other}` for source `{name}`"))
+                    .with_help("use csv, ndjson or parquet"),
+            );
+            Format::Csv
+        }
+    };
+    let mode = match raw.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+        None | Some(("new_files", _)) => SourceMode::NewFiles,
+        Some(("snapshot", _)) => SourceMode::Snapshot,
+        Some((other, span)) => {
+            errors.push(at(span, format!("unknown mode `{other}`")).with_help("use new_files or snapshot"));
+            SourceMode::NewFiles
+        }
+    };
+    let on_bad_rows = match raw.on_bad_rows.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+        None | Some(("quarantine", _)) => OnBadRows::Quarantine,
+        Some(("fail", _)) => OnBadRows::Fail,
+        Some((other, span)) => {
+            errors.push(at(span, format!("unknown on_bad_rows `{other}`")).with_help("use quarantine or fail"));
+            OnBadRows::Quarantine
+        }
+    };
+    let columns = raw.columns.as_ref().map(|cols| {
+        cols.iter()
+            .filter_map(|(c, t)| match t.get_ref().parse::<ColumnType>() {
+                Ok(ty) => Some((c.clone(), ty)),
+                Err(msg) => {
+                    errors.push(at(t.span(), msg));
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    let one_char = |v: &Option<toml::Spanned<String>>, default: u8, what: &str, errors: &mut Errors| -> u8 {
+        match v {
+            None => default,
+            Some(s) if s.get_ref().len() == 1 => s.get_ref().as_bytes()[0],
+            Some(s) if s.get_ref() == "\\t" => b'\t',
+            Some(s) => {
+                errors.push(at(s.span(), format!("{what} must be one character")));
+                default
+            }
+        }
+    };
+    let delimiter = one_char(&raw.delimiter, b',', "delimiter", &mut errors);
+    let quote = one_char(&raw.quote, b'"', "quote", &mut errors);
+    if format != Format::Csv && (raw.header.is_some() || raw.delimiter.is_some() || raw.quote.is_some()) {
+        errors.push(
+            at(raw.format.span(), format!("header/delimiter/quote only apply to csv sources, not `{}`", raw.format.get_ref()))
+                .with_help("remove them or set format = \"csv\""),
+        );
+    }
+    let path = match expand_env(raw.path.get_ref()) {
+        Ok(p) => absolutize(root, &p),
+        Err(var) => {
+            errors.push(at(raw.path.span(), format!("environment variable `{var}` is not set")));
+            String::new()
+        }
+    };
+    errors.into_result(Source {
+        name: name.to_string(),
+        format,
+        path,
+        path_as_written: raw.path.get_ref().clone(),
+        mode,
+        on_bad_rows,
+        columns,
+        csv: CsvOptions { header: raw.header.unwrap_or(true), delimiter, quote },
+        null_values: raw.null_values.clone().unwrap_or_else(|| vec![String::new()]),
+        description: raw.description.clone(),
+    })
+}
+
+/// Converts a TOML error into a located error, with a "did you mean" for unknown keys.
+pub(crate) fn toml_error(file: &Path, text: &str, offset: usize, e: &toml::de::Error, keys: &[&str]) -> LocatedError {
+    let span = e.span().unwrap_or(0..0);
+    let msg = e.message().trim().to_string();
+    let (msg, help) = if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let key = rest.split('`').next().unwrap_or("");
+        let help = match did_you_mean(key, keys.iter().copied()) {
+            Some(k) => format!("did you mean `{k}`?"),
+            None => format!("allowed keys: {}", keys.join(", ")),
+        };
+        (format!("unknown key `{key}`"), Some(help))
+    } else {
+        (msg, None)
+    };
+    let e = LocatedError::at(file, text, offset + span.start, span.len(), msg);
+    match help {
+        Some(h) => e.with_help(h),
+        None => e,
+    }
+}
+
+/// Expands `${VAR}` references; `Err(VAR)` names the first variable that is not set.
+pub fn expand_env(s: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[i..]);
+            return Ok(out);
+        };
+        let var = &after[..end];
+        match std::env::var(var) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => return Err(var.to_string()),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn absolutize(root: &Path, p: &str) -> String {
+    if p.contains("://") || Path::new(p).is_absolute() {
+        p.to_string()
+    } else {
+        root.join(p).display().to_string()
+    }
+}
+
+/// True for names usable as unquoted SQL identifiers: `[a-z_][a-z0-9_]*`.
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(toml: &str, models: &[(&str, &str)]) -> (tempfile::TempDir, Result<Project, Errors>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(CONFIG_FILE), toml).expect("write");
+        for (p, sql) in models {
+            let path = dir.path().join(p);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, sql).expect("write");
+        }
+        let r = Project::load(dir.path());
+        (dir, r)
+    }
+
+    #[test]
+    fn minimal_project_has_defaults() {
+        let (dir, p) = project("[project]\nname = \"x\"\n", &[("models/gold/a.sql", "select 1 as a")]);
+        let p = p.expect("loads");
+        assert_eq!(p.lake, dir.path().join("lake").display().to_string());
+        assert!(p.state.ends_with(".strata/state.db"));
+        assert!(p.models.contains_key("gold.a"));
+    }
+
+    #[test]
+    fn unknown_source_key_is_located() {
+        let (_d, p) = project(
+            "[project]\nname = \"x\"\n[sources.o]\nformat = \"csv\"\npath = \"d/*.csv\"\nmodes = \"snapshot\"\n",
+            &[],
+        );
+        let e = p.expect_err("unknown key").to_string();
+        assert!(e.starts_with("strata.toml:6:1: unknown key `modes`; did you mean `mode`?"), "{e}");
+    }
+
+    #[test]
+    fn bad_toml_is_located() {
+        let (_d, p) = project("[project\nname = \"x\"\n", &[]);
+        assert!(p.expect_err("bad").to_string().starts_with("strata.toml:1:"));
+    }
+
+    #[test]
+    fn every_model_error_is_reported_at_once() {
+        let (_d, p) = project(
+            "[project]\nname = \"x\"\n",
+            &[
+                ("models/silver/a.sql", "/* materialized = \"nope\" */ select 1"),
+                ("models/gold/b.sql", "/* colour = 1 */ select 1"),
+            ],
+        );
+        let e = p.expect_err("two errors");
+        assert_eq!(e.0.len(), 2, "{e}");
+    }
+
+    #[test]
+    fn source_types_and_options_resolve() {
+        let (_d, p) = project(
+            "[project]\nname = \"x\"\n[sources.o]\nformat = \"csv\"\npath = \"d/*.csv\"\ndelimiter = \";\"\ncolumns = { id = \"bigint\", at = \"date\" }\n",
+            &[],
+        );
+        let p = p.expect("loads");
+        let s = &p.sources["o"];
+        assert_eq!(s.csv.delimiter, b';');
+        assert_eq!(s.columns.as_deref(), Some(&[("id".to_string(), ColumnType::Int64), ("at".to_string(), ColumnType::Date)][..]));
+    }
+
+    #[test]
+    fn bad_column_type_is_located() {
+        let (_d, p) = project(
+            "[project]\nname = \"x\"\n[sources.o]\nformat = \"csv\"\npath = \"d/*.csv\"\ncolumns = { id = \"bignum\" }\n",
+            &[],
+        );
+        let e = p.expect_err("bad type").to_string();
+        assert!(e.starts_with("strata.toml:6:17: unknown column type `bignum`"), "{e}");
+    }
+
+    #[test]
+    fn missing_env_var_is_named() {
+        let (_d, p) = project("[project]\nname = \"x\"\nlake = \"${STRATA_TEST_SURELY_UNSET}/lake\"\n", &[]);
+        assert!(p.expect_err("unset").to_string().contains("`STRATA_TEST_SURELY_UNSET` is not set"));
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(is_identifier("daily_revenue2"));
+        assert!(!is_identifier("Daily"));
+        assert!(!is_identifier("2x"));
+    }
+}

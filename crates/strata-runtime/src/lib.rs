@@ -1,0 +1,158 @@
+//! The orchestrator: runs a plan of tasks (one per table) in dependency order,
+//! in parallel up to a limit, skipping the downstream of a failed task, and
+//! records every run and task in the state store.
+//!
+//! It defines the two traits it drives — [`TaskExecutor`] (what a task does;
+//! `strata-engine` implements it over DataFusion and Delta Lake) and [`Clock`]
+//! (time, so tests never sleep) — and links no query engine.
+//!
+//! ```no_run
+//! # async fn f(store: strata_state::StateStore, exec: std::sync::Arc<dyn strata_runtime::TaskExecutor>) {
+//! use strata_runtime::{Runner, RunOptions, TaskSpec};
+//! let tasks = vec![TaskSpec { name: "silver.a".into(), kind: "table".into(), upstream: vec![] }];
+//! let summary = Runner::new(store, 2).run(exec, tasks, RunOptions::default()).await;
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod runner;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+pub use runner::{Event, Observer, RunOptions, RunSummary, Runner};
+
+/// One task of a plan: build one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSpec {
+    /// The table the task writes (`silver.orders`).
+    pub name: String,
+    /// `ingest` or the model's materialization, for display.
+    pub kind: String,
+    /// Tasks of the same plan that must succeed first.
+    pub upstream: Vec<String>,
+}
+
+/// What the runner tells an executor about the run a task belongs to.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// The run's id.
+    pub run_id: String,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// Rebuild incremental and scd2 models from scratch.
+    pub full_refresh: bool,
+}
+
+/// What a task did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskOutput {
+    /// Nothing needed doing (the reason is in `message`).
+    pub skipped: bool,
+    /// Rows read from inputs (only new rows for incremental work).
+    pub rows_read: i64,
+    /// Rows written.
+    pub rows_written: i64,
+    /// Rows sent to quarantine.
+    pub rows_quarantined: i64,
+    /// The table's Delta version afterwards.
+    pub delta_version: Option<i64>,
+    /// A note for people.
+    pub message: Option<String>,
+}
+
+/// Whose fault a failure is: decides whether it is worth retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad SQL, bad data under `on_bad_rows = "fail"`, bad config: not retried.
+    User,
+    /// A storage or network failure: may pass on retry.
+    External,
+    /// A bug in Strata.
+    Internal,
+}
+
+/// A failed task.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct TaskError {
+    /// Whose fault.
+    pub kind: ErrorKind,
+    /// What went wrong, with the place and the fix when known.
+    pub message: String,
+}
+
+/// Does the work of one task.
+#[async_trait::async_trait]
+pub trait TaskExecutor: Send + Sync {
+    /// Builds `task`'s table.
+    async fn execute(&self, task: &TaskSpec, run: &RunInfo) -> Result<TaskOutput, TaskError>;
+}
+
+/// The time, injected so tests control it.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that only moves when told to.
+#[derive(Debug, Clone)]
+pub struct TestClock(Arc<std::sync::Mutex<DateTime<Utc>>>);
+
+impl TestClock {
+    /// A clock standing at `t`.
+    pub fn new(t: DateTime<Utc>) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(t)))
+    }
+    /// Moves the clock forward.
+    pub fn advance(&self, d: chrono::Duration) {
+        if let Ok(mut t) = self.0.lock() {
+            *t += d;
+        }
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0.lock().map(|t| *t).unwrap_or_else(|e| *e.into_inner())
+    }
+}
+
+/// RFC 3339 with microseconds, as stored.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The tasks for `selected` nodes of `graph`, in dependency order, each with
+/// its upstream nodes (those outside the selection count as already built).
+pub fn plan(project: &strata_project::Project, graph: &strata_graph::Graph, selected: &std::collections::BTreeSet<String>) -> Vec<TaskSpec> {
+    graph
+        .order()
+        .iter()
+        .filter(|n| selected.contains(*n))
+        .filter_map(|n| graph.node(n))
+        .map(|node| TaskSpec {
+            name: node.name.clone(),
+            kind: match &node.kind {
+                strata_graph::NodeKind::Source(_) => "ingest".to_string(),
+                strata_graph::NodeKind::Model => project
+                    .models
+                    .get(&node.name)
+                    .map(|m| m.config.materialized.as_str().to_string())
+                    .unwrap_or_default(),
+            },
+            upstream: node.upstream.clone(),
+        })
+        .collect()
+}

@@ -1,0 +1,260 @@
+//! The DAG executor.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use strata_state::{RunRecord, StateStore, TaskRecord};
+use tokio::task::JoinSet;
+
+use crate::{Clock, RunInfo, SystemClock, TaskError, TaskExecutor, TaskOutput, TaskSpec, rfc3339};
+
+/// Options of one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The selection expression, as recorded.
+    pub selection: String,
+    /// Rebuild incremental and scd2 models from scratch.
+    pub full_refresh: bool,
+    /// What started the run (`cli` by default).
+    pub trigger: Option<String>,
+}
+
+/// What happened in a run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The run's id.
+    pub run_id: String,
+    /// `success` or `failed`.
+    pub status: String,
+    /// Every task, in plan order.
+    pub tasks: Vec<TaskRecord>,
+    /// Wall time.
+    pub duration: std::time::Duration,
+    /// Runs found dead and marked interrupted when this run started.
+    pub interrupted: Vec<String>,
+}
+
+impl RunSummary {
+    /// True when every task succeeded or was skipped.
+    pub fn ok(&self) -> bool {
+        self.status == "success"
+    }
+}
+
+/// What the runner reports while it works (for progress bars).
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A run started with this many tasks.
+    RunStarted {
+        /// Run id.
+        run_id: String,
+        /// Number of tasks.
+        tasks: usize,
+    },
+    /// A task started.
+    TaskStarted {
+        /// Task name.
+        task: String,
+    },
+    /// A task ended (any status).
+    TaskFinished {
+        /// Its record.
+        record: TaskRecord,
+    },
+}
+
+/// Receives [`Event`]s.
+pub trait Observer: Send + Sync {
+    /// Called for each event, in order, from the runner's task.
+    fn on_event(&self, event: &Event);
+}
+
+struct NoObserver;
+impl Observer for NoObserver {
+    fn on_event(&self, _: &Event) {}
+}
+
+/// Runs plans of tasks.
+pub struct Runner {
+    state: StateStore,
+    max_parallel: usize,
+    clock: Arc<dyn Clock>,
+    observer: Arc<dyn Observer>,
+}
+
+impl Runner {
+    /// A runner recording into `state`, running up to `max_parallel` tasks at once.
+    pub fn new(state: StateStore, max_parallel: usize) -> Self {
+        Self { state, max_parallel: max_parallel.max(1), clock: Arc::new(SystemClock), observer: Arc::new(NoObserver) }
+    }
+
+    /// Uses `clock` for all timestamps.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Reports progress to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// Runs `tasks` (in a valid dependency order; upstream names outside the
+    /// plan count as already done) and records everything.
+    pub async fn run(
+        &self,
+        executor: Arc<dyn TaskExecutor>,
+        tasks: Vec<TaskSpec>,
+        options: RunOptions,
+    ) -> Result<RunSummary, strata_state::Error> {
+        let wall = std::time::Instant::now();
+        let started = self.clock.now();
+        let run_id = new_run_id(started);
+        let interrupted = self.state.mark_interrupted(&run_id).await?;
+        self.state
+            .create_run(&RunRecord {
+                run_id: run_id.clone(),
+                started_at: rfc3339(started),
+                ended_at: None,
+                status: "running".into(),
+                selection: options.selection.clone(),
+                full_refresh: options.full_refresh,
+                trigger: options.trigger.clone().unwrap_or_else(|| "cli".into()),
+            })
+            .await?;
+        self.observer.on_event(&Event::RunStarted { run_id: run_id.clone(), tasks: tasks.len() });
+        let info = RunInfo { run_id: run_id.clone(), started_at: started, full_refresh: options.full_refresh };
+
+        let names: BTreeSet<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+        let mut waiting: BTreeMap<String, usize> = BTreeMap::new();
+        let mut downstream: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for t in &tasks {
+            let ups: Vec<&String> = t.upstream.iter().filter(|u| names.contains(u.as_str())).collect();
+            waiting.insert(t.name.clone(), ups.len());
+            for u in ups {
+                downstream.entry(u.clone()).or_default().push(t.name.clone());
+            }
+        }
+        let by_name: BTreeMap<String, TaskSpec> = tasks.iter().map(|t| (t.name.clone(), t.clone())).collect();
+        let order: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+        let mut ready: VecDeque<String> = order.iter().filter(|n| waiting[*n] == 0).cloned().collect();
+        let mut records: BTreeMap<String, TaskRecord> = BTreeMap::new();
+        let mut running: JoinSet<(String, DateTime<Utc>, Result<TaskOutput, TaskError>)> = JoinSet::new();
+        let mut failed_any = false;
+
+        loop {
+            while running.len() < self.max_parallel
+                && let Some(name) = ready.pop_front()
+            {
+                let spec = by_name[&name].clone();
+                let start = self.clock.now();
+                let rec = TaskRecord {
+                    run_id: run_id.clone(),
+                    task: name.clone(),
+                    kind: spec.kind.clone(),
+                    status: "running".into(),
+                    started_at: Some(rfc3339(start)),
+                    ..Default::default()
+                };
+                self.state.upsert_task(&rec).await?;
+                self.observer.on_event(&Event::TaskStarted { task: name.clone() });
+                let exec = executor.clone();
+                let info = info.clone();
+                running.spawn(async move {
+                    let r = exec.execute(&spec, &info).await;
+                    (spec.name, start, r)
+                });
+            }
+            let Some(joined) = running.join_next().await else { break };
+            let (name, start, result) = match joined {
+                Ok(v) => v,
+                Err(e) => {
+                    // A panicking task is a bug; find which one is gone and fail it.
+                    let lost = order
+                        .iter()
+                        .find(|n| !records.contains_key(*n) && !ready.contains(n) && waiting.get(*n) == Some(&0))
+                        .cloned()
+                        .unwrap_or_default();
+                    (lost, self.clock.now(), Err(TaskError { kind: crate::ErrorKind::Internal, message: format!("task panicked (a bug in Strata): {e}") }))
+                }
+            };
+            let end = self.clock.now();
+            let kind = by_name.get(&name).map(|s| s.kind.clone()).unwrap_or_default();
+            let mut rec = TaskRecord {
+                run_id: run_id.clone(),
+                task: name.clone(),
+                kind,
+                started_at: Some(rfc3339(start)),
+                ended_at: Some(rfc3339(end)),
+                ..Default::default()
+            };
+            let ok = match result {
+                Ok(out) => {
+                    rec.status = if out.skipped { "skipped".into() } else { "success".into() };
+                    rec.rows_read = out.rows_read;
+                    rec.rows_written = out.rows_written;
+                    rec.rows_quarantined = out.rows_quarantined;
+                    rec.delta_version = out.delta_version;
+                    rec.message = out.message;
+                    true
+                }
+                Err(e) => {
+                    rec.status = "failed".into();
+                    rec.error = Some(e.message);
+                    false
+                }
+            };
+            self.state.upsert_task(&rec).await?;
+            self.observer.on_event(&Event::TaskFinished { record: rec.clone() });
+            records.insert(name.clone(), rec);
+            if ok {
+                for d in downstream.get(&name).cloned().unwrap_or_default() {
+                    if let Some(w) = waiting.get_mut(&d) {
+                        *w -= 1;
+                        if *w == 0 && !records.contains_key(&d) {
+                            ready.push_back(d);
+                        }
+                    }
+                }
+                // keep plan order among ready tasks
+                let pos: BTreeMap<&String, usize> = order.iter().enumerate().map(|(i, n)| (n, i)).collect();
+                ready.make_contiguous().sort_by_key(|n| pos.get(n).copied().unwrap_or(usize::MAX));
+            } else {
+                failed_any = true;
+                let mut stack = downstream.get(&name).cloned().unwrap_or_default();
+                while let Some(d) = stack.pop() {
+                    if records.contains_key(&d) {
+                        continue;
+                    }
+                    let skipped = TaskRecord {
+                        run_id: run_id.clone(),
+                        task: d.clone(),
+                        kind: by_name.get(&d).map(|s| s.kind.clone()).unwrap_or_default(),
+                        status: "upstream_failed".into(),
+                        message: Some(format!("not run: upstream {name} failed")),
+                        ..Default::default()
+                    };
+                    self.state.upsert_task(&skipped).await?;
+                    self.observer.on_event(&Event::TaskFinished { record: skipped.clone() });
+                    records.insert(d.clone(), skipped);
+                    stack.extend(downstream.get(&d).cloned().unwrap_or_default());
+                }
+            }
+        }
+        let status = if failed_any { "failed" } else { "success" };
+        self.state.finish_run(&run_id, status, &rfc3339(self.clock.now())).await?;
+        let tasks = order.iter().filter_map(|n| records.remove(n)).collect();
+        Ok(RunSummary { run_id, status: status.into(), tasks, duration: wall.elapsed(), interrupted })
+    }
+}
+
+/// A sortable, readable run id: `20260101T020000Z-1a2b3c`.
+fn new_run_id(t: DateTime<Utc>) -> String {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}", t.format("%Y%m%dT%H%M%SZ"), &suffix[..6])
+}
+
+#[cfg(test)]
+mod tests;

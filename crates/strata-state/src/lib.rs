@@ -1,0 +1,486 @@
+//! The state store: runs, tasks, the ingest manifest (which files each source
+//! has loaded, with row accounting per file) and per-model state (fingerprint
+//! and the upstream Delta versions consumed), on SQLite or PostgreSQL.
+//!
+//! Links no query engine. Timestamps are stored as RFC 3339 text and ids are
+//! made by the caller, so one schema serves both backends.
+//!
+//! ```no_run
+//! # async fn f() -> strata_state::Result<()> {
+//! let store = strata_state::StateStore::open("sqlite:///tmp/state.db").await?;
+//! for run in store.runs(10).await? { println!("{} {}", run.run_id, run.status); }
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod error;
+mod migrations;
+
+use std::collections::{BTreeMap, HashSet};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+pub use error::{Error, Result};
+use error::Ctx;
+
+/// A run as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    /// Run id.
+    pub run_id: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339, when finished.
+    pub ended_at: Option<String>,
+    /// `running`, `success`, `failed`, `interrupted`.
+    pub status: String,
+    /// The selection expression (empty: everything).
+    pub selection: String,
+    /// Whether `--full-refresh` was given.
+    pub full_refresh: bool,
+    /// What started it (`cli`, `schedule:NAME`, …).
+    pub trigger: String,
+}
+
+/// One task of a run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TaskRecord {
+    /// Run id.
+    pub run_id: String,
+    /// The table the task writes (`silver.orders`).
+    pub task: String,
+    /// `ingest` or the materialization.
+    pub kind: String,
+    /// `pending`, `running`, `success`, `skipped`, `failed`, `upstream_failed`.
+    pub status: String,
+    /// RFC 3339.
+    pub started_at: Option<String>,
+    /// RFC 3339.
+    pub ended_at: Option<String>,
+    /// Rows read from inputs (only new rows for incremental work).
+    pub rows_read: i64,
+    /// Rows written to the table.
+    pub rows_written: i64,
+    /// Rows sent to quarantine.
+    pub rows_quarantined: i64,
+    /// The table's Delta version after the task, if it wrote one.
+    pub delta_version: Option<i64>,
+    /// A note for people (why skipped, what changed).
+    pub message: Option<String>,
+    /// The error, when failed.
+    pub error: Option<String>,
+}
+
+/// One file ingested as part of a batch, with its row accounting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestedFile {
+    /// Source name.
+    pub source: String,
+    /// Batch id (also written to bronze as `_batch_id`).
+    pub batch_id: String,
+    /// The file's path or URL.
+    pub file: String,
+    /// Size in bytes when read.
+    pub size_bytes: i64,
+    /// Modification time when read (RFC 3339).
+    pub modified: String,
+    /// Rows read = loaded + quarantined + dropped.
+    pub rows_read: i64,
+    /// Rows appended to bronze.
+    pub rows_loaded: i64,
+    /// Rows kept in the quarantine table.
+    pub rows_quarantined: i64,
+    /// Rows dropped by an explicit rule.
+    pub rows_dropped: i64,
+    /// Delta version of the bronze commit.
+    pub delta_version: Option<i64>,
+    /// The run that ingested it.
+    pub run_id: String,
+    /// RFC 3339.
+    pub ingested_at: String,
+}
+
+/// What a model was last built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelState {
+    /// Qualified model name.
+    pub model: String,
+    /// Fingerprint of the SQL and config it was built with.
+    pub fingerprint: String,
+    /// The Delta version of each upstream table it has consumed.
+    pub upstream_versions: BTreeMap<String, i64>,
+    /// Its own Delta version after the build.
+    pub delta_version: Option<i64>,
+    /// RFC 3339.
+    pub built_at: String,
+    /// The run that built it.
+    pub run_id: String,
+}
+
+/// Which database backs the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+/// A connection pool to the state store, migrated to the current schema.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl StateStore {
+    /// Opens (creating if needed) and migrates the store at `url`.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (backend, conn_url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|source| Error::Io { path: parent.display().to_string(), source })?;
+            }
+            (Backend::Sqlite, format!("sqlite://{path}?mode=rwc"))
+        } else {
+            (Backend::Postgres, url.to_string())
+        };
+        let shown = redact(url);
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 1 } else { 8 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&conn_url)
+            .await
+            .map_err(|source| Error::Open { url: shown.clone(), source })?;
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS strata_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            .execute(&self.pool)
+            .await
+            .ctx("create migrations table")?;
+        let done: HashSet<i64> = sqlx::query("SELECT version FROM strata_migrations")
+            .fetch_all(&self.pool)
+            .await
+            .ctx("read migrations")?
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<std::result::Result<_, _>>()
+            .ctx("read migrations")?;
+        for (version, description, statements) in migrations::MIGRATIONS {
+            if done.contains(version) {
+                continue;
+            }
+            let mut tx = self.pool.begin().await.ctx("begin migration")?;
+            for s in *statements {
+                sqlx::query(s).execute(&mut *tx).await.ctx("migrate")?;
+            }
+            sqlx::query("INSERT INTO strata_migrations (version, description, applied_at) VALUES ($1, $2, $3)")
+                .bind(*version)
+                .bind(*description)
+                .bind(now())
+                .execute(&mut *tx)
+                .await
+                .ctx("record migration")?;
+            tx.commit().await.ctx("commit migration")?;
+        }
+        Ok(())
+    }
+
+    /// Records a new run.
+    pub async fn create_run(&self, run: &RunRecord) -> Result<()> {
+        sqlx::query("INSERT INTO runs (run_id, started_at, ended_at, status, selection, full_refresh, trigger_kind) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&run.run_id)
+            .bind(&run.started_at)
+            .bind(run.ended_at.clone())
+            .bind(&run.status)
+            .bind(&run.selection)
+            .bind(i64::from(run.full_refresh))
+            .bind(&run.trigger)
+            .execute(&self.pool)
+            .await
+            .ctx("create run")?;
+        Ok(())
+    }
+
+    /// Sets a run's final status and end time.
+    pub async fn finish_run(&self, run_id: &str, status: &str, ended_at: &str) -> Result<()> {
+        sqlx::query("UPDATE runs SET status = $1, ended_at = $2 WHERE run_id = $3")
+            .bind(status)
+            .bind(ended_at)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .ctx("finish run")?;
+        Ok(())
+    }
+
+    /// Marks runs still `running` as `interrupted` (their process died); returns their ids.
+    pub async fn mark_interrupted(&self, except_run: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT run_id FROM runs WHERE status = 'running' AND run_id <> $1")
+            .bind(except_run)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("find interrupted runs")?;
+        let ids: Vec<String> = rows.iter().filter_map(|r| r.try_get::<String, _>(0).ok()).collect();
+        for id in &ids {
+            sqlx::query("UPDATE runs SET status = 'interrupted' WHERE run_id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .ctx("mark interrupted")?;
+            sqlx::query("UPDATE tasks SET status = 'interrupted' WHERE run_id = $1 AND status IN ('running', 'pending')")
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .ctx("mark interrupted")?;
+        }
+        Ok(ids)
+    }
+
+    /// The latest runs, newest first.
+    pub async fn runs(&self, limit: i64) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query("SELECT run_id, started_at, ended_at, status, selection, full_refresh, trigger_kind FROM runs ORDER BY started_at DESC, run_id DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("list runs")?;
+        rows.iter().map(run_from_row).collect::<std::result::Result<_, _>>().ctx("read runs")
+    }
+
+    /// One run.
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        let row = sqlx::query("SELECT run_id, started_at, ended_at, status, selection, full_refresh, trigger_kind FROM runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("read run")?;
+        row.as_ref().map(run_from_row).transpose().ctx("read run")
+    }
+
+    /// Inserts or replaces a task's record.
+    pub async fn upsert_task(&self, t: &TaskRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tasks (run_id, task, kind, status, started_at, ended_at, rows_read, rows_written, rows_quarantined, delta_version, message, error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (run_id, task) DO UPDATE SET kind = excluded.kind, status = excluded.status,
+               started_at = excluded.started_at, ended_at = excluded.ended_at, rows_read = excluded.rows_read,
+               rows_written = excluded.rows_written, rows_quarantined = excluded.rows_quarantined,
+               delta_version = excluded.delta_version, message = excluded.message, error = excluded.error",
+        )
+        .bind(&t.run_id)
+        .bind(&t.task)
+        .bind(&t.kind)
+        .bind(&t.status)
+        .bind(t.started_at.clone())
+        .bind(t.ended_at.clone())
+        .bind(t.rows_read)
+        .bind(t.rows_written)
+        .bind(t.rows_quarantined)
+        .bind(t.delta_version)
+        .bind(t.message.clone())
+        .bind(t.error.clone())
+        .execute(&self.pool)
+        .await
+        .ctx("record task")?;
+        Ok(())
+    }
+
+    /// A run's tasks, in the order they started.
+    pub async fn tasks(&self, run_id: &str) -> Result<Vec<TaskRecord>> {
+        let rows = sqlx::query("SELECT run_id, task, kind, status, started_at, ended_at, rows_read, rows_written, rows_quarantined, delta_version, message, error FROM tasks WHERE run_id = $1 ORDER BY started_at, task")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("list tasks")?;
+        rows.iter()
+            .map(|r| {
+                Ok(TaskRecord {
+                    run_id: r.try_get(0)?,
+                    task: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    status: r.try_get(3)?,
+                    started_at: r.try_get(4)?,
+                    ended_at: r.try_get(5)?,
+                    rows_read: r.try_get(6)?,
+                    rows_written: r.try_get(7)?,
+                    rows_quarantined: r.try_get(8)?,
+                    delta_version: r.try_get(9)?,
+                    message: r.try_get(10)?,
+                    error: r.try_get(11)?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .ctx("read tasks")
+    }
+
+    /// The files a source has already ingested.
+    pub async fn ingested_files(&self, source: &str) -> Result<HashSet<String>> {
+        let rows = sqlx::query("SELECT DISTINCT file FROM ingested_files WHERE source = $1")
+            .bind(source)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("read manifest")?;
+        rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<std::result::Result<_, _>>().ctx("read manifest")
+    }
+
+    /// Records the files of one committed batch, all at once.
+    pub async fn record_files(&self, files: &[IngestedFile]) -> Result<()> {
+        let mut tx = self.pool.begin().await.ctx("begin manifest")?;
+        for f in files {
+            sqlx::query(
+                "INSERT INTO ingested_files (source, batch_id, file, size_bytes, modified, rows_read, rows_loaded, rows_quarantined, rows_dropped, delta_version, run_id, ingested_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (source, batch_id, file) DO NOTHING",
+            )
+            .bind(&f.source)
+            .bind(&f.batch_id)
+            .bind(&f.file)
+            .bind(f.size_bytes)
+            .bind(&f.modified)
+            .bind(f.rows_read)
+            .bind(f.rows_loaded)
+            .bind(f.rows_quarantined)
+            .bind(f.rows_dropped)
+            .bind(f.delta_version)
+            .bind(&f.run_id)
+            .bind(&f.ingested_at)
+            .execute(&mut *tx)
+            .await
+            .ctx("record manifest")?;
+        }
+        tx.commit().await.ctx("commit manifest")?;
+        Ok(())
+    }
+
+    /// Every file a source has ingested, oldest first.
+    pub async fn files_of(&self, source: &str) -> Result<Vec<IngestedFile>> {
+        let rows = sqlx::query("SELECT source, batch_id, file, size_bytes, modified, rows_read, rows_loaded, rows_quarantined, rows_dropped, delta_version, run_id, ingested_at FROM ingested_files WHERE source = $1 ORDER BY ingested_at, file")
+            .bind(source)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("list manifest")?;
+        rows.iter()
+            .map(|r| {
+                Ok(IngestedFile {
+                    source: r.try_get(0)?,
+                    batch_id: r.try_get(1)?,
+                    file: r.try_get(2)?,
+                    size_bytes: r.try_get(3)?,
+                    modified: r.try_get(4)?,
+                    rows_read: r.try_get(5)?,
+                    rows_loaded: r.try_get(6)?,
+                    rows_quarantined: r.try_get(7)?,
+                    rows_dropped: r.try_get(8)?,
+                    delta_version: r.try_get(9)?,
+                    run_id: r.try_get(10)?,
+                    ingested_at: r.try_get(11)?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .ctx("read manifest")
+    }
+
+    /// What a model was last built from, if it was built.
+    pub async fn model_state(&self, model: &str) -> Result<Option<ModelState>> {
+        let row = sqlx::query("SELECT model, fingerprint, upstream_versions, delta_version, built_at, run_id FROM model_state WHERE model = $1")
+            .bind(model)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("read model state")?;
+        let Some(r) = row else { return Ok(None) };
+        let versions: String = r.try_get(2).ctx("read model state")?;
+        let upstream_versions = serde_json::from_str(&versions)
+            .map_err(|e| Error::Corrupt { what: "model_state.upstream_versions", detail: e.to_string() })?;
+        Ok(Some(ModelState {
+            model: r.try_get(0).ctx("read model state")?,
+            fingerprint: r.try_get(1).ctx("read model state")?,
+            upstream_versions,
+            delta_version: r.try_get(3).ctx("read model state")?,
+            built_at: r.try_get(4).ctx("read model state")?,
+            run_id: r.try_get(5).ctx("read model state")?,
+        }))
+    }
+
+    /// Records what a model was just built from.
+    pub async fn set_model_state(&self, s: &ModelState) -> Result<()> {
+        let versions = serde_json::to_string(&s.upstream_versions)
+            .map_err(|e| Error::Corrupt { what: "model_state.upstream_versions", detail: e.to_string() })?;
+        sqlx::query(
+            "INSERT INTO model_state (model, fingerprint, upstream_versions, delta_version, built_at, run_id) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (model) DO UPDATE SET fingerprint = excluded.fingerprint, upstream_versions = excluded.upstream_versions,
+               delta_version = excluded.delta_version, built_at = excluded.built_at, run_id = excluded.run_id",
+        )
+        .bind(&s.model)
+        .bind(&s.fingerprint)
+        .bind(versions)
+        .bind(s.delta_version)
+        .bind(&s.built_at)
+        .bind(&s.run_id)
+        .execute(&self.pool)
+        .await
+        .ctx("record model state")?;
+        Ok(())
+    }
+
+    /// Forgets a model's state (e.g. before a full refresh).
+    pub async fn clear_model_state(&self, model: &str) -> Result<()> {
+        sqlx::query("DELETE FROM model_state WHERE model = $1")
+            .bind(model)
+            .execute(&self.pool)
+            .await
+            .ctx("clear model state")?;
+        Ok(())
+    }
+}
+
+fn run_from_row(r: &AnyRow) -> std::result::Result<RunRecord, sqlx::Error> {
+    Ok(RunRecord {
+        run_id: r.try_get(0)?,
+        started_at: r.try_get(1)?,
+        ended_at: r.try_get(2)?,
+        status: r.try_get(3)?,
+        selection: r.try_get(4)?,
+        full_refresh: r.try_get::<i64, _>(5)? != 0,
+        trigger: r.try_get(6)?,
+    })
+}
+
+/// The current time as RFC 3339 (UTC, microseconds).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The URL with any password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

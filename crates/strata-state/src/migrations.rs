@@ -1,0 +1,58 @@
+//! Schema migrations, written in SQL that SQLite and PostgreSQL both accept
+//! (TEXT timestamps in RFC 3339, BIGINT counters, text ids made by the caller).
+
+/// Ordered migrations; each runs once, recorded in `strata_migrations`.
+pub const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
+    1,
+    "runs, tasks, ingest manifest, model state",
+    &[
+        "CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            status TEXT NOT NULL,
+            selection TEXT NOT NULL,
+            full_refresh BIGINT NOT NULL,
+            trigger_kind TEXT NOT NULL
+        )",
+        "CREATE TABLE tasks (
+            run_id TEXT NOT NULL,
+            task TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            started_at TEXT,
+            ended_at TEXT,
+            rows_read BIGINT NOT NULL,
+            rows_written BIGINT NOT NULL,
+            rows_quarantined BIGINT NOT NULL,
+            delta_version BIGINT,
+            message TEXT,
+            error TEXT,
+            PRIMARY KEY (run_id, task)
+        )",
+        "CREATE TABLE ingested_files (
+            source TEXT NOT NULL,
+            batch_id TEXT NOT NULL,
+            file TEXT NOT NULL,
+            size_bytes BIGINT NOT NULL,
+            modified TEXT NOT NULL,
+            rows_read BIGINT NOT NULL,
+            rows_loaded BIGINT NOT NULL,
+            rows_quarantined BIGINT NOT NULL,
+            rows_dropped BIGINT NOT NULL,
+            delta_version BIGINT,
+            run_id TEXT NOT NULL,
+            ingested_at TEXT NOT NULL,
+            PRIMARY KEY (source, batch_id, file)
+        )",
+        "CREATE INDEX ingested_files_by_source ON ingested_files (source, file)",
+        "CREATE TABLE model_state (
+            model TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL,
+            upstream_versions TEXT NOT NULL,
+            delta_version BIGINT,
+            built_at TEXT NOT NULL,
+            run_id TEXT NOT NULL
+        )",
+    ],
+)];

@@ -1,0 +1,104 @@
+//! State-store tests, on SQLite and on the machine's real PostgreSQL.
+
+use super::*;
+
+async fn exercise(store: &StateStore) {
+    let run = RunRecord {
+        run_id: "r1".into(),
+        started_at: "2026-01-01T00:00:00.000000Z".into(),
+        ended_at: None,
+        status: "running".into(),
+        selection: "+gold.x".into(),
+        full_refresh: false,
+        trigger: "cli".into(),
+    };
+    store.create_run(&run).await.expect("create run");
+    let mut t = TaskRecord {
+        run_id: "r1".into(),
+        task: "silver.a".into(),
+        kind: "table".into(),
+        status: "running".into(),
+        ..Default::default()
+    };
+    store.upsert_task(&t).await.expect("task");
+    t.status = "success".into();
+    t.rows_written = 42;
+    t.delta_version = Some(3);
+    store.upsert_task(&t).await.expect("task update");
+    assert_eq!(store.tasks("r1").await.expect("tasks"), vec![t]);
+
+    // A second process finds the dead run and marks it interrupted.
+    assert_eq!(store.mark_interrupted("r2").await.expect("mark"), vec!["r1".to_string()]);
+    assert_eq!(store.run("r1").await.expect("run").expect("exists").status, "interrupted");
+
+    store.finish_run("r1", "failed", "2026-01-01T00:01:00Z").await.expect("finish");
+    let runs = store.runs(5).await.expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, "failed");
+
+    let f = IngestedFile {
+        source: "orders".into(),
+        batch_id: "b1".into(),
+        file: "/d/1.ndjson".into(),
+        size_bytes: 10,
+        modified: "x".into(),
+        rows_read: 5,
+        rows_loaded: 4,
+        rows_quarantined: 1,
+        rows_dropped: 0,
+        delta_version: Some(0),
+        run_id: "r1".into(),
+        ingested_at: now(),
+    };
+    store.record_files(std::slice::from_ref(&f)).await.expect("manifest");
+    store.record_files(std::slice::from_ref(&f)).await.expect("manifest is idempotent");
+    assert!(store.ingested_files("orders").await.expect("files").contains("/d/1.ndjson"));
+    assert_eq!(store.files_of("orders").await.expect("files"), vec![f]);
+
+    let ms = ModelState {
+        model: "silver.a".into(),
+        fingerprint: "abc".into(),
+        upstream_versions: BTreeMap::from([("bronze.o".to_string(), 7)]),
+        delta_version: Some(2),
+        built_at: now(),
+        run_id: "r1".into(),
+    };
+    store.set_model_state(&ms).await.expect("set");
+    assert_eq!(store.model_state("silver.a").await.expect("get"), Some(ms));
+    store.clear_model_state("silver.a").await.expect("clear");
+    assert_eq!(store.model_state("silver.a").await.expect("get"), None);
+}
+
+#[tokio::test]
+async fn sqlite_round_trips_every_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/nested/state.db", dir.path().display());
+    let store = StateStore::open(&url).await.expect("open");
+    exercise(&store).await;
+    // Reopening runs no migration twice.
+    drop(store);
+    StateStore::open(&url).await.expect("reopen");
+}
+
+/// Runs against the machine's PostgreSQL (127.0.0.1:5432, trust auth), in a
+/// database made for this test and dropped afterwards.
+#[tokio::test]
+async fn postgres_round_trips_every_record() {
+    sqlx::any::install_default_drivers();
+    let admin_url = std::env::var("STRATA_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = AnyPool::connect(&admin_url).await.expect("PostgreSQL must be running for this test (see CONTRIBUTING.md)");
+    let db = format!("strata_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&admin).await.expect("create db");
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+    let store = StateStore::open(&format!("{base}/{db}")).await.expect("open");
+    assert_eq!(store.backend(), Backend::Postgres);
+    exercise(&store).await;
+    drop(store);
+    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)")).execute(&admin).await.expect("drop db");
+}
+
+#[test]
+fn redacts_passwords() {
+    assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+    assert_eq!(redact("sqlite:///a/b"), "sqlite:///a/b");
+}

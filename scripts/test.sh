@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test: installs what the tests need (the Python `deltalake`
+# reader for the interop test), makes sure PostgreSQL is up, then `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
+
+# The independent Delta reader used by the interop test.
+if ! python3 -c 'import deltalake, pyarrow' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+fi
+
+# PostgreSQL backs the state-store tests; start it if this machine stopped it.
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  if command -v pg_ctlcluster >/dev/null; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+fi
+
+cargo test --workspace
