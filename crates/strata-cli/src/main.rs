@@ -117,7 +117,10 @@ impl From<Errors> for Failure {
             eprintln!("{:?}", miette::Report::new(err.clone()));
         }
         let n = e.0.len();
-        Failure::Input(miette::miette!("{n} problem{} found", if n == 1 { "" } else { "s" }))
+        Failure::Input(miette::miette!(
+            "{n} problem{} found",
+            if n == 1 { "" } else { "s" }
+        ))
     }
 }
 
@@ -128,7 +131,14 @@ fn input(msg: impl std::fmt::Display) -> Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Keep each message on one line so `file:line:col: message` can be grepped.
+    let _ = miette::set_hook(Box::new(|_| {
+        Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
+    }));
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -147,9 +157,12 @@ fn main() -> ExitCode {
 
 fn init_logging(format: LogFormat) {
     // delta_kernel logs a harmless ERROR on a table's first write; users never need it.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,delta_kernel=off,buoyant_kernel=off"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,delta_kernel=off,buoyant_kernel=off")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -158,7 +171,11 @@ fn init_logging(format: LogFormat) {
 
 async fn dispatch(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Init { dir, example, scale } => init(&dir, example.as_deref(), scale),
+        Command::Init {
+            dir,
+            example,
+            scale,
+        } => init(&dir, example.as_deref(), scale),
         Command::Validate => {
             let (project, graph) = load(&cli.project)?;
             println!(
@@ -169,13 +186,20 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Run { select, full_refresh } => run(&cli.project, select.unwrap_or_default(), full_refresh).await,
+        Command::Run {
+            select,
+            full_refresh,
+        } => run(&cli.project, select.unwrap_or_default(), full_refresh).await,
         Command::Sql { query, format } => {
             let engine = engine(&cli.project).await?;
             let (schema, batches) = engine.sql(&query).await.map_err(input)?;
             output::print_batches(&schema, &batches, format).map_err(input)
         }
-        Command::Runs { run_id, limit, format } => {
+        Command::Runs {
+            run_id,
+            limit,
+            format,
+        } => {
             let (project, _) = load(&cli.project)?;
             let state = StateStore::open(&project.state).await.map_err(input)?;
             match run_id {
@@ -190,10 +214,17 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Example { command: ExampleCommand::NextDay } => {
+        Command::Example {
+            command: ExampleCommand::NextDay,
+        } => {
             let s = strata_engine::example::next_day(&cli.project).map_err(input)?;
             let days: Vec<String> = s.days.iter().map(|d| d.to_string()).collect();
-            println!("wrote {} files ({} orders) for {}", s.files_written, s.orders, days.join(", "));
+            println!(
+                "wrote {} files ({} orders) for {}",
+                s.files_written,
+                s.orders,
+                days.join(", ")
+            );
             println!("next: strata run --project {}", cli.project.display());
             Ok(())
         }
@@ -231,10 +262,14 @@ fn scaffold(dir: &std::path::Path) -> Result<(), String> {
     let name = dir
         .file_name()
         .and_then(|n| n.to_str())
-        .map(|n| n.to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "_"))
+        .map(|n| {
+            n.to_lowercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        })
         .unwrap_or_else(|| "project".into());
     for sub in ["models/bronze", "models/silver", "models/gold", "data"] {
-        std::fs::create_dir_all(dir.join(sub)).map_err(|e| format!("cannot create {}: {e}", dir.join(sub).display()))?;
+        std::fs::create_dir_all(dir.join(sub))
+            .map_err(|e| format!("cannot create {}: {e}", dir.join(sub).display()))?;
     }
     std::fs::write(&cfg, format!("[project]\nname = \"{name}\"\n\n# [sources.orders]\n# format = \"csv\"\n# path = \"data/orders/*.csv\"\n"))
         .map_err(|e| format!("cannot write {}: {e}", cfg.display()))?;
@@ -265,13 +300,27 @@ async fn run(dir: &std::path::Path, select: String, full_refresh: bool) -> Resul
     let progress = Arc::new(progress::Progress::new());
     let runner = Runner::new(state, max_parallel).with_observer(progress.clone());
     let summary = runner
-        .run(Arc::new(EngineExecutor::new(engine)), tasks, RunOptions { selection: select, full_refresh, trigger: None })
+        .run(
+            Arc::new(EngineExecutor::new(engine)),
+            tasks,
+            RunOptions {
+                selection: select,
+                full_refresh,
+                trigger: None,
+            },
+        )
         .await
         .map_err(input)?;
     progress.finish();
     for id in &summary.interrupted {
-        eprintln!("note: run {id} had been interrupted (its process died); it is marked interrupted");
+        eprintln!(
+            "note: run {id} had been interrupted (its process died); it is marked interrupted"
+        );
     }
     output::print_summary(&summary);
-    if summary.ok() { Ok(()) } else { Err(Failure::Failed) }
+    if summary.ok() {
+        Ok(())
+    } else {
+        Err(Failure::Failed)
+    }
 }

@@ -10,7 +10,9 @@ use crate::Format;
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(header.to_vec());
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
     t
 }
 
@@ -19,7 +21,11 @@ fn right(s: impl ToString) -> Cell {
 }
 
 /// Prints query results.
-pub fn print_batches(schema: &SchemaRef, batches: &[RecordBatch], format: Format) -> Result<(), String> {
+pub fn print_batches(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    format: Format,
+) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
     match format {
         Format::Table => {
@@ -27,13 +33,17 @@ pub fn print_batches(schema: &SchemaRef, batches: &[RecordBatch], format: Format
                 let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
                 format!("{}\n(0 rows)", names.join(" | "))
             } else {
-                strata_engine::arrow::util::pretty::pretty_format_batches(batches).map_err(|e| e.to_string())?.to_string()
+                strata_engine::arrow::util::pretty::pretty_format_batches(batches)
+                    .map_err(|e| e.to_string())?
+                    .to_string()
             };
             use std::io::Write;
             writeln!(out, "{text}").map_err(|e| e.to_string())
         }
         Format::Csv => {
-            let mut w = strata_engine::arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut w = strata_engine::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
             for b in batches {
                 w.write(b).map_err(|e| e.to_string())?;
             }
@@ -73,7 +83,9 @@ pub fn print_tasks(tasks: &[TaskRecord], format: Format) {
             }
         }
         Format::Csv => {
-            println!("task,kind,status,rows_read,rows_written,rows_quarantined,delta_version,seconds");
+            println!(
+                "task,kind,status,rows_read,rows_written,rows_quarantined,delta_version,seconds"
+            );
             for t in tasks {
                 println!(
                     "{},{},{},{},{},{},{},{}",
@@ -84,7 +96,9 @@ pub fn print_tasks(tasks: &[TaskRecord], format: Format) {
                     t.rows_written,
                     t.rows_quarantined,
                     t.delta_version.map(|v| v.to_string()).unwrap_or_default(),
-                    secs(&t.started_at, &t.ended_at).map(|s| format!("{s:.3}")).unwrap_or_default()
+                    secs(&t.started_at, &t.ended_at)
+                        .map(|s| format!("{s:.3}"))
+                        .unwrap_or_default()
                 );
             }
         }
@@ -93,18 +107,44 @@ pub fn print_tasks(tasks: &[TaskRecord], format: Format) {
 }
 
 fn task_table(tasks: &[TaskRecord]) -> Table {
-    let mut t = table(&["table", "kind", "status", "rows read", "rows written", "quarantined", "version", "time", "note"]);
+    let mut t = table(&[
+        "table",
+        "kind",
+        "status",
+        "rows read",
+        "rows written",
+        "quarantined",
+        "version",
+        "time",
+        "note",
+    ]);
     for r in tasks {
         let incremental = r.kind == "ingest" || r.kind == "incremental" || r.kind == "scd2";
         t.add_row(vec![
             Cell::new(&r.task),
             Cell::new(&r.kind),
             Cell::new(&r.status),
-            right(if incremental || r.rows_read > 0 { r.rows_read.to_string() } else { "-".into() }),
+            right(if incremental || r.rows_read > 0 {
+                r.rows_read.to_string()
+            } else {
+                "-".into()
+            }),
             right(r.rows_written),
-            right(if r.rows_quarantined > 0 { r.rows_quarantined.to_string() } else { "-".into() }),
-            right(r.delta_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into())),
-            right(secs(&r.started_at, &r.ended_at).map(|s| format!("{s:.2}s")).unwrap_or_else(|| "-".into())),
+            right(if r.rows_quarantined > 0 {
+                r.rows_quarantined.to_string()
+            } else {
+                "-".into()
+            }),
+            right(
+                r.delta_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            right(
+                secs(&r.started_at, &r.ended_at)
+                    .map(|s| format!("{s:.2}s"))
+                    .unwrap_or_else(|| "-".into()),
+            ),
             Cell::new(r.message.clone().unwrap_or_default()),
         ]);
     }
@@ -144,8 +184,16 @@ pub fn print_runs(runs: &[RunRecord], format: Format) {
                     Cell::new(&r.run_id),
                     Cell::new(&r.started_at),
                     Cell::new(&r.status),
-                    right(secs(&Some(r.started_at.clone()), &r.ended_at).map(|s| format!("{s:.2}s")).unwrap_or_else(|| "-".into())),
-                    Cell::new(if r.selection.is_empty() { "(all)" } else { &r.selection }),
+                    right(
+                        secs(&Some(r.started_at.clone()), &r.ended_at)
+                            .map(|s| format!("{s:.2}s"))
+                            .unwrap_or_else(|| "-".into()),
+                    ),
+                    Cell::new(if r.selection.is_empty() {
+                        "(all)"
+                    } else {
+                        &r.selection
+                    }),
                     Cell::new(&r.trigger),
                 ]);
             }
@@ -169,6 +217,10 @@ pub fn print_summary(s: &RunSummary) {
         count("upstream_failed")
     );
     for t in s.tasks.iter().filter(|t| t.status == "failed") {
-        eprintln!("\n✗ {} failed:\n  {}", t.task, t.error.clone().unwrap_or_default().replace('\n', "\n  "));
+        eprintln!(
+            "\n✗ {} failed:\n  {}",
+            t.task,
+            t.error.clone().unwrap_or_default().replace('\n', "\n  ")
+        );
     }
 }

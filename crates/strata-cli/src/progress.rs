@@ -18,11 +18,16 @@ impl Progress {
     pub fn new() -> Self {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks  {wide_msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks  {wide_msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
-        Self { bar, running: Mutex::new(BTreeSet::new()) }
+        Self {
+            bar,
+            running: Mutex::new(BTreeSet::new()),
+        }
     }
 
     /// Removes the bar.
@@ -32,7 +37,8 @@ impl Progress {
 
     fn show_running(&self) {
         if let Ok(r) = self.running.lock() {
-            self.bar.set_message(r.iter().cloned().collect::<Vec<_>>().join(", "));
+            self.bar
+                .set_message(r.iter().cloned().collect::<Vec<_>>().join(", "));
         }
     }
 }

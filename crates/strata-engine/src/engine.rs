@@ -10,8 +10,8 @@ use datafusion::catalog::{MemorySchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use deltalake::delta_datafusion::planner::DeltaPlanner;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::delta_datafusion::planner::DeltaPlanner;
 use strata_graph::{Graph, NodeKind};
 use strata_project::{Layer, Materialization, Project};
 use strata_state::StateStore;
@@ -33,7 +33,13 @@ impl Engine {
     /// An engine over a validated project and its graph.
     pub fn new(project: Arc<Project>, graph: Arc<Graph>, state: StateStore) -> Self {
         let lake = Lake::new(&project.lake);
-        Self { project, graph, state, lake, runtime: Arc::new(RuntimeEnv::default()) }
+        Self {
+            project,
+            graph,
+            state,
+            lake,
+            runtime: Arc::new(RuntimeEnv::default()),
+        }
     }
 
     /// The project.
@@ -59,7 +65,10 @@ impl Engine {
             // As delta-rs's own sessions: hash-join IN-list pushdown can panic on
             // dictionary-encoded (partition) join keys.
             .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
-            .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values", 0);
+            .set_usize(
+                "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
+                0,
+            );
         // Delta's planner turns its write and merge nodes into execution plans.
         let state = SessionStateBuilder::new()
             .with_default_features()
@@ -70,7 +79,8 @@ impl Engine {
         let ctx = SessionContext::new_with_state(state);
         if let Some(catalog) = ctx.catalog("datafusion") {
             for layer in Layer::ALL {
-                let _ = catalog.register_schema(layer.as_str(), Arc::new(MemorySchemaProvider::new()));
+                let _ =
+                    catalog.register_schema(layer.as_str(), Arc::new(MemorySchemaProvider::new()));
             }
         }
         ctx
@@ -78,7 +88,11 @@ impl Engine {
 
     /// Registers the current version of each named table (and, for views, the
     /// tables they read) in `ctx`; returns the Delta version of every table registered.
-    pub async fn register_current(&self, ctx: &SessionContext, names: &[String]) -> Result<BTreeMap<String, i64>> {
+    pub async fn register_current(
+        &self,
+        ctx: &SessionContext,
+        names: &[String],
+    ) -> Result<BTreeMap<String, i64>> {
         let mut needed: BTreeSet<String> = BTreeSet::new();
         let mut stack: Vec<String> = names.to_vec();
         while let Some(n) = stack.pop() {
@@ -104,39 +118,59 @@ impl Engine {
         Ok(versions)
     }
 
-    async fn register_table(&self, ctx: &SessionContext, name: &str, versions: &mut BTreeMap<String, i64>) -> Result<()> {
+    async fn register_table(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        versions: &mut BTreeMap<String, i64>,
+    ) -> Result<()> {
         if self.is_view(name) {
             let model = &self.project.models[name];
-            let df = ctx.sql(&model.sql).await.context(|| format!("planning view {name}"))?;
-            ctx.register_table(name, df.into_view()).context(|| format!("registering {name}"))?;
+            let df = ctx
+                .sql(&model.sql)
+                .await
+                .context(|| format!("planning view {name}"))?;
+            ctx.register_table(name, df.into_view())
+                .context(|| format!("registering {name}"))?;
             return Ok(());
         }
         match self.lake.open_existing(name).await? {
             Some(table) => {
                 let version = crate::lake::version_of(&table).unwrap_or(0);
-                let provider: Arc<dyn TableProvider> =
-                    table.table_provider().await.context(|| format!("reading {name}"))?;
-                ctx.register_table(name, provider).context(|| format!("registering {name}"))?;
+                let provider: Arc<dyn TableProvider> = table
+                    .table_provider()
+                    .await
+                    .context(|| format!("reading {name}"))?;
+                ctx.register_table(name, provider)
+                    .context(|| format!("registering {name}"))?;
                 versions.insert(name.to_string(), version);
             }
             None if name.ends_with("_quarantine") => {
                 let empty = MemTable::try_new(crate::ingest::quarantine_schema(), vec![vec![]])
                     .context(|| format!("registering {name}"))?;
-                ctx.register_table(name, Arc::new(empty)).context(|| format!("registering {name}"))?;
+                ctx.register_table(name, Arc::new(empty))
+                    .context(|| format!("registering {name}"))?;
             }
             None => {
                 let hint = match self.graph.node(name).map(|n| &n.kind) {
-                    Some(NodeKind::Source(_)) => format!("run `strata run --select {name}` to ingest it"),
+                    Some(NodeKind::Source(_)) => {
+                        format!("run `strata run --select {name}` to ingest it")
+                    }
                     _ => format!("run `strata run --select +{name}` to build it"),
                 };
-                return Err(Error::User(format!("table {name} has not been built yet; {hint}")));
+                return Err(Error::User(format!(
+                    "table {name} has not been built yet; {hint}"
+                )));
             }
         }
         Ok(())
     }
 
     fn is_view(&self, name: &str) -> bool {
-        self.project.models.get(name).is_some_and(|m| m.config.materialized == Materialization::View)
+        self.project
+            .models
+            .get(name)
+            .is_some_and(|m| m.config.materialized == Materialization::View)
     }
 
     /// A session with every table of the lake that exists, for ad-hoc queries.
@@ -149,7 +183,12 @@ impl Engine {
             }
         }
         for s in self.project.sources.values() {
-            if self.lake.open_existing(&s.quarantine_table()).await?.is_some() {
+            if self
+                .lake
+                .open_existing(&s.quarantine_table())
+                .await?
+                .is_some()
+            {
                 names.push(s.quarantine_table());
             }
         }
@@ -160,7 +199,10 @@ impl Engine {
     /// Runs a query against the current lake and collects the result.
     pub async fn sql(&self, query: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let ctx = self.query_context().await?;
-        let df = ctx.sql(query).await.context(|| "planning the query".into())?;
+        let df = ctx
+            .sql(query)
+            .await
+            .context(|| "planning the query".into())?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.context(|| "running the query".into())?;
         Ok((schema, batches))

@@ -37,7 +37,10 @@ impl Error {
 
 impl From<Error> for TaskError {
     fn from(e: Error) -> Self {
-        TaskError { kind: e.kind(), message: e.to_string() }
+        TaskError {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -52,7 +55,11 @@ fn clip(s: String) -> String {
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{} … ({} more characters; STRATA_LOG=debug shows all)", &s[..end], s.len() - end)
+    format!(
+        "{} … ({} more characters; STRATA_LOG=debug shows all)",
+        &s[..end],
+        s.len() - end
+    )
 }
 
 /// Adds what we were doing to a DataFusion, Delta or I/O error, and classifies it.
@@ -87,8 +94,12 @@ impl<T> Context<T> for std::result::Result<T, deltalake::DeltaTableError> {
         })
         .map_err(|e| match e {
             D::ObjectStore { .. } | D::Io { .. } => Error::External(format!("{}: {e}", what())),
-            D::Transaction { .. } | D::VersionAlreadyExists(_) => Error::External(format!("{}: {e}", what())),
-            D::Arrow { .. } | D::SchemaMismatch { .. } | D::InvalidData { .. } => Error::User(format!("{}: {e}", what())),
+            D::Transaction { .. } | D::VersionAlreadyExists(_) => {
+                Error::External(format!("{}: {e}", what()))
+            }
+            D::Arrow { .. } | D::SchemaMismatch { .. } | D::InvalidData { .. } => {
+                Error::User(format!("{}: {e}", what()))
+            }
             other => Error::External(clip(format!("{}: {other}", what()))),
         })
     }

@@ -31,23 +31,22 @@ impl TaskExecutor for EngineExecutor {
             .ok_or_else(|| Error::Internal(format!("task {} is not in the graph", task.name)))?;
         match &node.kind {
             NodeKind::Source(name) => {
-                let source = e
-                    .project
-                    .sources
-                    .get(name)
-                    .ok_or_else(|| Error::Internal(format!("source {name} is not in the project")))?;
+                let source = e.project.sources.get(name).ok_or_else(|| {
+                    Error::Internal(format!("source {name} is not in the project"))
+                })?;
                 Ok(ingest::ingest(e, source, run).await?)
             }
             NodeKind::Model => {
-                let model = e
-                    .project
-                    .models
-                    .get(&task.name)
-                    .ok_or_else(|| Error::Internal(format!("model {} is not in the project", task.name)))?;
+                let model = e.project.models.get(&task.name).ok_or_else(|| {
+                    Error::Internal(format!("model {} is not in the project", task.name))
+                })?;
                 let out = materialize::build(e, model, run).await?;
                 if !out.skipped {
                     let upstream_versions = match e.lake.open_existing(&model.name).await? {
-                        Some(t) => crate::lake::latest_provenance(&t).await?.map(|p| p.upstream_versions).unwrap_or_default(),
+                        Some(t) => crate::lake::latest_provenance(&t)
+                            .await?
+                            .map(|p| p.upstream_versions)
+                            .unwrap_or_default(),
                         None => Default::default(),
                     };
                     e.state

@@ -42,7 +42,8 @@ impl Provenance {
     /// As commit properties for a delta-rs operation.
     pub fn commit_properties(&self) -> deltalake::kernel::transaction::CommitProperties {
         let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        deltalake::kernel::transaction::CommitProperties::default().with_metadata([(COMMIT_KEY.to_string(), value)])
+        deltalake::kernel::transaction::CommitProperties::default()
+            .with_metadata([(COMMIT_KEY.to_string(), value)])
     }
 }
 
@@ -55,7 +56,9 @@ pub struct Lake {
 impl Lake {
     /// A lake at `root` (an absolute folder or a URL).
     pub fn new(root: &str) -> Self {
-        Self { root: root.trim_end_matches('/').to_string() }
+        Self {
+            root: root.trim_end_matches('/').to_string(),
+        }
     }
 
     /// The lake root as given.
@@ -72,13 +75,16 @@ impl Lake {
         if !location.contains("://") {
             std::fs::create_dir_all(&location).context(|| format!("creating {location}"))?;
         }
-        deltalake::ensure_table_uri(&location).context(|| format!("locating table {name} at {location}"))
+        deltalake::ensure_table_uri(&location)
+            .context(|| format!("locating table {name} at {location}"))
     }
 
     /// Opens a table's handle; `version()` is `None` when no table exists there yet.
     pub async fn open(&self, name: &str) -> Result<DeltaTable> {
         let url = self.table_url(name)?;
-        DeltaTable::try_from_url(url).await.context(|| format!("opening {name}"))
+        DeltaTable::try_from_url(url)
+            .await
+            .context(|| format!("opening {name}"))
     }
 
     /// Opens a table that must exist.
@@ -96,7 +102,11 @@ pub fn version_of(table: &DeltaTable) -> Option<i64> {
 /// The newest Strata provenance in a table's log (looking back over commits
 /// Strata did not make, such as OPTIMIZE), with the version it was written at.
 pub async fn latest_provenance(table: &DeltaTable) -> Result<Option<Provenance>> {
-    let infos: Vec<_> = table.history(Some(20)).try_collect().await.context(|| "reading table history".into())?;
+    let infos: Vec<_> = table
+        .history(Some(20))
+        .try_collect()
+        .await
+        .context(|| "reading table history".into())?;
     for info in infos {
         if let Some(v) = info.info.get(COMMIT_KEY)
             && let Ok(p) = serde_json::from_value::<Provenance>(v.clone())
@@ -109,9 +119,22 @@ pub async fn latest_provenance(table: &DeltaTable) -> Result<Option<Provenance>>
 
 /// Rows added by the table's latest commit, from its operation metrics.
 pub async fn last_commit_rows(table: &DeltaTable) -> Result<i64> {
-    let infos: Vec<_> = table.history(Some(1)).try_collect().await.context(|| "reading table history".into())?;
-    let Some(info) = infos.into_iter().next() else { return Ok(0) };
+    let infos: Vec<_> = table
+        .history(Some(1))
+        .try_collect()
+        .await
+        .context(|| "reading table history".into())?;
+    let Some(info) = infos.into_iter().next() else {
+        return Ok(0);
+    };
     let metrics = info.info.get("operationMetrics");
-    let get = |k: &str| metrics.and_then(|m| m.get(k)).and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
-    Ok(get("num_added_rows").or_else(|| get("numOutputRows")).unwrap_or(0))
+    let get = |k: &str| {
+        metrics.and_then(|m| m.get(k)).and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+    };
+    Ok(get("num_added_rows")
+        .or_else(|| get("numOutputRows"))
+        .unwrap_or(0))
 }

@@ -39,7 +39,11 @@ pub fn fingerprint(model: &Model) -> String {
 
 /// Builds one model for a run.
 pub async fn build(engine: &Engine, model: &Model, run: &RunInfo) -> Result<TaskOutput> {
-    let upstream: Vec<String> = engine.graph.node(&model.name).map(|n| n.upstream.clone()).unwrap_or_default();
+    let upstream: Vec<String> = engine
+        .graph
+        .node(&model.name)
+        .map(|n| n.upstream.clone())
+        .unwrap_or_default();
     match model.config.materialized {
         Materialization::View => build_view(engine, model, &upstream).await,
         Materialization::Table => build_table(engine, model, &upstream, run).await,
@@ -59,24 +63,33 @@ fn provenance(model: &Model, run: &RunInfo, versions: BTreeMap<String, i64>) -> 
 }
 
 async fn plan(ctx: &SessionContext, model: &Model) -> Result<DataFrame> {
-    ctx.sql(&model.sql).await.map_err(|e| {
-        Error::User(format!("{}: {}", model.path.display(), e.find_root()))
-    })
+    ctx.sql(&model.sql)
+        .await
+        .map_err(|e| Error::User(format!("{}: {}", model.path.display(), e.find_root())))
 }
 
 async fn build_view(engine: &Engine, model: &Model, upstream: &[String]) -> Result<TaskOutput> {
     let ctx = engine.context();
     engine.register_current(&ctx, upstream).await?;
     plan(&ctx, model).await?;
-    Ok(TaskOutput { message: Some("view (computed when read)".into()), ..Default::default() })
+    Ok(TaskOutput {
+        message: Some("view (computed when read)".into()),
+        ..Default::default()
+    })
 }
 
 /// Whether a previous build from the same SQL consumed exactly these versions.
 fn unchanged(prev: &Option<Provenance>, model: &Model, versions: &BTreeMap<String, i64>) -> bool {
-    prev.as_ref().is_some_and(|p| p.fingerprint == fingerprint(model) && &p.upstream_versions == versions)
+    prev.as_ref()
+        .is_some_and(|p| p.fingerprint == fingerprint(model) && &p.upstream_versions == versions)
 }
 
-async fn build_table(engine: &Engine, model: &Model, upstream: &[String], run: &RunInfo) -> Result<TaskOutput> {
+async fn build_table(
+    engine: &Engine,
+    model: &Model,
+    upstream: &[String],
+    run: &RunInfo,
+) -> Result<TaskOutput> {
     let target = engine.lake.open(&model.name).await?;
     let ctx = engine.context();
     let versions = engine.register_current(&ctx, upstream).await?;
@@ -92,7 +105,14 @@ async fn build_table(engine: &Engine, model: &Model, upstream: &[String], run: &
         }
     }
     let df = plan(&ctx, model).await?;
-    let table = overwrite(&ctx, target, df, provenance(model, run, versions), &model.name).await?;
+    let table = overwrite(
+        &ctx,
+        target,
+        df,
+        provenance(model, run, versions),
+        &model.name,
+    )
+    .await?;
     Ok(TaskOutput {
         rows_written: last_commit_rows(&table).await?,
         delta_version: version_of(&table),
@@ -101,7 +121,13 @@ async fn build_table(engine: &Engine, model: &Model, upstream: &[String], run: &
     })
 }
 
-async fn overwrite(ctx: &SessionContext, target: DeltaTable, df: DataFrame, p: Provenance, name: &str) -> Result<DeltaTable> {
+async fn overwrite(
+    ctx: &SessionContext,
+    target: DeltaTable,
+    df: DataFrame,
+    p: Provenance,
+    name: &str,
+) -> Result<DeltaTable> {
     target
         .write(vec![])
         .with_input_plan(df.logical_plan().clone())
@@ -130,9 +156,15 @@ async fn register_incremental(
     for u in upstream {
         let is_lookup = model.config.lookups.contains(u);
         let consumed = prev.and_then(|p| p.upstream_versions.get(u).copied());
-        let is_view = engine.project.models.get(u).is_some_and(|m| m.config.materialized == Materialization::View);
+        let is_view = engine
+            .project
+            .models
+            .get(u)
+            .is_some_and(|m| m.config.materialized == Materialization::View);
         if is_lookup || consumed.is_none() || is_view {
-            let v = engine.register_current(ctx, std::slice::from_ref(u)).await?;
+            let v = engine
+                .register_current(ctx, std::slice::from_ref(u))
+                .await?;
             if !is_lookup {
                 news = true;
                 rows_read += count(ctx, u).await?;
@@ -141,15 +173,23 @@ async fn register_incremental(
             continue;
         }
         let Some(table) = engine.lake.open_existing(u).await? else {
-            return Err(Error::User(format!("table {u} has not been built yet; run `strata run --select +{}`", model.name)));
+            return Err(Error::User(format!(
+                "table {u} has not been built yet; run `strata run --select +{}`",
+                model.name
+            )));
         };
         let current = version_of(&table).unwrap_or(0);
         versions.insert(u.clone(), current);
         let consumed = consumed.unwrap_or(current);
-        let provider: Arc<dyn TableProvider> = table.table_provider().await.context(|| format!("reading {u}"))?;
+        let provider: Arc<dyn TableProvider> = table
+            .table_provider()
+            .await
+            .context(|| format!("reading {u}"))?;
         if current == consumed {
-            let empty = MemTable::try_new(provider.schema(), vec![vec![]]).context(|| format!("reading {u}"))?;
-            ctx.register_table(u.as_str(), Arc::new(empty)).context(|| format!("registering {u}"))?;
+            let empty = MemTable::try_new(provider.schema(), vec![vec![]])
+                .context(|| format!("reading {u}"))?;
+            ctx.register_table(u.as_str(), Arc::new(empty))
+                .context(|| format!("registering {u}"))?;
             continue;
         }
         let (added, removed) = files_since(&table, consumed).await?;
@@ -160,8 +200,10 @@ async fn register_incremental(
             )));
         }
         if added.is_empty() {
-            let empty = MemTable::try_new(provider.schema(), vec![vec![]]).context(|| format!("reading {u}"))?;
-            ctx.register_table(u.as_str(), Arc::new(empty)).context(|| format!("registering {u}"))?;
+            let empty = MemTable::try_new(provider.schema(), vec![vec![]])
+                .context(|| format!("reading {u}"))?;
+            ctx.register_table(u.as_str(), Arc::new(empty))
+                .context(|| format!("registering {u}"))?;
             continue;
         }
         let only_new: Arc<dyn TableProvider> = table
@@ -169,7 +211,8 @@ async fn register_incremental(
             .with_file_selection(FileSelection::from_file_paths(added))
             .await
             .context(|| format!("reading new rows of {u}"))?;
-        ctx.register_table(u.as_str(), only_new).context(|| format!("registering {u}"))?;
+        ctx.register_table(u.as_str(), only_new)
+            .context(|| format!("registering {u}"))?;
         news = true;
         rows_read += count(ctx, u).await?;
     }
@@ -186,16 +229,29 @@ async fn count(ctx: &SessionContext, table: &str) -> Result<i64> {
         .context(|| format!("counting {table}"))?;
     Ok(batches
         .first()
-        .and_then(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().map(|a| a.value(0)))
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                .map(|a| a.value(0))
+        })
         .unwrap_or(0))
 }
 
 /// Files added and removed between version `since` and the table's current version.
 async fn files_since(table: &DeltaTable, since: i64) -> Result<(Vec<String>, Vec<String>)> {
     let mut old = table.clone();
-    old.load_version(since as u64).await.context(|| format!("loading version {since}"))?;
-    let before: std::collections::HashSet<String> = old.get_file_uris().context(|| "listing files".into())?.collect();
-    let now: std::collections::HashSet<String> = table.get_file_uris().context(|| "listing files".into())?.collect();
+    old.load_version(since as u64)
+        .await
+        .context(|| format!("loading version {since}"))?;
+    let before: std::collections::HashSet<String> = old
+        .get_file_uris()
+        .context(|| "listing files".into())?
+        .collect();
+    let now: std::collections::HashSet<String> = table
+        .get_file_uris()
+        .context(|| "listing files".into())?
+        .collect();
     let mut added: Vec<String> = now.difference(&before).cloned().collect();
     let mut removed: Vec<String> = before.difference(&now).cloned().collect();
     added.sort();
@@ -203,18 +259,38 @@ async fn files_since(table: &DeltaTable, since: i64) -> Result<(Vec<String>, Vec
     Ok((added, removed))
 }
 
-async fn build_incremental(engine: &Engine, model: &Model, upstream: &[String], run: &RunInfo) -> Result<TaskOutput> {
+async fn build_incremental(
+    engine: &Engine,
+    model: &Model,
+    upstream: &[String],
+    run: &RunInfo,
+) -> Result<TaskOutput> {
     let target = engine.lake.open(&model.name).await?;
     let exists = target.version().is_some() && !run.full_refresh;
-    let prev = if exists { latest_provenance(&target).await? } else { None };
+    let prev = if exists {
+        latest_provenance(&target).await?
+    } else {
+        None
+    };
     let ctx = engine.context();
-    let (versions, rows_read, news) = register_incremental(engine, &ctx, model, upstream, prev.as_ref()).await?;
+    let (versions, rows_read, news) =
+        register_incremental(engine, &ctx, model, upstream, prev.as_ref()).await?;
     if exists && !news {
         let mut msg = "0 new rows upstream".to_string();
-        if prev.as_ref().is_some_and(|p| p.fingerprint != fingerprint(model)) {
-            msg.push_str("; the SQL changed since the last build: run with --full-refresh to rebuild");
+        if prev
+            .as_ref()
+            .is_some_and(|p| p.fingerprint != fingerprint(model))
+        {
+            msg.push_str(
+                "; the SQL changed since the last build: run with --full-refresh to rebuild",
+            );
         }
-        return Ok(TaskOutput { skipped: true, delta_version: version_of(&target), message: Some(msg), ..Default::default() });
+        return Ok(TaskOutput {
+            skipped: true,
+            delta_version: version_of(&target),
+            message: Some(msg),
+            ..Default::default()
+        });
     }
     let df = plan(&ctx, model).await?;
     let p = provenance(model, run, versions);
@@ -224,7 +300,11 @@ async fn build_incremental(engine: &Engine, model: &Model, upstream: &[String], 
             rows_read,
             rows_written: last_commit_rows(&table).await?,
             delta_version: version_of(&table),
-            message: Some(if run.full_refresh { "full refresh".into() } else { "first build".into() }),
+            message: Some(if run.full_refresh {
+                "full refresh".into()
+            } else {
+                "first build".into()
+            }),
             ..Default::default()
         });
     }
@@ -248,11 +328,23 @@ async fn build_incremental(engine: &Engine, model: &Model, upstream: &[String], 
             })
         }
         Strategy::Merge => {
-            let df = df.cache().await.context(|| format!("computing {}", model.name))?;
+            let df = df
+                .cache()
+                .await
+                .context(|| format!("computing {}", model.name))?;
             check_unique(&ctx, &df, model).await?;
             let keys = &model.config.unique_key;
-            let predicate = keys.iter().map(|k| format!("target.{k} = source.{k}")).collect::<Vec<_>>().join(" AND ");
-            let cols: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let predicate = keys
+                .iter()
+                .map(|k| format!("target.{k} = source.{k}"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let cols: Vec<String> = df
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
             let (table, metrics) = target
                 .merge(df, predicate)
                 .with_source_alias("source")
@@ -278,7 +370,8 @@ async fn build_incremental(engine: &Engine, model: &Model, upstream: &[String], 
                 .context(|| format!("merging into {}", model.name))?;
             Ok(TaskOutput {
                 rows_read,
-                rows_written: (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as i64,
+                rows_written: (metrics.num_target_rows_inserted + metrics.num_target_rows_updated)
+                    as i64,
                 delta_version: version_of(&table),
                 message: Some(format!(
                     "merged: {} inserted, {} updated",
@@ -291,9 +384,22 @@ async fn build_incremental(engine: &Engine, model: &Model, upstream: &[String], 
 }
 
 fn check_schema(target: &DeltaTable, df: &DataFrame, model: &Model) -> Result<()> {
-    let snapshot = target.snapshot().context(|| format!("reading {}", model.name))?;
-    let have: Vec<String> = snapshot.snapshot().arrow_schema().fields().iter().map(|f| f.name().clone()).collect();
-    let want: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let snapshot = target
+        .snapshot()
+        .context(|| format!("reading {}", model.name))?;
+    let have: Vec<String> = snapshot
+        .snapshot()
+        .arrow_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let want: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     if have != want {
         return Err(Error::User(format!(
             "{}: the query's columns ({}) differ from the table's ({}); run with --full-refresh to rebuild {}",
@@ -317,7 +423,8 @@ async fn check_unique(ctx: &SessionContext, df: &DataFrame, model: &Model) -> Re
             )));
         }
     }
-    ctx.register_table("__strata_new", df.clone().into_view()).context(|| "checking keys".into())?;
+    ctx.register_table("__strata_new", df.clone().into_view())
+        .context(|| "checking keys".into())?;
     let dup = ctx
         .sql(&format!("select {keys}, count(*) as n from __strata_new group by {keys} having count(*) > 1 limit 1"))
         .await
@@ -338,7 +445,12 @@ async fn check_unique(ctx: &SessionContext, df: &DataFrame, model: &Model) -> Re
     Ok(())
 }
 
-async fn build_scd2(engine: &Engine, model: &Model, upstream: &[String], run: &RunInfo) -> Result<TaskOutput> {
+async fn build_scd2(
+    engine: &Engine,
+    model: &Model,
+    upstream: &[String],
+    run: &RunInfo,
+) -> Result<TaskOutput> {
     let target = engine.lake.open(&model.name).await?;
     let exists = target.version().is_some() && !run.full_refresh;
     let ctx = engine.context();
@@ -354,55 +466,113 @@ async fn build_scd2(engine: &Engine, model: &Model, upstream: &[String], run: &R
             });
         }
     }
-    let src = plan(&ctx, model).await?.cache().await.context(|| format!("computing {}", model.name))?;
+    let src = plan(&ctx, model)
+        .await?
+        .cache()
+        .await
+        .context(|| format!("computing {}", model.name))?;
     check_unique(&ctx, &src, model).await?;
-    let rows_read = src.clone().count().await.context(|| format!("counting {}", model.name))? as i64;
+    let rows_read = src
+        .clone()
+        .count()
+        .await
+        .context(|| format!("counting {}", model.name))? as i64;
     for c in ["valid_from", "valid_to", "is_current"] {
         if src.schema().field_with_unqualified_name(c).is_ok() {
-            return Err(Error::User(format!("{}: an scd2 model's query must not produce `{c}`; Strata adds it", model.path.display())));
+            return Err(Error::User(format!(
+                "{}: an scd2 model's query must not produce `{c}`; Strata adds it",
+                model.path.display()
+            )));
         }
     }
-    ctx.register_table("__src", src.clone().into_view()).context(|| "registering scd2 source".into())?;
+    ctx.register_table("__src", src.clone().into_view())
+        .context(|| "registering scd2 source".into())?;
     let ts_type = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let run_ts = RecordBatch::try_new(
         Arc::new(Schema::new(vec![Field::new("ts", ts_type, false)])),
-        vec![Arc::new(TimestampMicrosecondArray::from(vec![run.started_at.timestamp_micros()]).with_timezone("UTC"))],
+        vec![Arc::new(
+            TimestampMicrosecondArray::from(vec![run.started_at.timestamp_micros()])
+                .with_timezone("UTC"),
+        )],
     )
     .context(|| "building the run timestamp".into())?;
-    ctx.register_table("__run", Arc::new(MemTable::try_new(run_ts.schema(), vec![vec![run_ts]]).context(|| "run ts".into())?))
-        .context(|| "registering run ts".into())?;
-    let cols: Vec<String> = src.schema().fields().iter().map(|f| f.name().clone()).collect();
+    ctx.register_table(
+        "__run",
+        Arc::new(
+            MemTable::try_new(run_ts.schema(), vec![vec![run_ts]]).context(|| "run ts".into())?,
+        ),
+    )
+    .context(|| "registering run ts".into())?;
+    let cols: Vec<String> = src
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let keys = &model.config.unique_key;
-    let key_eq = |a: &str, b: &str| keys.iter().map(|k| format!("{a}.{k} = {b}.{k}")).collect::<Vec<_>>().join(" AND ");
-    let s_cols = cols.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ");
+    let key_eq = |a: &str, b: &str| {
+        keys.iter()
+            .map(|k| format!("{a}.{k} = {b}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let s_cols = cols
+        .iter()
+        .map(|c| format!("s.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let k0 = &keys[0];
 
     if !exists {
-        let sql = format!("select {s_cols}, r.ts as valid_from, case when false then r.ts end as valid_to, true as is_current from __src s cross join __run r");
-        let df = ctx.sql(&sql).await.context(|| format!("building {}", model.name))?;
-        let table = overwrite(&ctx, target, df, provenance(model, run, versions), &model.name).await?;
+        let sql = format!(
+            "select {s_cols}, r.ts as valid_from, case when false then r.ts end as valid_to, true as is_current from __src s cross join __run r"
+        );
+        let df = ctx
+            .sql(&sql)
+            .await
+            .context(|| format!("building {}", model.name))?;
+        let table = overwrite(
+            &ctx,
+            target,
+            df,
+            provenance(model, run, versions),
+            &model.name,
+        )
+        .await?;
         return Ok(TaskOutput {
             rows_read,
             rows_written: last_commit_rows(&table).await?,
             delta_version: version_of(&table),
-            message: Some(if run.full_refresh { "full refresh".into() } else { "first build".into() }),
+            message: Some(if run.full_refresh {
+                "full refresh".into()
+            } else {
+                "first build".into()
+            }),
             ..Default::default()
         });
     }
     check_schema_scd2(&target, &cols, model)?;
-    let target_provider: Arc<dyn TableProvider> = target.table_provider().await.context(|| format!("reading {}", model.name))?;
-    ctx.register_table("__tgt", target_provider).context(|| "registering scd2 target".into())?;
+    let target_provider: Arc<dyn TableProvider> = target
+        .table_provider()
+        .await
+        .context(|| format!("reading {}", model.name))?;
+    ctx.register_table("__tgt", target_provider)
+        .context(|| "registering scd2 target".into())?;
     let same = cols
         .iter()
         .filter(|c| !keys.contains(c))
-        .map(|c| format!("c.{c} IS NOT DISTINCT FROM s.{c}"))
+        .map(|c| format!("(c.{c} IS NOT DISTINCT FROM s.{c})"))
         .chain(std::iter::once("true".to_string()))
         .collect::<Vec<_>>()
         .join(" AND ");
     // Current rows that are closed now: deleted upstream or changed.
     let closing = format!(
         "select {c_keys} from __tgt c left join __src s on {eq} where c.is_current and (s.{k0} is null or not ({same}))",
-        c_keys = keys.iter().map(|k| format!("c.{k}")).collect::<Vec<_>>().join(", "),
+        c_keys = keys
+            .iter()
+            .map(|k| format!("c.{k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         eq = key_eq("c", "s"),
     );
     // Source rows that open a new current row: new keys, changed keys, keys that came back.
@@ -420,7 +590,12 @@ async fn build_scd2(engine: &Engine, model: &Model, upstream: &[String], run: &R
     let get = |i: usize| {
         counts
             .first()
-            .and_then(|b| b.column(i).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().map(|a| a.value(0)))
+            .and_then(|b| {
+                b.column(i)
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                    .map(|a| a.value(0))
+            })
             .unwrap_or(0)
     };
     let (closed, opened) = (get(0), get(1));
@@ -433,7 +608,11 @@ async fn build_scd2(engine: &Engine, model: &Model, upstream: &[String], run: &R
             ..Default::default()
         });
     }
-    let t_cols = cols.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+    let t_cols = cols
+        .iter()
+        .map(|c| format!("t.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
         "with closing as ({closing})
          select {t_cols}, t.valid_from,
@@ -446,8 +625,18 @@ async fn build_scd2(engine: &Engine, model: &Model, upstream: &[String], run: &R
         eq_tx = keys.iter().map(|k| format!("t.{k} = x.{k}")).collect::<Vec<_>>().join(" AND "),
         o_cols = cols.iter().map(|c| format!("o.{c}")).collect::<Vec<_>>().join(", "),
     );
-    let df = ctx.sql(&sql).await.context(|| format!("building {}", model.name))?;
-    let table = overwrite(&ctx, target, df, provenance(model, run, versions), &model.name).await?;
+    let df = ctx
+        .sql(&sql)
+        .await
+        .context(|| format!("building {}", model.name))?;
+    let table = overwrite(
+        &ctx,
+        target,
+        df,
+        provenance(model, run, versions),
+        &model.name,
+    )
+    .await?;
     Ok(TaskOutput {
         rows_read,
         rows_written: closed + opened,
@@ -458,8 +647,16 @@ async fn build_scd2(engine: &Engine, model: &Model, upstream: &[String], run: &R
 }
 
 fn check_schema_scd2(target: &DeltaTable, cols: &[String], model: &Model) -> Result<()> {
-    let snapshot = target.snapshot().context(|| format!("reading {}", model.name))?;
-    let have: Vec<String> = snapshot.snapshot().arrow_schema().fields().iter().map(|f| f.name().clone()).collect();
+    let snapshot = target
+        .snapshot()
+        .context(|| format!("reading {}", model.name))?;
+    let have: Vec<String> = snapshot
+        .snapshot()
+        .arrow_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let mut want: Vec<String> = cols.to_vec();
     want.extend(["valid_from", "valid_to", "is_current"].map(String::from));
     if have != want {

@@ -10,7 +10,7 @@
 //! let graph = strata_graph::Graph::build(&project)?;
 //! let selected = graph.select("+gold.daily_revenue")?;
 //! for name in graph.order() { if selected.contains(name) { println!("{name}"); } }
-//! # Ok::<(), strata_project::Errors>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![warn(missing_docs)]
 
@@ -89,10 +89,26 @@ impl Graph {
             let mut upstream = Vec::new();
             match table_references(&m.sql) {
                 Err(e) => {
-                    errors.push(
-                        LocatedError::at_line_col(&m.path, &m.sql, e.line, e.column, format!("SQL error: {}", e.message))
-                            .with_help("fix the query; each model is one SELECT"),
-                    );
+                    let err = if e.line == 0 {
+                        // No position (e.g. the query ends too early): point at its end.
+                        let end = m.sql.trim_end().len();
+                        LocatedError::at(
+                            &m.path,
+                            &m.sql,
+                            end,
+                            0,
+                            format!("SQL error: {}", e.message),
+                        )
+                    } else {
+                        LocatedError::at_line_col(
+                            &m.path,
+                            &m.sql,
+                            e.line,
+                            e.column,
+                            format!("SQL error: {}", e.message),
+                        )
+                    };
+                    errors.push(err.with_help("fix the query; each model is one SELECT"));
                 }
                 Ok(refs) => {
                     for r in refs {
@@ -101,12 +117,19 @@ impl Graph {
                             Ok(writer) => {
                                 if writer == m.name {
                                     errors.push(
-                                        LocatedError::at_line_col(&m.path, &m.sql, r.line, r.column, format!("{} reads itself", m.name))
-                                            .with_help("a model cannot select from its own table"),
+                                        LocatedError::at_line_col(
+                                            &m.path,
+                                            &m.sql,
+                                            r.line,
+                                            r.column,
+                                            format!("{} reads itself", m.name),
+                                        )
+                                        .with_help("a model cannot select from its own table"),
                                     );
                                     continue;
                                 }
-                                ref_places.insert((m.name.clone(), writer.clone()), (r.line, r.column));
+                                ref_places
+                                    .insert((m.name.clone(), writer.clone()), (r.line, r.column));
                                 if !upstream.contains(&writer) {
                                     upstream.push(writer);
                                 }
@@ -116,7 +139,12 @@ impl Graph {
                                     Some(k) => format!("did you mean `{k}`?"),
                                     None => "tables are named layer.name: a source `orders` is bronze.orders, models/silver/x.sql is silver.x".into(),
                                 };
-                                errors.push(LocatedError::at_line_col(&m.path, &m.sql, r.line, r.column, msg).with_help(hint));
+                                errors.push(
+                                    LocatedError::at_line_col(
+                                        &m.path, &m.sql, r.line, r.column, msg,
+                                    )
+                                    .with_help(hint),
+                                );
                             }
                         }
                     }
@@ -126,8 +154,14 @@ impl Graph {
                 if !upstream.contains(l) {
                     let place = find_in_header(&m.sql, l);
                     errors.push(
-                        LocatedError::at(&m.path, &m.sql, place, l.len(), format!("lookup `{l}` is not read by the query"))
-                            .with_help("list only tables the SQL selects from"),
+                        LocatedError::at(
+                            &m.path,
+                            &m.sql,
+                            place,
+                            l.len(),
+                            format!("lookup `{l}` is not read by the query"),
+                        )
+                        .with_help("list only tables the SQL selects from"),
                     );
                 }
             }
@@ -152,7 +186,10 @@ impl Graph {
                 n.downstream.push(d);
             }
         }
-        let mut graph = Graph { nodes, order: vec![] };
+        let mut graph = Graph {
+            nodes,
+            order: vec![],
+        };
         match graph.topo_order() {
             Ok(order) => graph.order = order,
             Err(cycle) => {
@@ -160,12 +197,23 @@ impl Graph {
                 let second = &cycle[1];
                 let path = cycle.join(" -> ");
                 // cycle[i+1] reads cycle[i]; report at the reference in the second model
-                let err = match (project.models.get(second), ref_places.get(&(second.clone(), first.clone()))) {
-                    (Some(m), Some((line, col))) => LocatedError::at_line_col(&m.path, &m.sql, *line, *col, format!("cycle: {path}")),
+                let err = match (
+                    project.models.get(second),
+                    ref_places.get(&(second.clone(), first.clone())),
+                ) {
+                    (Some(m), Some((line, col))) => LocatedError::at_line_col(
+                        &m.path,
+                        &m.sql,
+                        *line,
+                        *col,
+                        format!("cycle: {path}"),
+                    ),
                     (Some(m), None) => LocatedError::file(&m.path, format!("cycle: {path}")),
                     _ => LocatedError::file("models", format!("cycle: {path}")),
                 };
-                errors.push(err.with_help("break the cycle: a model cannot depend on its own downstream"));
+                errors.push(
+                    err.with_help("break the cycle: a model cannot depend on its own downstream"),
+                );
             }
         }
         errors.into_result(graph)
@@ -211,9 +259,16 @@ impl Graph {
 
     /// Kahn's algorithm; on a cycle returns its path, first node repeated at the end.
     fn topo_order(&self) -> Result<Vec<String>, Vec<String>> {
-        let mut indeg: BTreeMap<&str, usize> =
-            self.nodes.values().map(|n| (n.name.as_str(), n.upstream.len())).collect();
-        let mut ready: BTreeSet<&str> = indeg.iter().filter(|(_, d)| **d == 0).map(|(n, _)| *n).collect();
+        let mut indeg: BTreeMap<&str, usize> = self
+            .nodes
+            .values()
+            .map(|n| (n.name.as_str(), n.upstream.len()))
+            .collect();
+        let mut ready: BTreeSet<&str> = indeg
+            .iter()
+            .filter(|(_, d)| **d == 0)
+            .map(|(n, _)| *n)
+            .collect();
         let mut order = Vec::with_capacity(self.nodes.len());
         while let Some(n) = ready.pop_first() {
             order.push(n.to_string());
@@ -231,11 +286,20 @@ impl Graph {
         }
         // Walk upstream edges among the remaining nodes until one repeats.
         let done: BTreeSet<&str> = order.iter().map(String::as_str).collect();
-        let start = self.nodes.keys().find(|k| !done.contains(k.as_str())).cloned().unwrap_or_default();
+        let start = self
+            .nodes
+            .keys()
+            .find(|k| !done.contains(k.as_str()))
+            .cloned()
+            .unwrap_or_default();
         let mut path = vec![start.clone()];
         let mut cur = start;
         loop {
-            let next = self.nodes[&cur].upstream.iter().find(|u| !done.contains(u.as_str())).cloned();
+            let next = self.nodes[&cur]
+                .upstream
+                .iter()
+                .find(|u| !done.contains(u.as_str()))
+                .cloned();
             let Some(next) = next else { break };
             if let Some(pos) = path.iter().position(|p| *p == next) {
                 let mut cycle: Vec<String> = path[pos..].to_vec();
@@ -257,14 +321,19 @@ fn resolve(name: &str, writers: &BTreeMap<String, String>) -> Result<String, Str
     let parts: Vec<&str> = name.split('.').collect();
     match parts.as_slice() {
         [layer, _] if Layer::parse(layer).is_some() => Err(format!("unknown table `{name}`")),
-        [_, _] => Err(format!("unknown table `{name}`: `{}` is not a layer (bronze, silver, gold)", parts[0])),
+        [_, _] => Err(format!(
+            "unknown table `{name}`: `{}` is not a layer (bronze, silver, gold)",
+            parts[0]
+        )),
         [_] => Err(format!("unqualified table `{name}`")),
         _ => Err(format!("unknown table `{name}`")),
     }
 }
 
 fn find_in_header(text: &str, needle: &str) -> usize {
-    text.find(&format!("\"{needle}\"")).map(|i| i + 1).unwrap_or(0)
+    text.find(&format!("\"{needle}\""))
+        .map(|i| i + 1)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -32,10 +32,17 @@ pub struct SqlError {
 
 /// Parses `sql` (one query) and returns the tables it reads, CTE names excluded.
 pub fn table_references(sql: &str) -> Result<Vec<TableRef>, SqlError> {
-    let statements = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| parse_error(&e.to_string()))?;
+    let statements =
+        Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| parse_error(&e.to_string()))?;
     let query = match statements.as_slice() {
         [Statement::Query(q)] => q,
-        [] => return Err(SqlError { message: "the model has no SQL statement".into(), line: 0, column: 0 }),
+        [] => {
+            return Err(SqlError {
+                message: "the model has no SQL statement".into(),
+                line: 0,
+                column: 0,
+            });
+        }
         [_] => {
             return Err(SqlError {
                 message: "a model must be one SELECT query (no DDL or DML)".into(),
@@ -45,7 +52,10 @@ pub fn table_references(sql: &str) -> Result<Vec<TableRef>, SqlError> {
         }
         _ => {
             return Err(SqlError {
-                message: format!("a model holds one query, found {} statements", statements.len()),
+                message: format!(
+                    "a model holds one query, found {} statements",
+                    statements.len()
+                ),
                 line: 0,
                 column: 0,
             });
@@ -54,10 +64,9 @@ pub fn table_references(sql: &str) -> Result<Vec<TableRef>, SqlError> {
     let mut v = Collector::default();
     let _ = query.visit(&mut v);
     let mut seen = BTreeSet::new();
-    Ok(v
-        .refs
+    Ok(v.refs
         .into_iter()
-        .filter(|r| !(v.ctes.contains(&r.name) && !r.name.contains('.')))
+        .filter(|r| r.name.contains('.') || !v.ctes.contains(&r.name))
         .filter(|r| seen.insert(r.name.clone()))
         .collect())
 }
@@ -88,14 +97,22 @@ impl Visitor for Collector {
                 if first.is_none() {
                     first = Some(id.span.start);
                 }
-                parts.push(if id.quote_style.is_some() { id.value.clone() } else { id.value.to_lowercase() });
+                parts.push(if id.quote_style.is_some() {
+                    id.value.clone()
+                } else {
+                    id.value.to_lowercase()
+                });
             }
         }
         if parts.is_empty() {
             return ControlFlow::Continue(());
         }
         let loc = first.unwrap_or(sqlparser::tokenizer::Location { line: 0, column: 0 });
-        self.refs.push(TableRef { name: parts.join("."), line: loc.line as usize, column: loc.column as usize });
+        self.refs.push(TableRef {
+            name: parts.join("."),
+            line: loc.line as usize,
+            column: loc.column as usize,
+        });
         ControlFlow::Continue(())
     }
 }
@@ -107,9 +124,17 @@ fn parse_error(msg: &str) -> SqlError {
         let mut it = loc.split(", Column: ");
         let line = it.next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
         let column = it.next().and_then(|c| c.trim().parse().ok()).unwrap_or(0);
-        return SqlError { message: msg[..i].to_string(), line, column };
+        return SqlError {
+            message: msg[..i].to_string(),
+            line,
+            column,
+        };
     }
-    SqlError { message: msg.to_string(), line: 0, column: 0 }
+    SqlError {
+        message: msg.to_string(),
+        line: 0,
+        column: 0,
+    }
 }
 
 #[cfg(test)]
@@ -117,13 +142,19 @@ mod tests {
     use super::*;
 
     fn names(sql: &str) -> Vec<String> {
-        table_references(sql).expect("parses").into_iter().map(|r| r.name).collect()
+        table_references(sql)
+            .expect("parses")
+            .into_iter()
+            .map(|r| r.name)
+            .collect()
     }
 
     #[test]
     fn finds_joined_and_nested_tables() {
         assert_eq!(
-            names("select * from bronze.orders o join silver.customers c on o.id = c.id where o.x in (select x from gold.t)"),
+            names(
+                "select * from bronze.orders o join silver.customers c on o.id = c.id where o.x in (select x from gold.t)"
+            ),
             vec!["bronze.orders", "silver.customers", "gold.t"]
         );
     }
@@ -142,8 +173,8 @@ mod tests {
 
     #[test]
     fn locates_syntax_errors() {
-        let e = table_references("select a,\nfrom t where").expect_err("bad");
-        assert!(e.line >= 1 && e.column >= 1, "{e:?}");
+        let e = table_references("select 1\nfrom t\nwhere )").expect_err("bad");
+        assert_eq!((e.line, e.column), (3, 7), "{e:?}");
     }
 
     #[test]

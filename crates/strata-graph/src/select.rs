@@ -27,7 +27,11 @@ impl Graph {
     /// The nodes an expression selects; an empty expression selects everything.
     pub fn select(&self, expr: &str) -> Result<BTreeSet<String>, SelectError> {
         let mut out = BTreeSet::new();
-        let terms: Vec<&str> = expr.split([',', ' ']).map(str::trim).filter(|t| !t.is_empty()).collect();
+        let terms: Vec<&str> = expr
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect();
         if terms.is_empty() {
             return Ok(self.nodes().map(|n| n.name.clone()).collect());
         }
@@ -40,14 +44,28 @@ impl Graph {
     fn select_term(&self, term: &str) -> Result<BTreeSet<String>, SelectError> {
         if let Some(layer) = term.strip_prefix("layer:") {
             if strata_project::Layer::parse(layer).is_none() {
-                return Err(SelectError { message: format!("unknown layer `{layer}` in `{term}`; use bronze, silver or gold") });
+                return Err(SelectError {
+                    message: format!(
+                        "unknown layer `{layer}` in `{term}`; use bronze, silver or gold"
+                    ),
+                });
             }
-            return Ok(self.nodes().filter(|n| n.layer.as_str() == layer).map(|n| n.name.clone()).collect());
+            return Ok(self
+                .nodes()
+                .filter(|n| n.layer.as_str() == layer)
+                .map(|n| n.name.clone())
+                .collect());
         }
         if let Some(tag) = term.strip_prefix("tag:") {
-            let s: BTreeSet<String> = self.nodes().filter(|n| n.tags.iter().any(|t| t == tag)).map(|n| n.name.clone()).collect();
+            let s: BTreeSet<String> = self
+                .nodes()
+                .filter(|n| n.tags.iter().any(|t| t == tag))
+                .map(|n| n.name.clone())
+                .collect();
             if s.is_empty() {
-                return Err(SelectError { message: format!("no model has tag `{tag}`") });
+                return Err(SelectError {
+                    message: format!("no model has tag `{tag}`"),
+                });
             }
             return Ok(s);
         }
@@ -85,7 +103,10 @@ impl Graph {
                 [] => {}
                 many => {
                     return Err(SelectError {
-                        message: format!("`{name}` is ambiguous: {}; qualify it with its layer", many.join(", ")),
+                        message: format!(
+                            "`{name}` is ambiguous: {}; qualify it with its layer",
+                            many.join(", ")
+                        ),
                     });
                 }
             }
@@ -93,6 +114,8 @@ impl Graph {
         let hint = did_you_mean(name, self.nodes().map(|n| n.name.as_str()))
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();
-        Err(SelectError { message: format!("nothing is named `{name}`{hint}") })
+        Err(SelectError {
+            message: format!("nothing is named `{name}`{hint}"),
+        })
     }
 }

@@ -44,7 +44,10 @@ impl LocatedError {
         let (line, column) = line_col(text, offset);
         let file = file.as_ref().to_path_buf();
         Self {
-            src: Some(NamedSource::new(file.display().to_string(), text.to_string())),
+            src: Some(NamedSource::new(
+                file.display().to_string(),
+                text.to_string(),
+            )),
             span: Some(SourceSpan::new(offset.into(), len.min(text.len() - offset))),
             file,
             line,
@@ -181,7 +184,10 @@ fn floor_char_boundary(text: &str, mut i: usize) -> usize {
 }
 
 /// The closest of `candidates` to `word`, when it is close enough to suggest.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))
@@ -205,8 +211,14 @@ mod tests {
 
     #[test]
     fn one_line_names_place_and_fix() {
-        let e = LocatedError::at("m.sql", "x\nmaterialised = 1", 2, 12, "unknown key `materialised`")
-            .with_help("did you mean `materialized`?");
+        let e = LocatedError::at(
+            "m.sql",
+            "x\nmaterialised = 1",
+            2,
+            12,
+            "unknown key `materialised`",
+        )
+        .with_help("did you mean `materialized`?");
         assert_eq!(
             e.one_line(),
             "m.sql:2:1: unknown key `materialised`; did you mean `materialized`?"
@@ -215,7 +227,10 @@ mod tests {
 
     #[test]
     fn suggests_close_words_only() {
-        assert_eq!(did_you_mean("materialised", ["materialized", "strategy"]), Some("materialized"));
+        assert_eq!(
+            did_you_mean("materialised", ["materialized", "strategy"]),
+            Some("materialized")
+        );
         assert_eq!(did_you_mean("zzz", ["materialized", "strategy"]), None);
     }
 }

@@ -91,8 +91,11 @@ impl Project {
         let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
         let cfg_path = root.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
-            LocatedError::file(&cfg_path, format!("cannot read the project configuration: {e}"))
-                .with_help("run `strata init DIR` to create a project, or pass --project DIR")
+            LocatedError::file(
+                &cfg_path,
+                format!("cannot read the project configuration: {e}"),
+            )
+            .with_help("run `strata init DIR` to create a project, or pass --project DIR")
         })?;
         let rel_cfg = PathBuf::from(CONFIG_FILE);
         let raw: RawConfig = toml::from_str(&text).map_err(|e| {
@@ -105,18 +108,22 @@ impl Project {
         };
 
         let name = raw.project.name.clone();
-        let resolve_place = |value: &toml::Spanned<String>, errors: &mut Errors| -> Option<String> {
-            match expand_env(value.get_ref()) {
-                Ok(v) => Some(v),
-                Err(var) => {
-                    errors.push(
-                        at(value.span(), format!("environment variable `{var}` is not set"))
+        let resolve_place =
+            |value: &toml::Spanned<String>, errors: &mut Errors| -> Option<String> {
+                match expand_env(value.get_ref()) {
+                    Ok(v) => Some(v),
+                    Err(var) => {
+                        errors.push(
+                            at(
+                                value.span(),
+                                format!("environment variable `{var}` is not set"),
+                            )
                             .with_help(format!("export {var}=… before running strata")),
-                    );
-                    None
+                        );
+                        None
+                    }
                 }
-            }
-        };
+            };
         let lake = match &raw.project.lake {
             None => root.join("lake").display().to_string(),
             Some(l) => resolve_place(l, &mut errors)
@@ -147,8 +154,11 @@ impl Project {
             Some(e) if e.get_ref() == "local" => "local".to_string(),
             Some(e) => {
                 errors.push(
-                    at(e.span(), format!("engine `{}` is not supported yet", e.get_ref()))
-                        .with_help("use engine = \"local\""),
+                    at(
+                        e.span(),
+                        format!("engine `{}` is not supported yet", e.get_ref()),
+                    )
+                    .with_help("use engine = \"local\""),
                 );
                 "local".to_string()
             }
@@ -156,15 +166,22 @@ impl Project {
         let max_parallel = raw
             .project
             .max_parallel
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            })
             .max(1);
 
         let mut sources = BTreeMap::new();
         for (sname, spanned) in &raw.sources {
             if !is_identifier(sname) {
                 errors.push(
-                    at(spanned.span(), format!("source name `{sname}` is not a valid table name"))
-                        .with_help("use lowercase letters, digits and underscores"),
+                    at(
+                        spanned.span(),
+                        format!("source name `{sname}` is not a valid table name"),
+                    )
+                    .with_help("use lowercase letters, digits and underscores"),
                 );
                 continue;
             }
@@ -179,19 +196,27 @@ impl Project {
         let mut models = BTreeMap::new();
         for layer in Layer::ALL {
             let dir = root.join("models").join(layer.as_str());
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut files: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
             files.sort();
             for path in files {
                 if path.extension().and_then(|e| e.to_str()) != Some("sql") {
                     continue;
                 }
                 let rel = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
-                let Some(short) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+                let Some(short) = path.file_stem().and_then(|s| s.to_str()) else {
+                    continue;
+                };
                 if !is_identifier(short) {
                     errors.push(
-                        LocatedError::file(&rel, format!("model file name `{short}` is not a valid table name"))
-                            .with_help("rename it with lowercase letters, digits and underscores"),
+                        LocatedError::file(
+                            &rel,
+                            format!("model file name `{short}` is not a valid table name"),
+                        )
+                        .with_help("rename it with lowercase letters, digits and underscores"),
                     );
                     continue;
                 }
@@ -202,10 +227,15 @@ impl Project {
                         continue;
                     }
                 };
-                if layer == Layer::Bronze && (sources.contains_key(short) || raw.sources.contains_key(short)) {
+                if layer == Layer::Bronze
+                    && (sources.contains_key(short) || raw.sources.contains_key(short))
+                {
                     errors.push(
-                        LocatedError::file(&rel, format!("bronze.{short} is both a source and a model"))
-                            .with_help("rename the model or the source"),
+                        LocatedError::file(
+                            &rel,
+                            format!("bronze.{short} is both a source and a model"),
+                        )
+                        .with_help("rename the model or the source"),
                     );
                     continue;
                 }
@@ -217,12 +247,25 @@ impl Project {
                 }
             }
         }
-        errors.into_result(Project { root, name, lake, state, engine, max_parallel, sources, models })
+        errors.into_result(Project {
+            root,
+            name,
+            lake,
+            state,
+            engine,
+            max_parallel,
+            sources,
+            models,
+        })
     }
 
     /// The model or source table behind a qualified name, if any.
     pub fn has_table(&self, name: &str) -> bool {
-        self.models.contains_key(name) || self.sources.values().any(|s| s.table() == name || s.quarantine_table() == name)
+        self.models.contains_key(name)
+            || self
+                .sources
+                .values()
+                .any(|s| s.table() == name || s.quarantine_table() == name)
     }
 }
 
@@ -239,8 +282,11 @@ fn resolve_source(
         "parquet" => Format::Parquet,
         other => {
             errors.push(
-                at(raw.format.span(), format!("unknown format `{other}` for source `{name}`"))
-                    .with_help("use csv, ndjson or parquet"),
+                at(
+                    raw.format.span(),
+                    format!("unknown format `{other}` for source `{name}`"),
+                )
+                .with_help("use csv, ndjson or parquet"),
             );
             Format::Csv
         }
@@ -249,15 +295,24 @@ fn resolve_source(
         None | Some(("new_files", _)) => SourceMode::NewFiles,
         Some(("snapshot", _)) => SourceMode::Snapshot,
         Some((other, span)) => {
-            errors.push(at(span, format!("unknown mode `{other}`")).with_help("use new_files or snapshot"));
+            errors.push(
+                at(span, format!("unknown mode `{other}`")).with_help("use new_files or snapshot"),
+            );
             SourceMode::NewFiles
         }
     };
-    let on_bad_rows = match raw.on_bad_rows.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+    let on_bad_rows = match raw
+        .on_bad_rows
+        .as_ref()
+        .map(|m| (m.get_ref().as_str(), m.span()))
+    {
         None | Some(("quarantine", _)) => OnBadRows::Quarantine,
         Some(("fail", _)) => OnBadRows::Fail,
         Some((other, span)) => {
-            errors.push(at(span, format!("unknown on_bad_rows `{other}`")).with_help("use quarantine or fail"));
+            errors.push(
+                at(span, format!("unknown on_bad_rows `{other}`"))
+                    .with_help("use quarantine or fail"),
+            );
             OnBadRows::Quarantine
         }
     };
@@ -272,29 +327,41 @@ fn resolve_source(
             })
             .collect::<Vec<_>>()
     });
-    let one_char = |v: &Option<toml::Spanned<String>>, default: u8, what: &str, errors: &mut Errors| -> u8 {
-        match v {
-            None => default,
-            Some(s) if s.get_ref().len() == 1 => s.get_ref().as_bytes()[0],
-            Some(s) if s.get_ref() == "\\t" => b'\t',
-            Some(s) => {
-                errors.push(at(s.span(), format!("{what} must be one character")));
-                default
+    let one_char =
+        |v: &Option<toml::Spanned<String>>, default: u8, what: &str, errors: &mut Errors| -> u8 {
+            match v {
+                None => default,
+                Some(s) if s.get_ref().len() == 1 => s.get_ref().as_bytes()[0],
+                Some(s) if s.get_ref() == "\\t" => b'\t',
+                Some(s) => {
+                    errors.push(at(s.span(), format!("{what} must be one character")));
+                    default
+                }
             }
-        }
-    };
+        };
     let delimiter = one_char(&raw.delimiter, b',', "delimiter", &mut errors);
     let quote = one_char(&raw.quote, b'"', "quote", &mut errors);
-    if format != Format::Csv && (raw.header.is_some() || raw.delimiter.is_some() || raw.quote.is_some()) {
+    if format != Format::Csv
+        && (raw.header.is_some() || raw.delimiter.is_some() || raw.quote.is_some())
+    {
         errors.push(
-            at(raw.format.span(), format!("header/delimiter/quote only apply to csv sources, not `{}`", raw.format.get_ref()))
-                .with_help("remove them or set format = \"csv\""),
+            at(
+                raw.format.span(),
+                format!(
+                    "header/delimiter/quote only apply to csv sources, not `{}`",
+                    raw.format.get_ref()
+                ),
+            )
+            .with_help("remove them or set format = \"csv\""),
         );
     }
     let path = match expand_env(raw.path.get_ref()) {
         Ok(p) => absolutize(root, &p),
         Err(var) => {
-            errors.push(at(raw.path.span(), format!("environment variable `{var}` is not set")));
+            errors.push(at(
+                raw.path.span(),
+                format!("environment variable `{var}` is not set"),
+            ));
             String::new()
         }
     };
@@ -306,14 +373,27 @@ fn resolve_source(
         mode,
         on_bad_rows,
         columns,
-        csv: CsvOptions { header: raw.header.unwrap_or(true), delimiter, quote },
-        null_values: raw.null_values.clone().unwrap_or_else(|| vec![String::new()]),
+        csv: CsvOptions {
+            header: raw.header.unwrap_or(true),
+            delimiter,
+            quote,
+        },
+        null_values: raw
+            .null_values
+            .clone()
+            .unwrap_or_else(|| vec![String::new()]),
         description: raw.description.clone(),
     })
 }
 
 /// Converts a TOML error into a located error, with a "did you mean" for unknown keys.
-pub(crate) fn toml_error(file: &Path, text: &str, offset: usize, e: &toml::de::Error, keys: &[&str]) -> LocatedError {
+pub(crate) fn toml_error(
+    file: &Path,
+    text: &str,
+    offset: usize,
+    e: &toml::de::Error,
+    keys: &[&str],
+) -> LocatedError {
     let span = e.span().unwrap_or(0..0);
     let msg = e.message().trim().to_string();
     let (msg, help) = if let Some(rest) = msg.strip_prefix("unknown field `") {
@@ -374,7 +454,10 @@ pub fn is_identifier(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn project(toml: &str, models: &[(&str, &str)]) -> (tempfile::TempDir, Result<Project, Errors>) {
+    fn project(
+        toml: &str,
+        models: &[(&str, &str)],
+    ) -> (tempfile::TempDir, Result<Project, Errors>) {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join(CONFIG_FILE), toml).expect("write");
         for (p, sql) in models {
@@ -388,7 +471,10 @@ mod tests {
 
     #[test]
     fn minimal_project_has_defaults() {
-        let (dir, p) = project("[project]\nname = \"x\"\n", &[("models/gold/a.sql", "select 1 as a")]);
+        let (dir, p) = project(
+            "[project]\nname = \"x\"\n",
+            &[("models/gold/a.sql", "select 1 as a")],
+        );
         let p = p.expect("loads");
         assert_eq!(p.lake, dir.path().join("lake").display().to_string());
         assert!(p.state.ends_with(".strata/state.db"));
@@ -402,13 +488,20 @@ mod tests {
             &[],
         );
         let e = p.expect_err("unknown key").to_string();
-        assert!(e.starts_with("strata.toml:6:1: unknown key `modes`; did you mean `mode`?"), "{e}");
+        assert!(
+            e.starts_with("strata.toml:6:1: unknown key `modes`; did you mean `mode`?"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_toml_is_located() {
         let (_d, p) = project("[project\nname = \"x\"\n", &[]);
-        assert!(p.expect_err("bad").to_string().starts_with("strata.toml:1:"));
+        assert!(
+            p.expect_err("bad")
+                .to_string()
+                .starts_with("strata.toml:1:")
+        );
     }
 
     #[test]
@@ -416,7 +509,10 @@ mod tests {
         let (_d, p) = project(
             "[project]\nname = \"x\"\n",
             &[
-                ("models/silver/a.sql", "/* materialized = \"nope\" */ select 1"),
+                (
+                    "models/silver/a.sql",
+                    "/* materialized = \"nope\" */ select 1",
+                ),
                 ("models/gold/b.sql", "/* colour = 1 */ select 1"),
             ],
         );
@@ -433,7 +529,15 @@ mod tests {
         let p = p.expect("loads");
         let s = &p.sources["o"];
         assert_eq!(s.csv.delimiter, b';');
-        assert_eq!(s.columns.as_deref(), Some(&[("id".to_string(), ColumnType::Int64), ("at".to_string(), ColumnType::Date)][..]));
+        assert_eq!(
+            s.columns.as_deref(),
+            Some(
+                &[
+                    ("id".to_string(), ColumnType::Int64),
+                    ("at".to_string(), ColumnType::Date)
+                ][..]
+            )
+        );
     }
 
     #[test]
@@ -443,13 +547,23 @@ mod tests {
             &[],
         );
         let e = p.expect_err("bad type").to_string();
-        assert!(e.starts_with("strata.toml:6:17: unknown column type `bignum`"), "{e}");
+        assert!(
+            e.starts_with("strata.toml:6:18: unknown column type `bignum`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn missing_env_var_is_named() {
-        let (_d, p) = project("[project]\nname = \"x\"\nlake = \"${STRATA_TEST_SURELY_UNSET}/lake\"\n", &[]);
-        assert!(p.expect_err("unset").to_string().contains("`STRATA_TEST_SURELY_UNSET` is not set"));
+        let (_d, p) = project(
+            "[project]\nname = \"x\"\nlake = \"${STRATA_TEST_SURELY_UNSET}/lake\"\n",
+            &[],
+        );
+        assert!(
+            p.expect_err("unset")
+                .to_string()
+                .contains("`STRATA_TEST_SURELY_UNSET` is not set")
+        );
     }
 
     #[test]

@@ -87,7 +87,12 @@ fn header_of(text: &str) -> Option<(&str, usize)> {
 }
 
 /// Parses a model file's text. `rel` is its path relative to the project.
-pub fn parse_model(rel: &Path, layer: Layer, short_name: &str, text: &str) -> Result<Model, Errors> {
+pub fn parse_model(
+    rel: &Path,
+    layer: Layer,
+    short_name: &str,
+    text: &str,
+) -> Result<Model, Errors> {
     let mut errors = Errors::default();
     let name = format!("{}.{}", layer.as_str(), short_name);
     let raw = match header_of(text) {
@@ -114,10 +119,12 @@ pub fn parse_model(rel: &Path, layer: Layer, short_name: &str, text: &str) -> Re
             "scd2" => Materialization::Scd2,
             other => {
                 let mut e = at(m.span(), format!("unknown materialization `{other}`"));
-                e = e.with_help(match did_you_mean(other, ["table", "view", "incremental", "scd2"]) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => "use one of table, view, incremental, scd2".into(),
-                });
+                e = e.with_help(
+                    match did_you_mean(other, ["table", "view", "incremental", "scd2"]) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => "use one of table, view, incremental, scd2".into(),
+                    },
+                );
                 errors.push(e);
                 Materialization::Table
             }
@@ -128,8 +135,11 @@ pub fn parse_model(rel: &Path, layer: Layer, short_name: &str, text: &str) -> Re
         Some(s) => {
             if materialized != Materialization::Incremental {
                 errors.push(
-                    at(s.span(), "`strategy` only applies to incremental models".into())
-                        .with_help("set materialized = \"incremental\" or remove `strategy`"),
+                    at(
+                        s.span(),
+                        "`strategy` only applies to incremental models".into(),
+                    )
+                    .with_help("set materialized = \"incremental\" or remove `strategy`"),
                 );
             }
             match s.get_ref().as_str() {
@@ -145,7 +155,11 @@ pub fn parse_model(rel: &Path, layer: Layer, short_name: &str, text: &str) -> Re
             }
         }
     };
-    let unique_key = raw.unique_key.as_ref().map(|k| k.get_ref().clone()).unwrap_or_default();
+    let unique_key = raw
+        .unique_key
+        .as_ref()
+        .map(|k| k.get_ref().clone())
+        .unwrap_or_default();
     let needs_key = materialized == Materialization::Scd2
         || (materialized == Materialization::Incremental && strategy == Strategy::Merge);
     if needs_key && unique_key.is_empty() {
@@ -156,17 +170,34 @@ pub fn parse_model(rel: &Path, layer: Layer, short_name: &str, text: &str) -> Re
             .or(raw.materialized.as_ref().map(|m| m.span()))
             .unwrap_or(0..0);
         errors.push(
-            at(span, format!("{} needs `unique_key`", if materialized == Materialization::Scd2 { "scd2" } else { "strategy = \"merge\"" }))
-                .with_help("add unique_key = [\"id\"] to the header"),
+            at(
+                span,
+                format!(
+                    "{} needs `unique_key`",
+                    if materialized == Materialization::Scd2 {
+                        "scd2"
+                    } else {
+                        "strategy = \"merge\""
+                    }
+                ),
+            )
+            .with_help("add unique_key = [\"id\"] to the header"),
         );
     }
-    let lookups = raw.lookups.as_ref().map(|l| l.get_ref().clone()).unwrap_or_default();
+    let lookups = raw
+        .lookups
+        .as_ref()
+        .map(|l| l.get_ref().clone())
+        .unwrap_or_default();
     if let Some(l) = &raw.lookups
         && materialized != Materialization::Incremental
     {
         errors.push(
-            at(l.span(), "`lookups` only applies to incremental models".into())
-                .with_help("non-incremental models always read their inputs in full"),
+            at(
+                l.span(),
+                "`lookups` only applies to incremental models".into(),
+            )
+            .with_help("non-incremental models always read their inputs in full"),
         );
     }
     if sql_body_is_empty(text) {
@@ -208,7 +239,12 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Model, Errors> {
-        parse_model(Path::new("models/silver/orders.sql"), Layer::Silver, "orders", text)
+        parse_model(
+            Path::new("models/silver/orders.sql"),
+            Layer::Silver,
+            "orders",
+            text,
+        )
     }
 
     #[test]
@@ -232,19 +268,26 @@ mod tests {
     fn unknown_key_is_located_with_suggestion() {
         let e = parse("/*\nmaterialised = \"table\"\n*/\nselect 1").expect_err("unknown key");
         let s = e.to_string();
-        assert!(s.starts_with("models/silver/orders.sql:2:1: unknown key `materialised`"), "{s}");
+        assert!(
+            s.starts_with("models/silver/orders.sql:2:1: unknown key `materialised`"),
+            "{s}"
+        );
         assert!(s.contains("did you mean `materialized`?"), "{s}");
     }
 
     #[test]
     fn bad_toml_is_located() {
         let e = parse("/*\nmaterialized = \n*/\nselect 1").expect_err("bad toml");
-        assert!(e.to_string().starts_with("models/silver/orders.sql:2:"), "{e}");
+        assert!(
+            e.to_string().starts_with("models/silver/orders.sql:2:"),
+            "{e}"
+        );
     }
 
     #[test]
     fn merge_needs_key() {
-        let e = parse("/*\nmaterialized = \"incremental\"\nstrategy = \"merge\"\n*/\nselect 1").expect_err("no key");
+        let e = parse("/*\nmaterialized = \"incremental\"\nstrategy = \"merge\"\n*/\nselect 1")
+            .expect_err("no key");
         assert!(e.to_string().contains("needs `unique_key`"), "{e}");
     }
 
@@ -260,5 +303,4 @@ mod tests {
         let e = parse("/* materialized = \"table\" */\n  -- nothing\n").expect_err("empty");
         assert!(e.to_string().contains("has no SQL"), "{e}");
     }
-
 }

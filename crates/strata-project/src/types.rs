@@ -75,7 +75,10 @@ mod tests {
     #[test]
     fn parses_names_and_decimals() {
         assert_eq!("BIGINT".parse::<ColumnType>(), Ok(ColumnType::Int64));
-        assert_eq!("decimal(15, 2)".parse::<ColumnType>(), Ok(ColumnType::Decimal(15, 2)));
+        assert_eq!(
+            "decimal(15, 2)".parse::<ColumnType>(),
+            Ok(ColumnType::Decimal(15, 2))
+        );
         assert!("decimal(2,5)".parse::<ColumnType>().is_err());
         assert!("bignum".parse::<ColumnType>().is_err());
     }

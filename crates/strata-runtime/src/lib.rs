@@ -125,7 +125,10 @@ impl TestClock {
 
 impl Clock for TestClock {
     fn now(&self) -> DateTime<Utc> {
-        self.0.lock().map(|t| *t).unwrap_or_else(|e| *e.into_inner())
+        self.0
+            .lock()
+            .map(|t| *t)
+            .unwrap_or_else(|e| *e.into_inner())
     }
 }
 
@@ -136,7 +139,11 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// The tasks for `selected` nodes of `graph`, in dependency order, each with
 /// its upstream nodes (those outside the selection count as already built).
-pub fn plan(project: &strata_project::Project, graph: &strata_graph::Graph, selected: &std::collections::BTreeSet<String>) -> Vec<TaskSpec> {
+pub fn plan(
+    project: &strata_project::Project,
+    graph: &strata_graph::Graph,
+    selected: &std::collections::BTreeSet<String>,
+) -> Vec<TaskSpec> {
     graph
         .order()
         .iter()

@@ -86,7 +86,12 @@ pub struct Runner {
 impl Runner {
     /// A runner recording into `state`, running up to `max_parallel` tasks at once.
     pub fn new(state: StateStore, max_parallel: usize) -> Self {
-        Self { state, max_parallel: max_parallel.max(1), clock: Arc::new(SystemClock), observer: Arc::new(NoObserver) }
+        Self {
+            state,
+            max_parallel: max_parallel.max(1),
+            clock: Arc::new(SystemClock),
+            observer: Arc::new(NoObserver),
+        }
     }
 
     /// Uses `clock` for all timestamps.
@@ -124,24 +129,41 @@ impl Runner {
                 trigger: options.trigger.clone().unwrap_or_else(|| "cli".into()),
             })
             .await?;
-        self.observer.on_event(&Event::RunStarted { run_id: run_id.clone(), tasks: tasks.len() });
-        let info = RunInfo { run_id: run_id.clone(), started_at: started, full_refresh: options.full_refresh };
+        self.observer.on_event(&Event::RunStarted {
+            run_id: run_id.clone(),
+            tasks: tasks.len(),
+        });
+        let info = RunInfo {
+            run_id: run_id.clone(),
+            started_at: started,
+            full_refresh: options.full_refresh,
+        };
 
         let names: BTreeSet<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
         let mut waiting: BTreeMap<String, usize> = BTreeMap::new();
         let mut downstream: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for t in &tasks {
-            let ups: Vec<&String> = t.upstream.iter().filter(|u| names.contains(u.as_str())).collect();
+            let ups: Vec<&String> = t
+                .upstream
+                .iter()
+                .filter(|u| names.contains(u.as_str()))
+                .collect();
             waiting.insert(t.name.clone(), ups.len());
             for u in ups {
-                downstream.entry(u.clone()).or_default().push(t.name.clone());
+                downstream
+                    .entry(u.clone())
+                    .or_default()
+                    .push(t.name.clone());
             }
         }
-        let by_name: BTreeMap<String, TaskSpec> = tasks.iter().map(|t| (t.name.clone(), t.clone())).collect();
+        let by_name: BTreeMap<String, TaskSpec> =
+            tasks.iter().map(|t| (t.name.clone(), t.clone())).collect();
         let order: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
-        let mut ready: VecDeque<String> = order.iter().filter(|n| waiting[*n] == 0).cloned().collect();
+        let mut ready: VecDeque<String> =
+            order.iter().filter(|n| waiting[*n] == 0).cloned().collect();
         let mut records: BTreeMap<String, TaskRecord> = BTreeMap::new();
-        let mut running: JoinSet<(String, DateTime<Utc>, Result<TaskOutput, TaskError>)> = JoinSet::new();
+        let mut running: JoinSet<(String, DateTime<Utc>, Result<TaskOutput, TaskError>)> =
+            JoinSet::new();
         let mut failed_any = false;
 
         loop {
@@ -159,7 +181,8 @@ impl Runner {
                     ..Default::default()
                 };
                 self.state.upsert_task(&rec).await?;
-                self.observer.on_event(&Event::TaskStarted { task: name.clone() });
+                self.observer
+                    .on_event(&Event::TaskStarted { task: name.clone() });
                 let exec = executor.clone();
                 let info = info.clone();
                 running.spawn(async move {
@@ -167,21 +190,37 @@ impl Runner {
                     (spec.name, start, r)
                 });
             }
-            let Some(joined) = running.join_next().await else { break };
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
             let (name, start, result) = match joined {
                 Ok(v) => v,
                 Err(e) => {
                     // A panicking task is a bug; find which one is gone and fail it.
                     let lost = order
                         .iter()
-                        .find(|n| !records.contains_key(*n) && !ready.contains(n) && waiting.get(*n) == Some(&0))
+                        .find(|n| {
+                            !records.contains_key(*n)
+                                && !ready.contains(n)
+                                && waiting.get(*n) == Some(&0)
+                        })
                         .cloned()
                         .unwrap_or_default();
-                    (lost, self.clock.now(), Err(TaskError { kind: crate::ErrorKind::Internal, message: format!("task panicked (a bug in Strata): {e}") }))
+                    (
+                        lost,
+                        self.clock.now(),
+                        Err(TaskError {
+                            kind: crate::ErrorKind::Internal,
+                            message: format!("task panicked (a bug in Strata): {e}"),
+                        }),
+                    )
                 }
             };
             let end = self.clock.now();
-            let kind = by_name.get(&name).map(|s| s.kind.clone()).unwrap_or_default();
+            let kind = by_name
+                .get(&name)
+                .map(|s| s.kind.clone())
+                .unwrap_or_default();
             let mut rec = TaskRecord {
                 run_id: run_id.clone(),
                 task: name.clone(),
@@ -192,7 +231,11 @@ impl Runner {
             };
             let ok = match result {
                 Ok(out) => {
-                    rec.status = if out.skipped { "skipped".into() } else { "success".into() };
+                    rec.status = if out.skipped {
+                        "skipped".into()
+                    } else {
+                        "success".into()
+                    };
                     rec.rows_read = out.rows_read;
                     rec.rows_written = out.rows_written;
                     rec.rows_quarantined = out.rows_quarantined;
@@ -207,7 +250,9 @@ impl Runner {
                 }
             };
             self.state.upsert_task(&rec).await?;
-            self.observer.on_event(&Event::TaskFinished { record: rec.clone() });
+            self.observer.on_event(&Event::TaskFinished {
+                record: rec.clone(),
+            });
             records.insert(name.clone(), rec);
             if ok {
                 for d in downstream.get(&name).cloned().unwrap_or_default() {
@@ -219,8 +264,11 @@ impl Runner {
                     }
                 }
                 // keep plan order among ready tasks
-                let pos: BTreeMap<&String, usize> = order.iter().enumerate().map(|(i, n)| (n, i)).collect();
-                ready.make_contiguous().sort_by_key(|n| pos.get(n).copied().unwrap_or(usize::MAX));
+                let pos: BTreeMap<&String, usize> =
+                    order.iter().enumerate().map(|(i, n)| (n, i)).collect();
+                ready
+                    .make_contiguous()
+                    .sort_by_key(|n| pos.get(n).copied().unwrap_or(usize::MAX));
             } else {
                 failed_any = true;
                 let mut stack = downstream.get(&name).cloned().unwrap_or_default();
@@ -237,16 +285,26 @@ impl Runner {
                         ..Default::default()
                     };
                     self.state.upsert_task(&skipped).await?;
-                    self.observer.on_event(&Event::TaskFinished { record: skipped.clone() });
+                    self.observer.on_event(&Event::TaskFinished {
+                        record: skipped.clone(),
+                    });
                     records.insert(d.clone(), skipped);
                     stack.extend(downstream.get(&d).cloned().unwrap_or_default());
                 }
             }
         }
         let status = if failed_any { "failed" } else { "success" };
-        self.state.finish_run(&run_id, status, &rfc3339(self.clock.now())).await?;
+        self.state
+            .finish_run(&run_id, status, &rfc3339(self.clock.now()))
+            .await?;
         let tasks = order.iter().filter_map(|n| records.remove(n)).collect();
-        Ok(RunSummary { run_id, status: status.into(), tasks, duration: wall.elapsed(), interrupted })
+        Ok(RunSummary {
+            run_id,
+            status: status.into(),
+            tasks,
+            duration: wall.elapsed(),
+            interrupted,
+        })
     }
 }
 

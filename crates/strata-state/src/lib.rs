@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, HashSet};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-pub use error::{Error, Result};
 use error::Ctx;
+pub use error::{Error, Result};
 
 /// A run as recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,8 +140,10 @@ impl StateStore {
         sqlx::any::install_default_drivers();
         let (backend, conn_url) = if let Some(path) = url.strip_prefix("sqlite://") {
             if let Some(parent) = std::path::Path::new(path).parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|source| Error::Io { path: parent.display().to_string(), source })?;
+                std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                    path: parent.display().to_string(),
+                    source,
+                })?;
             }
             (Backend::Sqlite, format!("sqlite://{path}?mode=rwc"))
         } else {
@@ -153,15 +155,22 @@ impl StateStore {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
             })
             .connect(&conn_url)
             .await
-            .map_err(|source| Error::Open { url: shown.clone(), source })?;
+            .map_err(|source| Error::Open {
+                url: shown.clone(),
+                source,
+            })?;
         let store = Self { pool, backend };
         store.migrate().await?;
         Ok(store)
@@ -240,7 +249,10 @@ impl StateStore {
             .fetch_all(&self.pool)
             .await
             .ctx("find interrupted runs")?;
-        let ids: Vec<String> = rows.iter().filter_map(|r| r.try_get::<String, _>(0).ok()).collect();
+        let ids: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>(0).ok())
+            .collect();
         for id in &ids {
             sqlx::query("UPDATE runs SET status = 'interrupted' WHERE run_id = $1")
                 .bind(id)
@@ -263,7 +275,10 @@ impl StateStore {
             .fetch_all(&self.pool)
             .await
             .ctx("list runs")?;
-        rows.iter().map(run_from_row).collect::<std::result::Result<_, _>>().ctx("read runs")
+        rows.iter()
+            .map(run_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .ctx("read runs")
     }
 
     /// One run.
@@ -339,7 +354,10 @@ impl StateStore {
             .fetch_all(&self.pool)
             .await
             .ctx("read manifest")?;
-        rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<std::result::Result<_, _>>().ctx("read manifest")
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<std::result::Result<_, _>>()
+            .ctx("read manifest")
     }
 
     /// Records the files of one committed batch, all at once.
@@ -407,8 +425,10 @@ impl StateStore {
             .ctx("read model state")?;
         let Some(r) = row else { return Ok(None) };
         let versions: String = r.try_get(2).ctx("read model state")?;
-        let upstream_versions = serde_json::from_str(&versions)
-            .map_err(|e| Error::Corrupt { what: "model_state.upstream_versions", detail: e.to_string() })?;
+        let upstream_versions = serde_json::from_str(&versions).map_err(|e| Error::Corrupt {
+            what: "model_state.upstream_versions",
+            detail: e.to_string(),
+        })?;
         Ok(Some(ModelState {
             model: r.try_get(0).ctx("read model state")?,
             fingerprint: r.try_get(1).ctx("read model state")?,
@@ -421,8 +441,10 @@ impl StateStore {
 
     /// Records what a model was just built from.
     pub async fn set_model_state(&self, s: &ModelState) -> Result<()> {
-        let versions = serde_json::to_string(&s.upstream_versions)
-            .map_err(|e| Error::Corrupt { what: "model_state.upstream_versions", detail: e.to_string() })?;
+        let versions = serde_json::to_string(&s.upstream_versions).map_err(|e| Error::Corrupt {
+            what: "model_state.upstream_versions",
+            detail: e.to_string(),
+        })?;
         sqlx::query(
             "INSERT INTO model_state (model, fingerprint, upstream_versions, delta_version, built_at, run_id) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (model) DO UPDATE SET fingerprint = excluded.fingerprint, upstream_versions = excluded.upstream_versions,

@@ -28,10 +28,19 @@ async fn exercise(store: &StateStore) {
     assert_eq!(store.tasks("r1").await.expect("tasks"), vec![t]);
 
     // A second process finds the dead run and marks it interrupted.
-    assert_eq!(store.mark_interrupted("r2").await.expect("mark"), vec!["r1".to_string()]);
-    assert_eq!(store.run("r1").await.expect("run").expect("exists").status, "interrupted");
+    assert_eq!(
+        store.mark_interrupted("r2").await.expect("mark"),
+        vec!["r1".to_string()]
+    );
+    assert_eq!(
+        store.run("r1").await.expect("run").expect("exists").status,
+        "interrupted"
+    );
 
-    store.finish_run("r1", "failed", "2026-01-01T00:01:00Z").await.expect("finish");
+    store
+        .finish_run("r1", "failed", "2026-01-01T00:01:00Z")
+        .await
+        .expect("finish");
     let runs = store.runs(5).await.expect("runs");
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].status, "failed");
@@ -50,9 +59,21 @@ async fn exercise(store: &StateStore) {
         run_id: "r1".into(),
         ingested_at: now(),
     };
-    store.record_files(std::slice::from_ref(&f)).await.expect("manifest");
-    store.record_files(std::slice::from_ref(&f)).await.expect("manifest is idempotent");
-    assert!(store.ingested_files("orders").await.expect("files").contains("/d/1.ndjson"));
+    store
+        .record_files(std::slice::from_ref(&f))
+        .await
+        .expect("manifest");
+    store
+        .record_files(std::slice::from_ref(&f))
+        .await
+        .expect("manifest is idempotent");
+    assert!(
+        store
+            .ingested_files("orders")
+            .await
+            .expect("files")
+            .contains("/d/1.ndjson")
+    );
     assert_eq!(store.files_of("orders").await.expect("files"), vec![f]);
 
     let ms = ModelState {
@@ -85,16 +106,30 @@ async fn sqlite_round_trips_every_record() {
 #[tokio::test]
 async fn postgres_round_trips_every_record() {
     sqlx::any::install_default_drivers();
-    let admin_url = std::env::var("STRATA_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let admin = AnyPool::connect(&admin_url).await.expect("PostgreSQL must be running for this test (see CONTRIBUTING.md)");
+    let admin_url = std::env::var("STRATA_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = AnyPool::connect(&admin_url)
+        .await
+        .expect("PostgreSQL must be running for this test (see CONTRIBUTING.md)");
     let db = format!("strata_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&admin).await.expect("create db");
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
-    let store = StateStore::open(&format!("{base}/{db}")).await.expect("open");
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .expect("create db");
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(&admin_url);
+    let store = StateStore::open(&format!("{base}/{db}"))
+        .await
+        .expect("open");
     assert_eq!(store.backend(), Backend::Postgres);
     exercise(&store).await;
     drop(store);
-    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)")).execute(&admin).await.expect("drop db");
+    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .expect("drop db");
 }
 
 #[test]

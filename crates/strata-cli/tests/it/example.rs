@@ -14,21 +14,44 @@ fn shop_example_runs_incrementally_and_reads_back_independently() {
         .args(["init", dir.to_str().expect("utf8"), "--example", "shop"])
         .output()
         .expect("init");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let shop = crate::support::Shop(dir.clone());
 
     shop.ok(&["validate"]);
     shop.ok(&["run"]);
     let first = shop.tasks();
-    for t in ["bronze.orders", "bronze.customers", "bronze.products", "silver.orders", "silver.customers", "gold.daily_revenue"] {
+    for t in [
+        "bronze.orders",
+        "bronze.customers",
+        "bronze.products",
+        "silver.orders",
+        "silver.customers",
+        "gold.daily_revenue",
+    ] {
         assert_eq!(first[t]["status"], "success", "{t}: {}", first[t]);
     }
     // Nothing lost: read = loaded + quarantined, and the flaws were quarantined.
     let o = &first["bronze.orders"];
-    assert_eq!(o["rows_read"].as_i64(), Some(o["rows_written"].as_i64().unwrap_or(0) + o["rows_quarantined"].as_i64().unwrap_or(0)));
+    assert_eq!(
+        o["rows_read"].as_i64(),
+        Some(o["rows_written"].as_i64().unwrap_or(0) + o["rows_quarantined"].as_i64().unwrap_or(0))
+    );
     assert!(o["rows_quarantined"].as_i64().unwrap_or(0) > 0);
-    for layer in ["bronze/orders", "silver/orders", "gold/daily_revenue", "gold/fct_orders", "gold/customer_lifetime_value"] {
-        assert!(dir.join("lake").join(layer).join("_delta_log").is_dir(), "{layer} has a _delta_log");
+    for layer in [
+        "bronze/orders",
+        "silver/orders",
+        "gold/daily_revenue",
+        "gold/fct_orders",
+        "gold/customer_lifetime_value",
+    ] {
+        assert!(
+            dir.join("lake").join(layer).join("_delta_log").is_dir(),
+            "{layer} has a _delta_log"
+        );
     }
     let revenue_rows = shop.count("select count(*) from gold.daily_revenue");
     assert!(revenue_rows > 0);
@@ -40,15 +63,24 @@ fn shop_example_runs_incrementally_and_reads_back_independently() {
     assert_eq!(second["silver.orders"]["status"], "skipped");
     assert_eq!(second["silver.orders"]["rows_read"], 0);
     assert_eq!(second["gold.daily_revenue"]["status"], "skipped");
-    assert_eq!(shop.count("select count(*) from silver.orders"), orders_before);
+    assert_eq!(
+        shop.count("select count(*) from silver.orders"),
+        orders_before
+    );
 
     // The next day (and the late file) are read alone into the incremental model.
     shop.ok(&["example", "next-day"]);
     shop.ok(&["run"]);
     let third = shop.tasks();
     assert_eq!(third["bronze.orders"]["message"], "2 files");
-    let new_rows = third["bronze.orders"]["rows_written"].as_i64().expect("rows");
-    assert_eq!(third["silver.orders"]["rows_read"].as_i64(), Some(new_rows), "reads only the new day's rows");
+    let new_rows = third["bronze.orders"]["rows_written"]
+        .as_i64()
+        .expect("rows");
+    assert_eq!(
+        third["silver.orders"]["rows_read"].as_i64(),
+        Some(new_rows),
+        "reads only the new day's rows"
+    );
     assert!(shop.count("select count(*) from silver.orders") > orders_before);
     assert_eq!(third["gold.daily_revenue"]["status"], "success");
     assert_eq!(third["silver.customers"]["status"], "success");
@@ -65,11 +97,22 @@ for r in rows:
     print(",".join(str(x) for x in r))
 "#;
     let py = Command::new("python3")
-        .args(["-c", script, dir.join("lake/gold/daily_revenue").to_str().expect("utf8")])
+        .args([
+            "-c",
+            script,
+            dir.join("lake/gold/daily_revenue").to_str().expect("utf8"),
+        ])
         .output()
         .expect("python3 runs (scripts/test.sh installs deltalake)");
-    assert!(py.status.success(), "python deltalake failed: {}", String::from_utf8_lossy(&py.stderr));
-    let theirs: Vec<String> = String::from_utf8_lossy(&py.stdout).lines().map(str::to_string).collect();
+    assert!(
+        py.status.success(),
+        "python deltalake failed: {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let theirs: Vec<String> = String::from_utf8_lossy(&py.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
     assert_eq!(theirs.len(), ours.len());
     assert_eq!(theirs, ours);
 }

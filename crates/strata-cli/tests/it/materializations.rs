@@ -21,7 +21,10 @@ path = "data/people/*.csv"
 fn mini() -> TestProject {
     let p = TestProject::new();
     p.write("strata.toml", CONFIG);
-    p.write("models/silver/events_all.sql", "select id, name, amount, day from bronze.events");
+    p.write(
+        "models/silver/events_all.sql",
+        "select id, name, amount, day from bronze.events",
+    );
     p.write(
         "models/silver/events_inc.sql",
         "/*\nmaterialized = \"incremental\"\n*/\nselect id, name, amount, day, _source from bronze.events",
@@ -38,13 +41,22 @@ fn mini() -> TestProject {
     );
     p.write("models/gold/totals.sql", "/* materialized = \"view\" */\nselect name, sum(amount) as total from silver.events_latest group by name");
     p.write("models/gold/totals_tbl.sql", "select * from gold.totals");
-    p.write("data/events/e1.csv", "id,name,amount,day\n1,a,10.0,2024-01-01\n2,b,20.0,2024-01-01\n3,c,x,2024-01-01\n4,d\n");
-    p.write("data/people/p1.csv", "person_id,region\n1,north\n2,south\n3,east\n");
+    p.write(
+        "data/events/e1.csv",
+        "id,name,amount,day\n1,a,10.0,2024-01-01\n2,b,20.0,2024-01-01\n3,c,x,2024-01-01\n4,d\n",
+    );
+    p.write(
+        "data/people/p1.csv",
+        "person_id,region\n1,north\n2,south\n3,east\n",
+    );
     p
 }
 
 fn status(tasks: &std::collections::BTreeMap<String, serde_json::Value>, t: &str) -> (String, i64) {
-    (tasks[t]["status"].as_str().expect("status").to_string(), tasks[t]["rows_read"].as_i64().expect("rows"))
+    (
+        tasks[t]["status"].as_str().expect("status").to_string(),
+        tasks[t]["rows_read"].as_i64().expect("rows"),
+    )
 }
 
 #[test]
@@ -69,8 +81,14 @@ fn materializations_first_and_later_runs() {
     assert_eq!(p.count("select count(*) from silver.events_all"), 2);
     assert_eq!(p.count("select count(*) from silver.events_inc"), 2);
     assert_eq!(p.count("select count(*) from silver.events_latest"), 2);
-    assert_eq!(p.count("select count(*) from silver.people where is_current and valid_to is null"), 3);
-    assert_eq!(p.sql("select total from gold.totals_tbl where name = 'b'"), vec!["total", "20.0"]);
+    assert_eq!(
+        p.count("select count(*) from silver.people where is_current and valid_to is null"),
+        3
+    );
+    assert_eq!(
+        p.sql("select total from gold.totals_tbl where name = 'b'"),
+        vec!["total", "20.0"]
+    );
 
     // A second run with no new files changes nothing.
     p.ok(&["run"]);
@@ -85,16 +103,32 @@ fn materializations_first_and_later_runs() {
     assert_eq!(p.count("select count(*) from silver.events_inc"), 2);
 
     // New files: an update of id 2 and a new id 4; a changed and a deleted person.
-    p.write("data/events/e2.csv", "id,name,amount,day\n2,b,25.0,2024-01-02\n4,d,40.0,2024-01-02\n");
-    p.write("data/people/p2.csv", "person_id,region\n1,west\n3,east\n4,north\n");
+    p.write(
+        "data/events/e2.csv",
+        "id,name,amount,day\n2,b,25.0,2024-01-02\n4,d,40.0,2024-01-02\n",
+    );
+    p.write(
+        "data/people/p2.csv",
+        "person_id,region\n1,west\n3,east\n4,north\n",
+    );
     p.ok(&["run"]);
     let t = p.tasks();
     assert_eq!(status(&t, "bronze.events"), ("success".into(), 2));
-    assert_eq!(status(&t, "silver.events_inc"), ("success".into(), 2), "only the new rows are read");
+    assert_eq!(
+        status(&t, "silver.events_inc"),
+        ("success".into(), 2),
+        "only the new rows are read"
+    );
     assert_eq!(status(&t, "silver.events_latest"), ("success".into(), 2));
     assert_eq!(p.count("select count(*) from silver.events_inc"), 4);
-    assert_eq!(p.sql("select id, amount from silver.events_latest order by id"), vec!["id,amount", "1,10.0", "2,25.0", "4,40.0"]);
-    assert_eq!(p.sql("select total from gold.totals_tbl where name = 'b'"), vec!["total", "25.0"]);
+    assert_eq!(
+        p.sql("select id, amount from silver.events_latest order by id"),
+        vec!["id,amount", "1,10.0", "2,25.0", "4,40.0"]
+    );
+    assert_eq!(
+        p.sql("select total from gold.totals_tbl where name = 'b'"),
+        vec!["total", "25.0"]
+    );
     assert_eq!(
         p.sql("select person_id, region, is_current, valid_to is null as open from silver.people order by person_id, valid_from, is_current"),
         vec![
@@ -108,12 +142,27 @@ fn materializations_first_and_later_runs() {
     );
 
     // Person 2 comes back: a new current row; the old one stays closed once.
-    p.write("data/people/p3.csv", "person_id,region\n1,west\n2,south\n3,east\n4,north\n");
+    p.write(
+        "data/people/p3.csv",
+        "person_id,region\n1,west\n2,south\n3,east\n4,north\n",
+    );
     p.ok(&["run"]);
-    assert_eq!(p.count("select count(*) from silver.people where person_id = 2"), 2);
-    assert_eq!(p.count("select count(*) from silver.people where person_id = 2 and is_current"), 1);
-    assert_eq!(p.count("select count(*) from silver.people where person_id = 2 and valid_to is not null"), 1);
-    assert_eq!(p.count("select count(*) from silver.people where is_current"), 4);
+    assert_eq!(
+        p.count("select count(*) from silver.people where person_id = 2"),
+        2
+    );
+    assert_eq!(
+        p.count("select count(*) from silver.people where person_id = 2 and is_current"),
+        1
+    );
+    assert_eq!(
+        p.count("select count(*) from silver.people where person_id = 2 and valid_to is not null"),
+        1
+    );
+    assert_eq!(
+        p.count("select count(*) from silver.people where is_current"),
+        4
+    );
 
     // A full refresh rebuilds incremental models from everything.
     p.ok(&["run", "--full-refresh", "--select", "silver.events_inc"]);
@@ -126,18 +175,30 @@ fn selection_runs_only_what_is_selected() {
     let out = p.ok(&["run", "--select", "+silver.events_all"]);
     assert!(out.contains("silver.events_all"), "{out}");
     let t = p.tasks();
-    assert_eq!(t.keys().cloned().collect::<Vec<_>>(), vec!["bronze.events".to_string(), "silver.events_all".to_string()]);
+    assert_eq!(
+        t.keys().cloned().collect::<Vec<_>>(),
+        vec!["bronze.events".to_string(), "silver.events_all".to_string()]
+    );
     // Selecting a model whose upstream was never built fails with a hint.
     let out = p.strata(&["run", "--select", "silver.people"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bronze.people has not been built yet"), "{err}");
+    assert!(
+        err.contains("bronze.people has not been built yet"),
+        "{err}"
+    );
 }
 
 #[test]
 fn on_bad_rows_fail_loads_nothing_and_names_the_line() {
     let p = mini();
-    p.write("strata.toml", &CONFIG.replace("[sources.people]", "on_bad_rows = \"fail\"\n\n[sources.people]"));
+    p.write(
+        "strata.toml",
+        &CONFIG.replace(
+            "[sources.people]",
+            "on_bad_rows = \"fail\"\n\n[sources.people]",
+        ),
+    );
     let out = p.strata(&["run", "--select", "bronze.events"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

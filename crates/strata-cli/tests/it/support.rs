@@ -28,19 +28,25 @@ impl Shop {
 
     /// A query's rows as CSV lines (header first).
     pub fn sql(&self, query: &str) -> Vec<String> {
-        self.ok(&["sql", "--format", "csv", query]).lines().map(str::to_string).collect()
+        self.ok(&["sql", "--format", "csv", query])
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// A single number from a query.
     pub fn count(&self, query: &str) -> i64 {
         let rows = self.sql(query);
-        rows.get(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no number from {query}: {rows:?}"))
+        rows.get(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no number from {query}: {rows:?}"))
     }
 
     /// The tasks of the latest run, as JSON objects by table name.
     pub fn tasks(&self) -> BTreeMap<String, serde_json::Value> {
         let runs = self.ok(&["runs", "--format", "json", "--limit", "1"]);
-        let run: serde_json::Value = serde_json::from_str(runs.lines().next().expect("a run")).expect("json");
+        let run: serde_json::Value =
+            serde_json::from_str(runs.lines().next().expect("a run")).expect("json");
         let id = run["run_id"].as_str().expect("run id").to_string();
         self.ok(&["runs", &id, "--format", "json"])
             .lines()

@@ -28,7 +28,7 @@ pub(crate) mod stream {
     pub(crate) const ORDER_COUNT: u64 = 5;
     /// Duplicates, updates and malformed lines of one day's orders file.
     pub(crate) const DAY_EVENTS: u64 = 6;
-    /// The attributes of one order (indexed by order id).
+    /// The attributes of the orders of one day (16 words per order).
     pub(crate) const ORDER: u64 = 7;
 }
 
@@ -41,7 +41,8 @@ fn splitmix64(mut x: u64) -> u64 {
 
 /// The generator for draw `index` (a day, an order id, …) of `stream`.
 pub(crate) fn rng(seed: u64, stream: u64, index: u64) -> ChaCha8Rng {
-    let mut r = ChaCha8Rng::seed_from_u64(splitmix64(seed) ^ splitmix64(index ^ 0x5354_5241_5441_0000));
+    let mut r =
+        ChaCha8Rng::seed_from_u64(splitmix64(seed) ^ splitmix64(index ^ 0x5354_5241_5441_0000));
     r.set_stream(stream);
     r
 }
@@ -127,18 +128,141 @@ pub(crate) struct Product {
 pub(crate) const PRODUCT_COUNT: usize = 200;
 
 const CATEGORIES: [(&str, [&str; 8], i64, i64); 8] = [
-    ("electronics", ["Headphones", "Charger", "Keyboard", "Mouse", "Speaker", "Webcam", "Monitor", "Power Bank"], 1_500, 50_000),
-    ("home", ["Lamp", "Cushion", "Vase", "Blanket", "Mirror", "Wall Clock", "Rug", "Candle"], 500, 20_000),
-    ("garden", ["Hose", "Planter", "Shears", "Rake", "Bird Feeder", "Watering Can", "Gloves", "Seed Kit"], 300, 15_000),
-    ("toys", ["Puzzle", "Robot", "Kite", "Building Set", "Plush Bear", "Board Game", "Yo-Yo", "Train Set"], 500, 12_000),
-    ("books", ["Cookbook", "Novel", "Atlas", "Notebook", "Travel Guide", "Poetry Collection", "Comic", "Journal"], 500, 6_000),
-    ("sports", ["Yoga Mat", "Dumbbell", "Water Bottle", "Tennis Racket", "Football", "Jump Rope", "Helmet", "Running Belt"], 800, 25_000),
-    ("beauty", ["Face Cream", "Shampoo", "Lip Balm", "Perfume", "Hair Brush", "Soap Set", "Nail Kit", "Sunscreen"], 300, 9_000),
-    ("grocery", ["Coffee Beans", "Green Tea", "Olive Oil", "Dark Chocolate", "Honey", "Pasta", "Granola", "Spice Mix"], 100, 4_000),
+    (
+        "electronics",
+        [
+            "Headphones",
+            "Charger",
+            "Keyboard",
+            "Mouse",
+            "Speaker",
+            "Webcam",
+            "Monitor",
+            "Power Bank",
+        ],
+        1_500,
+        50_000,
+    ),
+    (
+        "home",
+        [
+            "Lamp",
+            "Cushion",
+            "Vase",
+            "Blanket",
+            "Mirror",
+            "Wall Clock",
+            "Rug",
+            "Candle",
+        ],
+        500,
+        20_000,
+    ),
+    (
+        "garden",
+        [
+            "Hose",
+            "Planter",
+            "Shears",
+            "Rake",
+            "Bird Feeder",
+            "Watering Can",
+            "Gloves",
+            "Seed Kit",
+        ],
+        300,
+        15_000,
+    ),
+    (
+        "toys",
+        [
+            "Puzzle",
+            "Robot",
+            "Kite",
+            "Building Set",
+            "Plush Bear",
+            "Board Game",
+            "Yo-Yo",
+            "Train Set",
+        ],
+        500,
+        12_000,
+    ),
+    (
+        "books",
+        [
+            "Cookbook",
+            "Novel",
+            "Atlas",
+            "Notebook",
+            "Travel Guide",
+            "Poetry Collection",
+            "Comic",
+            "Journal",
+        ],
+        500,
+        6_000,
+    ),
+    (
+        "sports",
+        [
+            "Yoga Mat",
+            "Dumbbell",
+            "Water Bottle",
+            "Tennis Racket",
+            "Football",
+            "Jump Rope",
+            "Helmet",
+            "Running Belt",
+        ],
+        800,
+        25_000,
+    ),
+    (
+        "beauty",
+        [
+            "Face Cream",
+            "Shampoo",
+            "Lip Balm",
+            "Perfume",
+            "Hair Brush",
+            "Soap Set",
+            "Nail Kit",
+            "Sunscreen",
+        ],
+        300,
+        9_000,
+    ),
+    (
+        "grocery",
+        [
+            "Coffee Beans",
+            "Green Tea",
+            "Olive Oil",
+            "Dark Chocolate",
+            "Honey",
+            "Pasta",
+            "Granola",
+            "Spice Mix",
+        ],
+        100,
+        4_000,
+    ),
 ];
 
 const ADJECTIVES: [&str; 12] = [
-    "Classic", "Deluxe", "Compact", "Premium", "Eco", "Smart", "Vintage", "Essential", "Ultra", "Mini", "Pro", "Cozy",
+    "Classic",
+    "Deluxe",
+    "Compact",
+    "Premium",
+    "Eco",
+    "Smart",
+    "Vintage",
+    "Essential",
+    "Ultra",
+    "Mini",
+    "Pro",
+    "Cozy",
 ];
 
 /// The 200 products (ids 1..=200), the same for every seed-compatible run.
@@ -151,7 +275,11 @@ pub(crate) fn products(seed: u64) -> Vec<Product> {
         let noun = nouns[r.random_range(0..nouns.len())];
         let mut name = String::new();
         for _ in 0..8 {
-            name = format!("{} {}", ADJECTIVES[r.random_range(0..ADJECTIVES.len())], noun);
+            name = format!(
+                "{} {}",
+                ADJECTIVES[r.random_range(0..ADJECTIVES.len())],
+                noun
+            );
             if !names.contains(&name) {
                 break;
             }
@@ -167,13 +295,21 @@ pub(crate) fn products(seed: u64) -> Vec<Product> {
         let dollars = (min + a.min(b)) / 100;
         let ending = [99, 49, 0, 95][r.random_range(0..4)];
         let price_cents = (dollars * 100 + ending).clamp(100, 50_000);
-        out.push(Product { id: i as i64 + 1, name, category, price_cents });
+        out.push(Product {
+            id: i as i64 + 1,
+            name,
+            category,
+            price_cents,
+        });
     }
     out
 }
 
 /// Writes the catalogue as Parquet.
-pub(crate) fn write_products_parquet<W: Write + Send>(w: W, products: &[Product]) -> Result<(), String> {
+pub(crate) fn write_products_parquet<W: Write + Send>(
+    w: W,
+    products: &[Product],
+) -> Result<(), String> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("product_id", DataType::Int64, true),
         Field::new("name", DataType::Utf8, true),
@@ -184,9 +320,15 @@ pub(crate) fn write_products_parquet<W: Write + Send>(w: W, products: &[Product]
         schema.clone(),
         vec![
             Arc::new(Int64Array::from_iter_values(products.iter().map(|p| p.id))),
-            Arc::new(StringArray::from_iter_values(products.iter().map(|p| p.name.as_str()))),
-            Arc::new(StringArray::from_iter_values(products.iter().map(|p| p.category))),
-            Arc::new(Float64Array::from_iter_values(products.iter().map(|p| p.price_cents as f64 / 100.0))),
+            Arc::new(StringArray::from_iter_values(
+                products.iter().map(|p| p.name.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                products.iter().map(|p| p.category),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                products.iter().map(|p| p.price_cents as f64 / 100.0),
+            )),
         ],
     )
     .map_err(|e| e.to_string())?;
@@ -204,19 +346,62 @@ pub(crate) const CUSTOMERS_PER_SCALE: u64 = 2_000;
 const FIRST_CUSTOMER_ID: i64 = 10_001;
 
 const FIRST_NAMES: [&str; 40] = [
-    "Jane", "John", "Maria", "Ahmed", "Li", "Sofia", "Lukas", "Emma", "Noah", "Olivia", "Mateo", "Aisha", "Yuki",
-    "Elena", "Omar", "Chloe", "Ivan", "Priya", "Lars", "Fatima", "Diego", "Hannah", "Kofi", "Mia", "Leon", "Amara",
-    "Tom", "Nina", "Ravi", "Clara", "Jonas", "Zara", "Felix", "Lea", "Samuel", "Ines", "Hugo", "Alice", "Marek", "Eva",
+    "Jane", "John", "Maria", "Ahmed", "Li", "Sofia", "Lukas", "Emma", "Noah", "Olivia", "Mateo",
+    "Aisha", "Yuki", "Elena", "Omar", "Chloe", "Ivan", "Priya", "Lars", "Fatima", "Diego",
+    "Hannah", "Kofi", "Mia", "Leon", "Amara", "Tom", "Nina", "Ravi", "Clara", "Jonas", "Zara",
+    "Felix", "Lea", "Samuel", "Ines", "Hugo", "Alice", "Marek", "Eva",
 ];
 
 const LAST_NAMES: [&str; 40] = [
-    "Doe", "Smith", "Garcia", "Khan", "Wei", "Rossi", "Muller", "Johnson", "Brown", "Silva", "Lopez", "Okafor",
-    "Tanaka", "Petrov", "Haddad", "Martin", "Novak", "Patel", "Larsen", "Yilmaz", "Fernandez", "Schmidt", "Mensah",
-    "Dubois", "Weber", "Nwosu", "Clark", "Berg", "Sharma", "Costa", "Fischer", "Ali", "Wagner", "Moreau", "Kowalski",
-    "Santos", "Lambert", "Walker", "Horvat", "Lindqvist",
+    "Doe",
+    "Smith",
+    "Garcia",
+    "Khan",
+    "Wei",
+    "Rossi",
+    "Muller",
+    "Johnson",
+    "Brown",
+    "Silva",
+    "Lopez",
+    "Okafor",
+    "Tanaka",
+    "Petrov",
+    "Haddad",
+    "Martin",
+    "Novak",
+    "Patel",
+    "Larsen",
+    "Yilmaz",
+    "Fernandez",
+    "Schmidt",
+    "Mensah",
+    "Dubois",
+    "Weber",
+    "Nwosu",
+    "Clark",
+    "Berg",
+    "Sharma",
+    "Costa",
+    "Fischer",
+    "Ali",
+    "Wagner",
+    "Moreau",
+    "Kowalski",
+    "Santos",
+    "Lambert",
+    "Walker",
+    "Horvat",
+    "Lindqvist",
 ];
 
-const DOMAINS: [&str; 5] = ["example.com", "example.org", "example.net", "mail.example", "shop.example"];
+const DOMAINS: [&str; 5] = [
+    "example.com",
+    "example.org",
+    "example.net",
+    "mail.example",
+    "shop.example",
+];
 
 /// The customer regions.
 pub(crate) const REGIONS: [&str; 5] = ["north", "south", "east", "west", "central"];
@@ -280,7 +465,11 @@ fn email(r: &mut ChaCha8Rng, first: usize, last: usize) -> String {
     } else {
         (f, l, domain.to_string())
     };
-    if number < 200 { format!("{f}.{l}@{domain}") } else { format!("{f}.{l}{number}@{domain}") }
+    if number < 200 {
+        format!("{f}.{l}@{domain}")
+    } else {
+        format!("{f}.{l}{number}@{domain}")
+    }
 }
 
 fn new_customer(r: &mut ChaCha8Rng, id: i64, signup_day: i64) -> Customer {
@@ -296,7 +485,16 @@ fn new_customer(r: &mut ChaCha8Rng, id: i64, signup_day: i64) -> Customer {
     };
     let email = email(r, first, last);
     let region = region(r);
-    Customer { id, first, last, name, email, region, signup_day, removed_on: None }
+    Customer {
+        id,
+        first,
+        last,
+        name,
+        email,
+        region,
+        signup_day,
+        removed_on: None,
+    }
 }
 
 /// The customers existing at the end of the initial period, ordered by signup
@@ -307,7 +505,13 @@ pub(crate) fn base_customers(seed: u64, scale: u32, initial_days: u32) -> Vec<Cu
     let mut r = rng(seed, stream::CUSTOMERS, 0);
     let last_day = i64::from(initial_days.max(1));
     let mut signups: Vec<i64> = (0..n)
-        .map(|_| if r.random_range(0..100) < 90 { r.random_range(-1094..=0) } else { r.random_range(1..=last_day) })
+        .map(|_| {
+            if r.random_range(0..100) < 90 {
+                r.random_range(-1094..=0)
+            } else {
+                r.random_range(1..=last_day)
+            }
+        })
         .collect();
     signups.sort_unstable();
     signups
@@ -351,11 +555,11 @@ pub(crate) fn apply_changes(customers: &mut Vec<Customer>, seed: u64, day: u32) 
             customers[i].removed_on = Some(day);
         }
     }
-    let mut next_id = customers.last().map_or(FIRST_CUSTOMER_ID, |c| c.id + 1);
-    for _ in 0..(active * 5 / 1000).max(1) {
-        let c = new_customer(&mut r, next_id, i64::from(day));
+    let first_new = customers.last().map_or(FIRST_CUSTOMER_ID, |c| c.id + 1);
+    let new_count = (active * 5 / 1000).max(1) as i64;
+    for id in first_new..first_new + new_count {
+        let c = new_customer(&mut r, id, i64::from(day));
         customers.push(c);
-        next_id += 1;
     }
 }
 
@@ -399,7 +603,13 @@ pub(crate) fn write_customers_csv<W: Write>(
         if i == short {
             out.write_record([&id[..], c.name.as_bytes()])?;
         } else {
-            out.write_record([&id[..], c.name.as_bytes(), c.email.as_bytes(), REGIONS[c.region].as_bytes(), &date[..]])?;
+            out.write_record([
+                &id[..],
+                c.name.as_bytes(),
+                c.email.as_bytes(),
+                REGIONS[c.region].as_bytes(),
+                &date[..],
+            ])?;
         }
         stats.rows += 1;
     }
@@ -428,7 +638,14 @@ impl Eligibility {
 
     /// Records the customers existing on a day after the initial period.
     pub(crate) fn record(&mut self, day: u32, customers: &[Customer]) {
-        self.later.insert(day, customers.iter().filter(|c| c.exists_on(day)).map(|c| c.id).collect());
+        self.later.insert(
+            day,
+            customers
+                .iter()
+                .filter(|c| c.exists_on(day))
+                .map(|c| c.id)
+                .collect(),
+        );
     }
 
     /// The ids of the customers existing on `day`, oldest first.

@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use data::{Eligibility, apply_changes, base_customers, date_text, day_date, products, write_customers_csv, write_products_parquet};
+use data::{
+    Eligibility, apply_changes, base_customers, date_text, day_date, products, write_customers_csv,
+    write_products_parquet,
+};
 use orders::{day_infos, write_orders};
 
 /// Errors of the example generator.
@@ -143,7 +146,10 @@ impl Plan {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ExampleError + '_ {
-    move |source| ExampleError::Io { path: path.to_path_buf(), source }
+    move |source| ExampleError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes `path` through a hidden temporary file in the same folder and a
@@ -154,7 +160,10 @@ fn write_atomic(
 ) -> Result<(), ExampleError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
@@ -175,32 +184,41 @@ fn write_text(path: &Path, text: &str) -> Result<(), ExampleError> {
 }
 
 fn orders_path(dir: &Path, date: NaiveDate) -> PathBuf {
-    dir.join("data/orders").join(format!("orders_{}.ndjson", date_text(date)))
+    dir.join("data/orders")
+        .join(format!("orders_{}.ndjson", date_text(date)))
 }
 
 fn customers_path(dir: &Path, date: NaiveDate) -> PathBuf {
-    dir.join("data/customers").join(format!("customers_{}.csv", date_text(date)))
+    dir.join("data/customers")
+        .join(format!("customers_{}.csv", date_text(date)))
 }
 
 fn write_state(dir: &Path, state: &ExampleState) -> Result<(), ExampleError> {
     let path = dir.join(STATE_FILE);
-    let text = serde_json::to_string_pretty(state)
-        .map_err(|e| ExampleError::Io { path: path.clone(), source: std::io::Error::other(e) })?;
+    let text = serde_json::to_string_pretty(state).map_err(|e| ExampleError::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
     write_text(&path, &(text + "\n"))
 }
 
 fn read_state(dir: &Path) -> Result<ExampleState, ExampleError> {
     let path = dir.join(STATE_FILE);
-    let not_example = |reason: String| ExampleError::NotAnExample { dir: dir.to_path_buf(), reason };
+    let not_example = |reason: String| ExampleError::NotAnExample {
+        dir: dir.to_path_buf(),
+        reason,
+    };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(not_example(format!("{STATE_FILE} is missing; create one with `strata init DIR --example shop`")));
+            return Err(not_example(format!(
+                "{STATE_FILE} is missing; create one with `strata init DIR --example shop`"
+            )));
         }
         Err(source) => return Err(ExampleError::Io { path, source }),
     };
-    let state: ExampleState =
-        serde_json::from_str(&text).map_err(|e| not_example(format!("{STATE_FILE} is not valid: {e}")))?;
+    let state: ExampleState = serde_json::from_str(&text)
+        .map_err(|e| not_example(format!("{STATE_FILE} is not valid: {e}")))?;
     if state.example != GENERATOR || state.version != VERSION {
         return Err(not_example(format!(
             "{STATE_FILE} belongs to example `{}` version {}, this is `{GENERATOR}` version {VERSION}",
@@ -209,18 +227,27 @@ fn read_state(dir: &Path) -> Result<ExampleState, ExampleError> {
     }
     check_scale(state.scale)?;
     use chrono::Datelike;
-    if !(1900..=9000).contains(&state.start.year()) || state.days_generated < state.initial_days.max(1) {
-        return Err(not_example(format!("{STATE_FILE} has an unexpected start or days_generated")));
+    if !(1900..=9000).contains(&state.start.year())
+        || state.days_generated < state.initial_days.max(1)
+    {
+        return Err(not_example(format!(
+            "{STATE_FILE} has an unexpected start or days_generated"
+        )));
     }
     if state.days_generated >= 100_000 {
-        return Err(not_example(format!("{STATE_FILE}: no more days can be generated")));
+        return Err(not_example(format!(
+            "{STATE_FILE}: no more days can be generated"
+        )));
     }
     Ok(state)
 }
 
 fn check_scale(scale: u32) -> Result<(), ExampleError> {
     if scale == 0 || scale > MAX_SCALE {
-        return Err(ExampleError::InvalidScale { scale, max: MAX_SCALE });
+        return Err(ExampleError::InvalidScale {
+            scale,
+            max: MAX_SCALE,
+        });
     }
     Ok(())
 }
@@ -238,7 +265,8 @@ fn write_orders_file(
     let path = orders_path(dir, day_date(plan.start, i64::from(day)));
     let mut written = 0;
     write_atomic(&path, |w| {
-        let stats = write_orders(w, plan, products, eligible, infos, day, with_updates).map_err(io_err(&path))?;
+        let stats = write_orders(w, plan, products, eligible, infos, day, with_updates)
+            .map_err(io_err(&path))?;
         written = stats.orders;
         Ok(())
     })?;
@@ -246,12 +274,22 @@ fn write_orders_file(
 }
 
 /// Writes the customer snapshot of `day`; returns its number of rows.
-fn write_snapshot(dir: &Path, plan: &Plan, customers: &[data::Customer], day: u32) -> Result<u64, ExampleError> {
+fn write_snapshot(
+    dir: &Path,
+    plan: &Plan,
+    customers: &[data::Customer],
+    day: u32,
+) -> Result<u64, ExampleError> {
     let path = customers_path(dir, day_date(plan.start, i64::from(day)));
     let mut rows = 0;
     write_atomic(&path, |w| {
-        let stats = write_customers_csv(w, customers, plan.seed, plan.start, day)
-            .map_err(|source| ExampleError::Csv { path: path.clone(), source })?;
+        let stats =
+            write_customers_csv(w, customers, plan.seed, plan.start, day).map_err(|source| {
+                ExampleError::Csv {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
         rows = stats.rows;
         Ok(())
     })?;
@@ -262,13 +300,15 @@ fn write_snapshot(dir: &Path, plan: &Plan, customers: &[data::Customer], day: u3
 /// (created if missing; error if it already contains a strata.toml).
 ///
 /// The data covers 2024-01-01 to 2024-01-30: 200 products (Parquet), one
-/// snapshot of 2,000 × `scale` customers (CSV) and about 3,400 × `scale`
+/// snapshot of 2,000 × `scale` customers (CSV) and about 3,650 × `scale`
 /// orders per day (NDJSON) — except 2024-01-12, which never gets a file, and
 /// 2024-01-20, whose file arrives late, with the first [`next_day`].
 pub fn init_shop(dir: &Path, scale: u32) -> Result<ExampleSummary, ExampleError> {
     check_scale(scale)?;
     if dir.join("strata.toml").exists() || dir.join(STATE_FILE).exists() {
-        return Err(ExampleError::AlreadyExists { dir: dir.to_path_buf() });
+        return Err(ExampleError::AlreadyExists {
+            dir: dir.to_path_buf(),
+        });
     }
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let start = NaiveDate::from_ymd_opt(START.0, START.1, START.2).unwrap_or_default();
@@ -285,7 +325,13 @@ pub fn init_shop(dir: &Path, scale: u32) -> Result<ExampleSummary, ExampleError>
         pending_late_days: vec![LATE_DAY],
     };
     let plan = Plan::of(&state);
-    let mut summary = ExampleSummary { files_written: 0, orders: 0, customers: 0, products: 0, days: Vec::new() };
+    let mut summary = ExampleSummary {
+        files_written: 0,
+        orders: 0,
+        customers: 0,
+        products: 0,
+        days: Vec::new(),
+    };
 
     for (rel, text) in project::PROJECT_FILES {
         write_text(&dir.join(rel), text)?;
@@ -299,7 +345,10 @@ pub fn init_shop(dir: &Path, scale: u32) -> Result<ExampleSummary, ExampleError>
     let catalogue = products(plan.seed);
     let path = dir.join("data/products/products.parquet");
     write_atomic(&path, |w| {
-        write_products_parquet(w, &catalogue).map_err(|message| ExampleError::Parquet { path: path.clone(), message })
+        write_products_parquet(w, &catalogue).map_err(|message| ExampleError::Parquet {
+            path: path.clone(),
+            message,
+        })
     })?;
     summary.files_written += 1;
     summary.products = catalogue.len() as u64;
@@ -332,7 +381,13 @@ pub fn next_day(dir: &Path) -> Result<ExampleSummary, ExampleError> {
     let mut state = read_state(dir)?;
     let plan = Plan::of(&state);
     let day = state.days_generated + 1;
-    let mut summary = ExampleSummary { files_written: 0, orders: 0, customers: 0, products: 0, days: Vec::new() };
+    let mut summary = ExampleSummary {
+        files_written: 0,
+        orders: 0,
+        customers: 0,
+        products: 0,
+        days: Vec::new(),
+    };
 
     // Replay the customer history from the initial snapshot, remembering who
     // existed on each day an update in today's file may reach back to.
@@ -347,13 +402,19 @@ pub fn next_day(dir: &Path) -> Result<ExampleSummary, ExampleError> {
     }
     let infos = day_infos(&plan, day);
 
-    let mut days: Vec<(u32, bool)> = state.pending_late_days.iter().filter(|d| **d < day).map(|d| (*d, false)).collect();
+    let mut days: Vec<(u32, bool)> = state
+        .pending_late_days
+        .iter()
+        .filter(|d| **d < day)
+        .map(|d| (*d, false))
+        .collect();
     if !plan.missing_days.contains(&day) {
         days.push((day, true));
     }
     days.sort_unstable();
     for (d, with_updates) in days {
-        summary.orders += write_orders_file(dir, &plan, &catalogue, &eligible, &infos, d, with_updates)?;
+        summary.orders +=
+            write_orders_file(dir, &plan, &catalogue, &eligible, &infos, d, with_updates)?;
         summary.files_written += 1;
         summary.days.push(day_date(plan.start, i64::from(d)));
     }

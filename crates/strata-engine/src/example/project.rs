@@ -207,5 +207,8 @@ pub(crate) const PROJECT_FILES: &[(&str, &str)] = &[
     ("models/silver/products.sql", SILVER_PRODUCTS),
     ("models/gold/fct_orders.sql", GOLD_FCT_ORDERS),
     ("models/gold/daily_revenue.sql", GOLD_DAILY_REVENUE),
-    ("models/gold/customer_lifetime_value.sql", GOLD_CUSTOMER_LIFETIME_VALUE),
+    (
+        "models/gold/customer_lifetime_value.sql",
+        GOLD_CUSTOMER_LIFETIME_VALUE,
+    ),
 ];

@@ -43,7 +43,10 @@ fn read_text(path: &Path) -> String {
 /// Customer snapshot rows by id: (name, email, region, signup_date); short rows
 /// and the number of fields are reported separately.
 fn snapshot(path: &Path) -> (BTreeMap<i64, Vec<String>>, Vec<csv::StringRecord>) {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_path(path).expect("open csv");
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .expect("open csv");
     assert_eq!(
         reader.headers().expect("header").iter().collect::<Vec<_>>(),
         ["customer_id", "name", "email", "region", "signup_date"]
@@ -73,7 +76,11 @@ fn init_is_deterministic_and_complete() {
     let (fa, fb) = (files(&da), files(&db));
     assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
     for (path, bytes) in &fa {
-        assert!(fb.get(path) == Some(bytes), "{} differs between two runs", path.display());
+        assert!(
+            fb.get(path) == Some(bytes),
+            "{} differs between two runs",
+            path.display()
+        );
     }
 
     for rel in [
@@ -91,7 +98,10 @@ fn init_is_deterministic_and_complete() {
     ] {
         assert!(fa.contains_key(Path::new(rel)), "{rel} missing");
     }
-    assert_eq!(fa[Path::new("strata.toml")], project::STRATA_TOML.as_bytes());
+    assert_eq!(
+        fa[Path::new("strata.toml")],
+        project::STRATA_TOML.as_bytes()
+    );
     assert_eq!(fa[Path::new(".gitignore")], b"lake/\n.strata/\n");
     for day in 1..=30 {
         let exists = orders_file(&da, day).exists();
@@ -102,7 +112,11 @@ fn init_is_deterministic_and_complete() {
     assert_eq!(sa.products, 200);
     assert_eq!(sa.customers, 2_000);
     assert_eq!(sa.files_written, fa.len());
-    assert!((90_000..110_000).contains(&sa.orders), "orders: {}", sa.orders);
+    assert!(
+        (90_000..110_000).contains(&sa.orders),
+        "orders: {}",
+        sa.orders
+    );
 
     let state: serde_json::Value =
         serde_json::from_slice(&fa[Path::new("data/.example.json")]).expect("state json");
@@ -110,7 +124,10 @@ fn init_is_deterministic_and_complete() {
     assert_eq!(state["start"], "2024-01-01");
     assert_eq!(state["scale"], 1);
 
-    assert!(matches!(init_shop(&da, 1), Err(ExampleError::AlreadyExists { .. })));
+    assert!(matches!(
+        init_shop(&da, 1),
+        Err(ExampleError::AlreadyExists { .. })
+    ));
 }
 
 #[test]
@@ -121,8 +138,15 @@ fn orders_carry_the_documented_flaws() {
 
     let mut first_seen: HashMap<i64, (u32, serde_json::Value)> = HashMap::new();
     let mut last_max_id = 0;
-    let (mut updates, mut duplicates, mut truncated, mut bad_qty, mut bad_date, mut null_cust, mut non_pos) =
-        (0, 0, 0, 0, 0, 0, 0);
+    let (
+        mut updates,
+        mut duplicates,
+        mut truncated,
+        mut bad_qty,
+        mut bad_date,
+        mut null_cust,
+        mut non_pos,
+    ) = (0, 0, 0, 0, 0, 0, 0);
     for day in (1..=30).filter(|d| *d != 12 && *d != 20) {
         let text = read_text(&orders_file(dir, day));
         let mut seen_lines = BTreeSet::new();
@@ -152,7 +176,10 @@ fn orders_carry_the_documented_flaws() {
             if v["customer_id"].is_null() {
                 null_cust += 1;
             }
-            assert!(["placed", "shipped", "delivered", "cancelled"].contains(&v["status"].as_str().expect("status")));
+            assert!(
+                ["placed", "shipped", "delivered", "cancelled"]
+                    .contains(&v["status"].as_str().expect("status"))
+            );
             match first_seen.get(&id) {
                 Some((earlier_day, earlier)) => {
                     // A legitimate update: same order, same timestamp, another status.
@@ -163,7 +190,10 @@ fn orders_carry_the_documented_flaws() {
                     updates += 1;
                 }
                 None => {
-                    assert!(ts.starts_with(&format!("2024-01-{day:02}")) || ts.contains("-32T"), "{ts} on day {day}");
+                    assert!(
+                        ts.starts_with(&format!("2024-01-{day:02}")) || ts.contains("-32T"),
+                        "{ts} on day {day}"
+                    );
                     first_seen.insert(id, (day, v.clone()));
                     day_ids.push(id);
                 }
@@ -195,7 +225,9 @@ fn orders_carry_the_documented_flaws() {
     let empty_email = full.iter().filter(|r| r[1].is_empty()).count();
     let padded = full.iter().filter(|r| r[0] != r[0].trim()).count();
     let mixed = full.iter().filter(|r| r[1] != r[1].to_lowercase()).count();
-    eprintln!("customers: empty email {empty_email}, padded name {padded}, mixed-case email {mixed}");
+    eprintln!(
+        "customers: empty email {empty_email}, padded name {padded}, mixed-case email {mixed}"
+    );
     assert!((3..25).contains(&empty_email));
     assert!((30..100).contains(&padded));
     assert!((40..130).contains(&mixed));
@@ -220,24 +252,47 @@ fn next_day_writes_late_file_and_changed_snapshot() {
     let after = files(dir);
     for (path, bytes) in &before {
         if !path.ends_with(".example.json") {
-            assert!(after.get(path) == Some(bytes), "{} was changed by next_day", path.display());
+            assert!(
+                after.get(path) == Some(bytes),
+                "{} was changed by next_day",
+                path.display()
+            );
         }
     }
 
     // The late file looks like any other day: its own orders, from that day.
     let late = read_text(&orders_file(dir, 20));
     assert!(late.lines().count() > 3_000);
-    assert!(late.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).all(|v| v["order_ts"]
-        .as_str()
-        .is_some_and(|t| t.starts_with("2024-01-20") || t.starts_with("2024-01-32"))));
+    assert!(
+        late.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .all(|v| v["order_ts"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("2024-01-20") || t.starts_with("2024-01-32")))
+    );
 
     let (old, _) = snapshot(&dir.join("data/customers/customers_2024-01-30.csv"));
     let (new, short) = snapshot(&dir.join("data/customers/customers_2024-01-31.csv"));
     assert_eq!(short.len(), 1);
-    let removed: Vec<i64> = old.keys().filter(|id| !new.contains_key(id)).copied().collect();
-    let added: Vec<i64> = new.keys().filter(|id| !old.contains_key(id)).copied().collect();
-    let changed = old.iter().filter(|(id, r)| new.get(id).is_some_and(|n| n != *r)).count();
-    eprintln!("day 31: removed {}, added {}, changed {changed}", removed.len(), added.len());
+    let removed: Vec<i64> = old
+        .keys()
+        .filter(|id| !new.contains_key(id))
+        .copied()
+        .collect();
+    let added: Vec<i64> = new
+        .keys()
+        .filter(|id| !old.contains_key(id))
+        .copied()
+        .collect();
+    let changed = old
+        .iter()
+        .filter(|(id, r)| new.get(id).is_some_and(|n| n != *r))
+        .count();
+    eprintln!(
+        "day 31: removed {}, added {}, changed {changed}",
+        removed.len(),
+        added.len()
+    );
     assert!((5..=20).contains(&removed.len()));
     assert!((8..=12).contains(&added.len()));
     assert!((20..70).contains(&changed));
@@ -249,7 +304,11 @@ fn next_day_writes_late_file_and_changed_snapshot() {
     let referenced: BTreeSet<i64> = day31
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["order_ts"].as_str().is_some_and(|t| t.starts_with("2024-01-31")))
+        .filter(|v| {
+            v["order_ts"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("2024-01-31"))
+        })
         .filter_map(|v| v["customer_id"].as_i64())
         .collect();
     assert!(added.iter().any(|id| referenced.contains(id)));
@@ -260,7 +319,10 @@ fn next_day_writes_late_file_and_changed_snapshot() {
     assert_eq!(s2.days, vec![date(2024, 2, 1)]);
     assert!(dir.join("data/orders/orders_2024-02-01.ndjson").exists());
     let (day32, _) = snapshot(&dir.join("data/customers/customers_2024-02-01.csv"));
-    assert!(removed.iter().all(|id| day32.contains_key(id)), "deleted customers come back");
+    assert!(
+        removed.iter().all(|id| day32.contains_key(id)),
+        "deleted customers come back"
+    );
     let state: serde_json::Value =
         serde_json::from_str(&read_text(&dir.join("data/.example.json"))).expect("state");
     assert_eq!(state["days_generated"], 32);
@@ -279,11 +341,19 @@ fn products_parquet_reads_back() {
     let tmp = tempfile::tempdir().expect("tempdir");
     init_shop(tmp.path(), 1).expect("init");
     let file = File::open(tmp.path().join("data/products/products.parquet")).expect("open parquet");
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("reader").build().expect("build");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("reader")
+        .build()
+        .expect("build");
     let mut rows = 0;
     for batch in reader {
         let batch = batch.expect("batch");
-        let names: Vec<_> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let names: Vec<_> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         assert_eq!(names, ["product_id", "name", "category", "price"]);
         rows += batch.num_rows();
     }
@@ -291,19 +361,35 @@ fn products_parquet_reads_back() {
     let catalogue = data::products(SEED);
     let categories: BTreeSet<_> = catalogue.iter().map(|p| p.category).collect();
     assert_eq!(categories.len(), 8);
-    assert!(catalogue.iter().all(|p| (100..=50_000).contains(&p.price_cents)));
+    assert!(
+        catalogue
+            .iter()
+            .all(|p| (100..=50_000).contains(&p.price_cents))
+    );
 }
 
 #[test]
 fn errors_are_reported() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    assert!(matches!(init_shop(tmp.path(), 0), Err(ExampleError::InvalidScale { .. })));
-    assert!(matches!(next_day(tmp.path()), Err(ExampleError::NotAnExample { .. })));
+    assert!(matches!(
+        init_shop(tmp.path(), 0),
+        Err(ExampleError::InvalidScale { .. })
+    ));
+    assert!(matches!(
+        next_day(tmp.path()),
+        Err(ExampleError::NotAnExample { .. })
+    ));
     std::fs::write(tmp.path().join("strata.toml"), "[project]\nname = \"x\"\n").expect("write");
-    assert!(matches!(init_shop(tmp.path(), 1), Err(ExampleError::AlreadyExists { .. })));
+    assert!(matches!(
+        init_shop(tmp.path(), 1),
+        Err(ExampleError::AlreadyExists { .. })
+    ));
     std::fs::create_dir_all(tmp.path().join("data")).expect("mkdir");
     std::fs::write(tmp.path().join("data/.example.json"), "{}").expect("write");
-    assert!(matches!(next_day(tmp.path()), Err(ExampleError::NotAnExample { .. })));
+    assert!(matches!(
+        next_day(tmp.path()),
+        Err(ExampleError::NotAnExample { .. })
+    ));
 }
 
 #[test]
@@ -316,7 +402,10 @@ fn project_files_load_as_a_project() {
     }
     let p = strata_project::Project::load(tmp.path()).expect("the example project must load");
     assert_eq!(p.name, "shop");
-    assert_eq!(p.sources.keys().collect::<Vec<_>>(), ["customers", "orders", "products"]);
+    assert_eq!(
+        p.sources.keys().collect::<Vec<_>>(),
+        ["customers", "orders", "products"]
+    );
     assert_eq!(
         p.models.keys().collect::<Vec<_>>(),
         [
@@ -393,20 +482,44 @@ async fn models_run_on_datafusion() {
     ))
     .await;
 
-    run(format!("create table silver.orders as {}", project::SILVER_ORDERS)).await;
+    run(format!(
+        "create table silver.orders as {}",
+        project::SILVER_ORDERS
+    ))
+    .await;
     run(format!(
         "create table silver.customers as select *, true as is_current from ({}) as m",
         project::SILVER_CUSTOMERS
     ))
     .await;
-    run(format!("create table silver.products as {}", project::SILVER_PRODUCTS)).await;
-    run(format!("create table gold.fct_orders as {}", project::GOLD_FCT_ORDERS)).await;
-    run(format!("create table gold.daily_revenue as {}", project::GOLD_DAILY_REVENUE)).await;
-    run(format!("create table gold.customer_lifetime_value as {}", project::GOLD_CUSTOMER_LIFETIME_VALUE)).await;
+    run(format!(
+        "create table silver.products as {}",
+        project::SILVER_PRODUCTS
+    ))
+    .await;
+    run(format!(
+        "create table gold.fct_orders as {}",
+        project::GOLD_FCT_ORDERS
+    ))
+    .await;
+    run(format!(
+        "create table gold.daily_revenue as {}",
+        project::GOLD_DAILY_REVENUE
+    ))
+    .await;
+    run(format!(
+        "create table gold.customer_lifetime_value as {}",
+        project::GOLD_CUSTOMER_LIFETIME_VALUE
+    ))
+    .await;
 
     let show = |sql: &'static str| {
         let run = &run;
-        async move { pretty_format_batches(&run(sql.to_string()).await).expect("format").to_string() }
+        async move {
+            pretty_format_batches(&run(sql.to_string()).await)
+                .expect("format")
+                .to_string()
+        }
     };
     let orders = show("select order_id, customer_id, status, amount, order_date from silver.orders order by order_id").await;
     assert_eq!(
@@ -420,7 +533,9 @@ async fn models_run_on_datafusion() {
 | 6        | 10002       | placed    | 5.5    | 2024-01-02 |
 +----------+-------------+-----------+--------+------------+"
     );
-    let customers = show("select customer_id, name, email, region from silver.customers order by customer_id").await;
+    let customers =
+        show("select customer_id, name, email, region from silver.customers order by customer_id")
+            .await;
     assert_eq!(
         customers.trim(),
         "+-------------+------------+------------------+--------+
@@ -451,6 +566,7 @@ async fn models_run_on_datafusion() {
 | 10002       | John Smith | south  | 2024-01-02       | 2024-01-02      | 1      | 5.5            |
 +-------------+------------+--------+------------------+-----------------+--------+----------------+"
     );
-    let fct = show("select order_id, region, category from gold.fct_orders order by order_id").await;
+    let fct =
+        show("select order_id, region, category from gold.fct_orders order by order_id").await;
     assert!(fct.contains("| 4        | unknown | home     |"), "{fct}");
 }

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use datafusion::arrow::array::{new_null_array, RecordBatch};
+use datafusion::arrow::array::{RecordBatch, new_null_array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -26,7 +26,11 @@ pub struct FileData {
 }
 
 /// Reads a CSV file's header (or the column count) and infers types from a sample.
-pub fn infer_csv(path: &Path, opts: &CsvOptions, nulls: &[String]) -> Result<Vec<(String, ColumnType)>, String> {
+pub fn infer_csv(
+    path: &Path,
+    opts: &CsvOptions,
+    nulls: &[String],
+) -> Result<Vec<(String, ColumnType)>, String> {
     let mut rdr = csv_reader(path, opts)?;
     let mut records = rdr.records();
     let header: Vec<String> = if opts.header {
@@ -39,14 +43,24 @@ pub fn infer_csv(path: &Path, opts: &CsvOptions, nulls: &[String]) -> Result<Vec
         vec![]
     };
     let sample: Vec<csv::StringRecord> = records.take(SAMPLE_ROWS).filter_map(Result::ok).collect();
-    let width = if header.is_empty() { sample.iter().map(|r| r.len()).max().unwrap_or(0) } else { header.len() };
+    let width = if header.is_empty() {
+        sample.iter().map(|r| r.len()).max().unwrap_or(0)
+    } else {
+        header.len()
+    };
     if width == 0 {
         return Err("no columns found to infer a schema from".into());
     }
     Ok((0..width)
         .map(|i| {
-            let name = header.get(i).cloned().unwrap_or_else(|| format!("column_{}", i + 1));
-            let vals = sample.iter().filter_map(|r| r.get(i)).filter(|v| !nulls.iter().any(|n| n == v));
+            let name = header
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("column_{}", i + 1));
+            let vals = sample
+                .iter()
+                .filter_map(|r| r.get(i))
+                .filter(|v| !nulls.iter().any(|n| n == v));
             (name, infer_text(vals))
         })
         .collect())
@@ -140,7 +154,11 @@ pub fn decode_csv(
         let delim = char::from(opts.delimiter).to_string();
         if record.len() != width {
             let raw = record.iter().collect::<Vec<_>>().join(&delim);
-            sink.reject(line, raw, format!("expected {width} fields, found {}", record.len()));
+            sink.reject(
+                line,
+                raw,
+                format!("expected {width} fields, found {}", record.len()),
+            );
             continue;
         }
         let rec = &record;
@@ -158,7 +176,11 @@ pub fn decode_csv(
         )?;
     }
     sink.flush()?;
-    Ok(FileData { rows_read: sink.rows_read, batches: std::mem::take(&mut sink.batches), bad: std::mem::take(&mut sink.bad) })
+    Ok(FileData {
+        rows_read: sink.rows_read,
+        batches: std::mem::take(&mut sink.batches),
+        bad: std::mem::take(&mut sink.bad),
+    })
 }
 
 /// Decodes an NDJSON file into `columns` (keys not declared are ignored).
@@ -180,7 +202,11 @@ pub fn decode_ndjson(path: &Path, columns: &[(String, ColumnType)]) -> Result<Fi
         let obj = match serde_json::from_str::<Value>(&line) {
             Ok(Value::Object(o)) => o,
             Ok(other) => {
-                sink.reject(n, line.clone(), format!("expected a JSON object, found {}", json_kind(&other)));
+                sink.reject(
+                    n,
+                    line.clone(),
+                    format!("expected a JSON object, found {}", json_kind(&other)),
+                );
                 continue;
             }
             Err(e) => {
@@ -198,7 +224,11 @@ pub fn decode_ndjson(path: &Path, columns: &[(String, ColumnType)]) -> Result<Fi
         )?;
     }
     sink.flush()?;
-    Ok(FileData { rows_read: sink.rows_read, batches: std::mem::take(&mut sink.batches), bad: std::mem::take(&mut sink.bad) })
+    Ok(FileData {
+        rows_read: sink.rows_read,
+        batches: std::mem::take(&mut sink.batches),
+        bad: std::mem::take(&mut sink.bad),
+    })
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -231,8 +261,13 @@ pub fn decode_parquet(path: &Path, target: &SchemaRef) -> Result<FileData, Strin
         let mut cols = Vec::with_capacity(target.fields().len());
         for field in target.fields() {
             let col = match batch.schema().index_of(field.name()) {
-                Ok(i) => cast(batch.column(i), field.data_type())
-                    .map_err(|e| format!("column {}: cannot read as {}: {e}", field.name(), field.data_type()))?,
+                Ok(i) => cast(batch.column(i), field.data_type()).map_err(|e| {
+                    format!(
+                        "column {}: cannot read as {}: {e}",
+                        field.name(),
+                        field.data_type()
+                    )
+                })?,
                 Err(_) => new_null_array(field.data_type(), batch.num_rows()),
             };
             cols.push(col);
@@ -249,20 +284,35 @@ mod tests {
     use super::*;
 
     fn opts() -> CsvOptions {
-        CsvOptions { header: true, delimiter: b',', quote: b'"' }
+        CsvOptions {
+            header: true,
+            delimiter: b',',
+            quote: b'"',
+        }
     }
 
     #[test]
     fn csv_short_lines_and_bad_values_are_rejected_with_their_line() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("c.csv");
-        std::fs::write(&p, "id,name,born\n1,ann,2020-01-01\n2,bob\nx,cy,2020-01-02\n3,\"d, e\",\n").expect("write");
-        let cols = vec![("id".to_string(), ColumnType::Int64), ("name".into(), ColumnType::Utf8), ("born".into(), ColumnType::Date)];
+        std::fs::write(
+            &p,
+            "id,name,born\n1,ann,2020-01-01\n2,bob\nx,cy,2020-01-02\n3,\"d, e\",\n",
+        )
+        .expect("write");
+        let cols = vec![
+            ("id".to_string(), ColumnType::Int64),
+            ("name".into(), ColumnType::Utf8),
+            ("born".into(), ColumnType::Date),
+        ];
         let d = decode_csv(&p, &cols, &opts(), &[String::new()]).expect("decode");
         assert_eq!(d.rows_read, 4);
         assert_eq!(d.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
         assert_eq!(d.bad.len(), 2);
-        assert_eq!((d.bad[0].line, d.bad[0].error.as_str()), (3, "expected 3 fields, found 2"));
+        assert_eq!(
+            (d.bad[0].line, d.bad[0].error.as_str()),
+            (3, "expected 3 fields, found 2")
+        );
         assert_eq!(d.bad[1].line, 4);
         assert!(d.bad[1].error.contains("column id"), "{}", d.bad[1].error);
     }
@@ -272,7 +322,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("c.csv");
         std::fs::write(&p, "a,b\n1,2\n").expect("write");
-        let e = decode_csv(&p, &[("c".into(), ColumnType::Int64)], &opts(), &[]).expect_err("missing column");
+        let e = decode_csv(&p, &[("c".into(), ColumnType::Int64)], &opts(), &[])
+            .expect_err("missing column");
         assert!(e.contains("no column c"), "{e}");
     }
 
@@ -280,8 +331,15 @@ mod tests {
     fn ndjson_keeps_bad_lines() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("o.ndjson");
-        std::fs::write(&p, "{\"id\":1,\"q\":2}\n{\"id\":2,\"q\":\"three\"}\n{\"id\":3,\n\n[1]\n{\"id\":4}\n").expect("write");
-        let cols = vec![("id".to_string(), ColumnType::Int64), ("q".into(), ColumnType::Int64)];
+        std::fs::write(
+            &p,
+            "{\"id\":1,\"q\":2}\n{\"id\":2,\"q\":\"three\"}\n{\"id\":3,\n\n[1]\n{\"id\":4}\n",
+        )
+        .expect("write");
+        let cols = vec![
+            ("id".to_string(), ColumnType::Int64),
+            ("q".into(), ColumnType::Int64),
+        ];
         let d = decode_ndjson(&p, &cols).expect("decode");
         assert_eq!(d.rows_read, 5);
         assert_eq!(d.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
@@ -297,13 +355,20 @@ mod tests {
         std::fs::write(&p, "Id,Amount\n1,2.5\n2,\n").expect("write");
         assert_eq!(
             infer_csv(&p, &opts(), &[String::new()]).expect("infer"),
-            vec![("id".to_string(), ColumnType::Int64), ("amount".to_string(), ColumnType::Float64)]
+            vec![
+                ("id".to_string(), ColumnType::Int64),
+                ("amount".to_string(), ColumnType::Float64)
+            ]
         );
         let p = dir.path().join("o.ndjson");
         std::fs::write(&p, "{\"a\":1,\"b\":\"x\"}\n{\"c\":true}\n").expect("write");
         assert_eq!(
             infer_ndjson(&p).expect("infer"),
-            vec![("a".to_string(), ColumnType::Int64), ("b".to_string(), ColumnType::Utf8), ("c".to_string(), ColumnType::Boolean)]
+            vec![
+                ("a".to_string(), ColumnType::Int64),
+                ("b".to_string(), ColumnType::Utf8),
+                ("c".to_string(), ColumnType::Boolean)
+            ]
         );
     }
 }

@@ -9,8 +9,13 @@ use super::rows::parse_text;
 /// Rows sampled for inference.
 pub const SAMPLE_ROWS: usize = 1000;
 
-const CANDIDATES: [ColumnType; 5] =
-    [ColumnType::Int64, ColumnType::Float64, ColumnType::Boolean, ColumnType::Date, ColumnType::Timestamp];
+const CANDIDATES: [ColumnType; 5] = [
+    ColumnType::Int64,
+    ColumnType::Float64,
+    ColumnType::Boolean,
+    ColumnType::Date,
+    ColumnType::Timestamp,
+];
 
 /// The type for a column of text values (nulls already removed).
 pub fn infer_text<'a>(values: impl Iterator<Item = &'a str> + Clone) -> ColumnType {
@@ -65,7 +70,13 @@ pub fn normalize_name(name: &str) -> String {
     let mut s: String = name
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
         s.insert(0, '_');
@@ -82,9 +93,16 @@ mod tests {
         assert_eq!(infer_text(["1", "2"].into_iter()), ColumnType::Int64);
         assert_eq!(infer_text(["1", "2.5"].into_iter()), ColumnType::Float64);
         assert_eq!(infer_text(["2024-01-01"].into_iter()), ColumnType::Date);
-        assert_eq!(infer_text(["2024-01-01T10:00:00"].into_iter()), ColumnType::Timestamp);
+        assert_eq!(
+            infer_text(["2024-01-01T10:00:00"].into_iter()),
+            ColumnType::Timestamp
+        );
         assert_eq!(infer_text(["a", "1"].into_iter()), ColumnType::Utf8);
-        let j = [serde_json::json!(1), serde_json::json!(null), serde_json::json!(2)];
+        let j = [
+            serde_json::json!(1),
+            serde_json::json!(null),
+            serde_json::json!(2),
+        ];
         assert_eq!(infer_json(j.iter()), ColumnType::Int64);
         let j = [serde_json::json!("2024-01-01")];
         assert_eq!(infer_json(j.iter()), ColumnType::Date);

@@ -13,7 +13,9 @@ pub mod rows;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::protocol::SaveMode;
 use futures::StreamExt;
@@ -80,7 +82,11 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
 
     // The manifest, repaired from the table's own log if a crash cut the last
     // ingest between its commit and its manifest record.
-    let mut seen = engine.state.ingested_files(&source.name).await.context(|| "reading the manifest".into())?;
+    let mut seen = engine
+        .state
+        .ingested_files(&source.name)
+        .await
+        .context(|| "reading the manifest".into())?;
     if exists
         && source.mode == SourceMode::NewFiles
         && let Some(p) = latest_provenance(&bronze).await?
@@ -92,7 +98,11 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
             .into_iter()
             .map(|a| to_manifest(&source.name, &p.batch_id, &p.run_id, version, a))
             .collect();
-        engine.state.record_files(&recovered).await.context(|| "repairing the manifest".into())?;
+        engine
+            .state
+            .record_files(&recovered)
+            .await
+            .context(|| "repairing the manifest".into())?;
         seen.extend(p.files.iter().cloned());
     }
 
@@ -112,34 +122,36 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
     let columns = columns_for(source, &bronze, &todo[0].0)?;
     let target = rows::schema_of(&columns);
     let parquet_target = match source.format {
-        Format::Parquet if source.columns.is_none() && !exists => {
-            files::parquet_schema(&todo[0].0).map_err(|e| Error::User(format!("{}: {e}", todo[0].1)))?
-        }
+        Format::Parquet if source.columns.is_none() && !exists => files::parquet_schema(&todo[0].0)
+            .map_err(|e| Error::User(format!("{}: {e}", todo[0].1)))?,
         Format::Parquet if source.columns.is_none() => data_schema(&bronze)?,
         _ => target.clone(),
     };
 
     // Decode files two at a time, off the async threads.
-    let decoded: Vec<(PathBuf, String, std::result::Result<FileData, String>)> = futures::stream::iter(todo)
-        .map(|(path, rel)| {
-            let source = source.clone();
-            let columns = columns.clone();
-            let pt = parquet_target.clone();
-            async move {
-                let p = path.clone();
-                let r = tokio::task::spawn_blocking(move || match source.format {
-                    Format::Csv => files::decode_csv(&p, &columns, &source.csv, &source.null_values),
-                    Format::Ndjson => files::decode_ndjson(&p, &columns),
-                    Format::Parquet => files::decode_parquet(&p, &pt),
-                })
-                .await
-                .unwrap_or_else(|e| Err(format!("decoder crashed: {e}")));
-                (path, rel, r)
-            }
-        })
-        .buffered(2)
-        .collect()
-        .await;
+    let decoded: Vec<(PathBuf, String, std::result::Result<FileData, String>)> =
+        futures::stream::iter(todo)
+            .map(|(path, rel)| {
+                let source = source.clone();
+                let columns = columns.clone();
+                let pt = parquet_target.clone();
+                async move {
+                    let p = path.clone();
+                    let r = tokio::task::spawn_blocking(move || match source.format {
+                        Format::Csv => {
+                            files::decode_csv(&p, &columns, &source.csv, &source.null_values)
+                        }
+                        Format::Ndjson => files::decode_ndjson(&p, &columns),
+                        Format::Parquet => files::decode_parquet(&p, &pt),
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(format!("decoder crashed: {e}")));
+                    (path, rel, r)
+                }
+            })
+            .buffered(2)
+            .collect()
+            .await;
 
     let batch_id = format!("{}:{}", run.run_id, source.name);
     let ingested_at = run.started_at.timestamp_micros();
@@ -199,7 +211,8 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
             .await
             .context(|| format!("writing {}", source.quarantine_table()))?;
     }
-    let data_schema_with_meta = with_metadata_schema(&target_for_write(source, &parquet_target, &target));
+    let data_schema_with_meta =
+        with_metadata_schema(&target_for_write(source, &parquet_target, &target));
     let table = if data_batches.is_empty() {
         // Every row was bad: still commit an empty version so the batch is recorded.
         let empty = RecordBatch::new_empty(data_schema_with_meta);
@@ -213,10 +226,16 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
     .context(|| format!("writing {table_name}"))?;
     let version = version_of(&table);
 
-    let manifest: Vec<IngestedFile> =
-        accounts.into_iter().map(|a| to_manifest(&source.name, &batch_id, &run.run_id, version, a)).collect();
+    let manifest: Vec<IngestedFile> = accounts
+        .into_iter()
+        .map(|a| to_manifest(&source.name, &batch_id, &run.run_id, version, a))
+        .collect();
     let files = manifest.len();
-    engine.state.record_files(&manifest).await.context(|| "recording the manifest".into())?;
+    engine
+        .state
+        .record_files(&manifest)
+        .await
+        .context(|| "recording the manifest".into())?;
     Ok(TaskOutput {
         skipped: false,
         rows_read,
@@ -228,10 +247,20 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
 }
 
 fn target_for_write(source: &Source, parquet_target: &SchemaRef, target: &SchemaRef) -> SchemaRef {
-    if source.format == Format::Parquet { parquet_target.clone() } else { target.clone() }
+    if source.format == Format::Parquet {
+        parquet_target.clone()
+    } else {
+        target.clone()
+    }
 }
 
-fn to_manifest(source: &str, batch_id: &str, run_id: &str, version: Option<i64>, a: FileAccount) -> IngestedFile {
+fn to_manifest(
+    source: &str,
+    batch_id: &str,
+    run_id: &str,
+    version: Option<i64>,
+    a: FileAccount,
+) -> IngestedFile {
     IngestedFile {
         source: source.to_string(),
         batch_id: batch_id.to_string(),
@@ -251,13 +280,21 @@ fn to_manifest(source: &str, batch_id: &str, run_id: &str, version: Option<i64>,
 /// Matching files, sorted, each with its name relative to the project root.
 fn list_files(source: &Source, root: &Path) -> Result<Vec<(PathBuf, String)>> {
     let paths = glob::glob(&source.path).map_err(|e| {
-        Error::User(format!("source `{}`: bad path pattern `{}`: {e}", source.name, source.path_as_written))
+        Error::User(format!(
+            "source `{}`: bad path pattern `{}`: {e}",
+            source.name, source.path_as_written
+        ))
     })?;
     let mut out = vec![];
     for p in paths {
-        let p = p.map_err(|e| Error::External(format!("listing files of source `{}`: {e}", source.name)))?;
+        let p = p.map_err(|e| {
+            Error::External(format!("listing files of source `{}`: {e}", source.name))
+        })?;
         if p.is_file() {
-            let rel = p.strip_prefix(root).map(|r| r.display().to_string()).unwrap_or_else(|_| p.display().to_string());
+            let rel = p
+                .strip_prefix(root)
+                .map(|r| r.display().to_string())
+                .unwrap_or_else(|_| p.display().to_string());
             out.push((p, rel));
         }
     }
@@ -266,7 +303,11 @@ fn list_files(source: &Source, root: &Path) -> Result<Vec<(PathBuf, String)>> {
 }
 
 /// Declared columns, else the bronze table's, else inferred from `first`.
-fn columns_for(source: &Source, bronze: &deltalake::DeltaTable, first: &Path) -> Result<Vec<(String, ColumnType)>> {
+fn columns_for(
+    source: &Source,
+    bronze: &deltalake::DeltaTable,
+    first: &Path,
+) -> Result<Vec<(String, ColumnType)>> {
     if let Some(c) = &source.columns {
         return Ok(c.clone());
     }
@@ -275,7 +316,12 @@ fn columns_for(source: &Source, bronze: &deltalake::DeltaTable, first: &Path) ->
         return Ok(schema
             .fields()
             .iter()
-            .map(|f| (f.name().clone(), rows::column_type(f.data_type()).unwrap_or(ColumnType::Utf8)))
+            .map(|f| {
+                (
+                    f.name().clone(),
+                    rows::column_type(f.data_type()).unwrap_or(ColumnType::Utf8),
+                )
+            })
             .collect());
     }
     let shown = first.display();
@@ -289,10 +335,17 @@ fn columns_for(source: &Source, bronze: &deltalake::DeltaTable, first: &Path) ->
 
 /// The bronze table's schema without Strata's metadata columns.
 fn data_schema(bronze: &deltalake::DeltaTable) -> Result<SchemaRef> {
-    let snapshot = bronze.snapshot().context(|| "reading bronze schema".into())?;
+    let snapshot = bronze
+        .snapshot()
+        .context(|| "reading bronze schema".into())?;
     let arrow: Schema = snapshot.snapshot().arrow_schema().as_ref().clone();
     Ok(Arc::new(Schema::new(
-        arrow.fields().iter().filter(|f| !METADATA_COLUMNS.contains(&f.name().as_str())).cloned().collect::<Vec<_>>(),
+        arrow
+            .fields()
+            .iter()
+            .filter(|f| !METADATA_COLUMNS.contains(&f.name().as_str()))
+            .cloned()
+            .collect::<Vec<_>>(),
     )))
 }
 
@@ -304,22 +357,41 @@ fn with_metadata_schema(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-fn with_metadata(batch: &RecordBatch, ingested_at: i64, source: &str, batch_id: &str) -> Result<RecordBatch> {
+fn with_metadata(
+    batch: &RecordBatch,
+    ingested_at: i64,
+    source: &str,
+    batch_id: &str,
+) -> Result<RecordBatch> {
     let n = batch.num_rows();
     let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
-    cols.push(Arc::new(TimestampMicrosecondArray::from(vec![ingested_at; n]).with_timezone("UTC")));
+    cols.push(Arc::new(
+        TimestampMicrosecondArray::from(vec![ingested_at; n]).with_timezone("UTC"),
+    ));
     cols.push(Arc::new(StringArray::from(vec![source; n])));
     cols.push(Arc::new(StringArray::from(vec![batch_id; n])));
-    RecordBatch::try_new(with_metadata_schema(&batch.schema()), cols).context(|| "adding metadata columns".into())
+    RecordBatch::try_new(with_metadata_schema(&batch.schema()), cols)
+        .context(|| "adding metadata columns".into())
 }
 
-fn quarantine_batch(bad: &[rows::BadRow], ingested_at: i64, source: &str, batch_id: &str) -> Result<RecordBatch> {
+fn quarantine_batch(
+    bad: &[rows::BadRow],
+    ingested_at: i64,
+    source: &str,
+    batch_id: &str,
+) -> Result<RecordBatch> {
     let n = bad.len();
     let cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(bad.iter().map(|b| b.raw.as_str()).collect::<Vec<_>>())),
-        Arc::new(StringArray::from(bad.iter().map(|b| b.error.as_str()).collect::<Vec<_>>())),
+        Arc::new(StringArray::from(
+            bad.iter().map(|b| b.raw.as_str()).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            bad.iter().map(|b| b.error.as_str()).collect::<Vec<_>>(),
+        )),
         Arc::new(StringArray::from(vec![source; n])),
-        Arc::new(Int64Array::from(bad.iter().map(|b| b.line).collect::<Vec<_>>())),
+        Arc::new(Int64Array::from(
+            bad.iter().map(|b| b.line).collect::<Vec<_>>(),
+        )),
         Arc::new(TimestampMicrosecondArray::from(vec![ingested_at; n]).with_timezone("UTC")),
         Arc::new(StringArray::from(vec![batch_id; n])),
     ];

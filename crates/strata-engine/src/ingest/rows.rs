@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -48,7 +48,12 @@ pub fn column_type(t: &DataType) -> Option<ColumnType> {
 
 /// The Arrow schema of declared columns.
 pub fn schema_of(columns: &[(String, ColumnType)]) -> SchemaRef {
-    Arc::new(Schema::new(columns.iter().map(|(n, t)| Field::new(n, arrow_type(*t), true)).collect::<Vec<_>>()))
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(n, t)| Field::new(n, arrow_type(*t), true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// One converted value.
@@ -91,11 +96,15 @@ pub fn parse_text(s: &str, t: ColumnType) -> Result<Cell, String> {
             "false" | "f" | "0" | "no" => Ok(Cell::Bool(false)),
             _ => bad("boolean"),
         },
-        ColumnType::Date => parse_date(v).map(Cell::Date).ok_or_else(|| format!("`{s}` is not a valid date (YYYY-MM-DD)")),
-        ColumnType::Timestamp => parse_timestamp(v)
-            .map(Cell::Ts)
-            .ok_or_else(|| format!("`{s}` is not a valid timestamp (YYYY-MM-DDTHH:MM:SS[.ffffff][+hh:mm])")),
-        ColumnType::Decimal(p, sc) => parse_decimal(v, p, sc).map(Cell::Dec).ok_or_else(|| format!("`{s}` is not a valid decimal({p},{sc})")),
+        ColumnType::Date => parse_date(v)
+            .map(Cell::Date)
+            .ok_or_else(|| format!("`{s}` is not a valid date (YYYY-MM-DD)")),
+        ColumnType::Timestamp => parse_timestamp(v).map(Cell::Ts).ok_or_else(|| {
+            format!("`{s}` is not a valid timestamp (YYYY-MM-DDTHH:MM:SS[.ffffff][+hh:mm])")
+        }),
+        ColumnType::Decimal(p, sc) => parse_decimal(v, p, sc)
+            .map(Cell::Dec)
+            .ok_or_else(|| format!("`{s}` is not a valid decimal({p},{sc})")),
     }
 }
 
@@ -109,7 +118,10 @@ pub fn parse_json(v: &Value, t: ColumnType) -> Result<Cell, String> {
             Some(i) => Ok(Cell::Int(i)),
             None => parse_text(&n.to_string(), t),
         },
-        (Value::Number(n), ColumnType::Float64) => n.as_f64().map(Cell::Float).ok_or_else(|| format!("`{n}` is not a valid double")),
+        (Value::Number(n), ColumnType::Float64) => n
+            .as_f64()
+            .map(Cell::Float)
+            .ok_or_else(|| format!("`{n}` is not a valid double")),
         (Value::Number(n), ColumnType::Decimal(..)) => parse_text(&n.to_string(), t),
         (Value::Bool(b), ColumnType::Boolean) => Ok(Cell::Bool(*b)),
         (other, ColumnType::Utf8) => Ok(Cell::Str(other.to_string())),
@@ -127,7 +139,12 @@ fn parse_timestamp(s: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_micros());
     }
-    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Some(t.and_utc().timestamp_micros());
         }
@@ -153,7 +170,10 @@ fn parse_decimal(s: &str, precision: u8, scale: i8) -> Option<i128> {
         return None; // would lose digits
     }
     let mut v: i128 = 0;
-    for b in int.bytes().chain(frac.bytes().chain(std::iter::repeat(b'0')).take(scale)) {
+    for b in int
+        .bytes()
+        .chain(frac.bytes().chain(std::iter::repeat(b'0')).take(scale))
+    {
         v = v.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
     }
     if v >= 10i128.checked_pow(u32::from(precision))? {
@@ -180,7 +200,9 @@ impl Builder {
             ColumnType::Utf8 => Builder::Str(StringBuilder::new()),
             ColumnType::Boolean => Builder::Bool(BooleanBuilder::new()),
             ColumnType::Date => Builder::Date(Date32Builder::new()),
-            ColumnType::Timestamp => Builder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            ColumnType::Timestamp => {
+                Builder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            }
             ColumnType::Decimal(p, s) => Builder::Dec(Decimal128Builder::new(), p, s),
         }
     }
@@ -212,7 +234,11 @@ impl Builder {
             Builder::Bool(b) => Arc::new(b.finish()),
             Builder::Date(b) => Arc::new(b.finish()),
             Builder::Ts(b) => Arc::new(b.finish().with_timezone("UTC")),
-            Builder::Dec(b, p, s) => Arc::new(b.finish().with_precision_and_scale(*p, *s).map_err(|e| e.to_string())?),
+            Builder::Dec(b, p, s) => Arc::new(
+                b.finish()
+                    .with_precision_and_scale(*p, *s)
+                    .map_err(|e| e.to_string())?,
+            ),
         })
     }
 }
@@ -278,7 +304,11 @@ impl RowSink {
             match convert(i, *t) {
                 Ok(c) => self.cells.push(c),
                 Err(e) => {
-                    self.bad.push(BadRow { raw: raw(), error: e, line });
+                    self.bad.push(BadRow {
+                        raw: raw(),
+                        error: e,
+                        line,
+                    });
                     return Ok(());
                 }
             }
@@ -304,7 +334,11 @@ impl RowSink {
         if self.rows == 0 {
             return Ok(());
         }
-        let arrays = self.builders.iter_mut().map(Builder::finish).collect::<Result<Vec<_>, _>>()?;
+        let arrays = self
+            .builders
+            .iter_mut()
+            .map(Builder::finish)
+            .collect::<Result<Vec<_>, _>>()?;
         let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| e.to_string())?;
         self.batches.push(batch);
         self.rows = 0;
@@ -313,7 +347,11 @@ impl RowSink {
 
     /// Rows loaded so far.
     pub fn rows_loaded(&self) -> i64 {
-        self.batches.iter().map(|b| b.num_rows() as i64).sum::<i64>() + self.rows as i64
+        self.batches
+            .iter()
+            .map(|b| b.num_rows() as i64)
+            .sum::<i64>()
+            + self.rows as i64
     }
 }
 
@@ -325,35 +363,70 @@ mod tests {
     fn text_conversions() {
         assert_eq!(parse_text("42", ColumnType::Int64), Ok(Cell::Int(42)));
         assert!(parse_text("three", ColumnType::Int64).is_err());
-        assert_eq!(parse_text("1970-01-02", ColumnType::Date), Ok(Cell::Date(1)));
+        assert_eq!(
+            parse_text("1970-01-02", ColumnType::Date),
+            Ok(Cell::Date(1))
+        );
         assert!(parse_text("2024-02-31", ColumnType::Date).is_err());
-        assert_eq!(parse_text("1970-01-01T00:00:01", ColumnType::Timestamp), Ok(Cell::Ts(1_000_000)));
-        assert_eq!(parse_text("1970-01-01T01:00:00+01:00", ColumnType::Timestamp), Ok(Cell::Ts(0)));
+        assert_eq!(
+            parse_text("1970-01-01T00:00:01", ColumnType::Timestamp),
+            Ok(Cell::Ts(1_000_000))
+        );
+        assert_eq!(
+            parse_text("1970-01-01T01:00:00+01:00", ColumnType::Timestamp),
+            Ok(Cell::Ts(0))
+        );
         assert!(parse_text("2024-01-32T10:00:00", ColumnType::Timestamp).is_err());
-        assert_eq!(parse_text("-12.5", ColumnType::Decimal(5, 2)), Ok(Cell::Dec(-1250)));
+        assert_eq!(
+            parse_text("-12.5", ColumnType::Decimal(5, 2)),
+            Ok(Cell::Dec(-1250))
+        );
         assert!(parse_text("12.345", ColumnType::Decimal(5, 2)).is_err());
         assert!(parse_text("12345.5", ColumnType::Decimal(5, 2)).is_err());
     }
 
     #[test]
     fn json_conversions() {
-        assert_eq!(parse_json(&serde_json::json!(7), ColumnType::Int64), Ok(Cell::Int(7)));
-        assert_eq!(parse_json(&serde_json::json!("7"), ColumnType::Int64), Ok(Cell::Int(7)));
+        assert_eq!(
+            parse_json(&serde_json::json!(7), ColumnType::Int64),
+            Ok(Cell::Int(7))
+        );
+        assert_eq!(
+            parse_json(&serde_json::json!("7"), ColumnType::Int64),
+            Ok(Cell::Int(7))
+        );
         assert!(parse_json(&serde_json::json!("three"), ColumnType::Int64).is_err());
-        assert_eq!(parse_json(&serde_json::json!(null), ColumnType::Int64), Ok(Cell::Null));
-        assert_eq!(parse_json(&serde_json::json!({"a":1}), ColumnType::Utf8), Ok(Cell::Str("{\"a\":1}".into())));
+        assert_eq!(
+            parse_json(&serde_json::json!(null), ColumnType::Int64),
+            Ok(Cell::Null)
+        );
+        assert_eq!(
+            parse_json(&serde_json::json!({"a":1}), ColumnType::Utf8),
+            Ok(Cell::Str("{\"a\":1}".into()))
+        );
     }
 
     #[test]
     fn bad_rows_are_kept_whole() {
-        let mut sink = RowSink::new(&[("a".into(), ColumnType::Int64), ("b".into(), ColumnType::Utf8)]);
+        let mut sink = RowSink::new(&[
+            ("a".into(), ColumnType::Int64),
+            ("b".into(), ColumnType::Utf8),
+        ]);
         let rows = [["1", "x"], ["two", "y"], ["3", "z"]];
         for (i, r) in rows.iter().enumerate() {
-            sink.push_row(i as i64 + 1, || r.join(","), |c, t| parse_text(r[c], t)).expect("push");
+            sink.push_row(i as i64 + 1, || r.join(","), |c, t| parse_text(r[c], t))
+                .expect("push");
         }
         sink.flush().expect("flush");
         assert_eq!(sink.rows_read, 3);
         assert_eq!(sink.rows_loaded(), 2);
-        assert_eq!(sink.bad, vec![BadRow { raw: "two,y".into(), error: "`two` is not a valid bigint".into(), line: 2 }]);
+        assert_eq!(
+            sink.bad,
+            vec![BadRow {
+                raw: "two,y".into(),
+                error: "`two` is not a valid bigint".into(),
+                line: 2
+            }]
+        );
     }
 }

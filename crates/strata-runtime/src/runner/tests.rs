@@ -19,28 +19,38 @@ impl TaskExecutor for Fake {
     async fn execute(&self, task: &TaskSpec, _run: &RunInfo) -> Result<TaskOutput, TaskError> {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_seen.fetch_max(now, Ordering::SeqCst);
-        // Yield so that independent tasks really overlap.
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
+        // Simulated work, long enough that independent tasks overlap.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         self.running.fetch_sub(1, Ordering::SeqCst);
         if let Ok(mut l) = self.log.lock() {
             l.push(task.name.clone());
         }
         if self.fail.contains(&task.name) {
-            return Err(TaskError { kind: ErrorKind::User, message: format!("{} broke", task.name) });
+            return Err(TaskError {
+                kind: ErrorKind::User,
+                message: format!("{} broke", task.name),
+            });
         }
-        Ok(TaskOutput { rows_written: 1, ..Default::default() })
+        Ok(TaskOutput {
+            rows_written: 1,
+            ..Default::default()
+        })
     }
 }
 
 fn spec(name: &str, up: &[&str]) -> TaskSpec {
-    TaskSpec { name: name.into(), kind: "table".into(), upstream: up.iter().map(|s| s.to_string()).collect() }
+    TaskSpec {
+        name: name.into(),
+        kind: "table".into(),
+        upstream: up.iter().map(|s| s.to_string()).collect(),
+    }
 }
 
 async fn store() -> (tempfile::TempDir, StateStore) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = StateStore::open(&format!("sqlite://{}/s.db", dir.path().display())).await.expect("open");
+    let s = StateStore::open(&format!("sqlite://{}/s.db", dir.path().display()))
+        .await
+        .expect("open");
     (dir, s)
 }
 
@@ -48,40 +58,91 @@ async fn store() -> (tempfile::TempDir, StateStore) {
 async fn runs_in_dependency_order_and_overlaps_independent_tasks() {
     let (_d, state) = store().await;
     let fake = Arc::new(Fake::default());
-    let plan = vec![spec("a", &[]), spec("b", &[]), spec("c", &["a", "b"]), spec("d", &["c"])];
-    let s = Runner::new(state.clone(), 2).run(fake.clone(), plan, RunOptions::default()).await.expect("run");
+    let plan = vec![
+        spec("a", &[]),
+        spec("b", &[]),
+        spec("c", &["a", "b"]),
+        spec("d", &["c"]),
+    ];
+    let s = Runner::new(state.clone(), 2)
+        .run(fake.clone(), plan, RunOptions::default())
+        .await
+        .expect("run");
     assert!(s.ok());
     let log = fake.log.lock().expect("log").clone();
     let pos = |n: &str| log.iter().position(|x| x == n).expect("ran");
-    assert!(pos("c") > pos("a") && pos("c") > pos("b") && pos("d") > pos("c"), "{log:?}");
-    assert_eq!(fake.max_seen.load(Ordering::SeqCst), 2, "a and b should overlap");
+    assert!(
+        pos("c") > pos("a") && pos("c") > pos("b") && pos("d") > pos("c"),
+        "{log:?}"
+    );
+    assert_eq!(
+        fake.max_seen.load(Ordering::SeqCst),
+        2,
+        "a and b should overlap"
+    );
     let recorded = state.tasks(&s.run_id).await.expect("tasks");
     assert_eq!(recorded.len(), 4);
     assert!(recorded.iter().all(|t| t.status == "success"));
-    assert_eq!(state.run(&s.run_id).await.expect("run").expect("exists").status, "success");
+    assert_eq!(
+        state
+            .run(&s.run_id)
+            .await
+            .expect("run")
+            .expect("exists")
+            .status,
+        "success"
+    );
 }
 
 #[tokio::test]
 async fn failure_skips_downstream_but_not_independent_branches() {
     let (_d, state) = store().await;
-    let fake = Arc::new(Fake { fail: vec!["a".into()], ..Default::default() });
-    let plan = vec![spec("a", &[]), spec("b", &[]), spec("c", &["a"]), spec("d", &["c"]), spec("e", &["b"])];
-    let s = Runner::new(state.clone(), 1).run(fake, plan, RunOptions::default()).await.expect("run");
+    let fake = Arc::new(Fake {
+        fail: vec!["a".into()],
+        ..Default::default()
+    });
+    let plan = vec![
+        spec("a", &[]),
+        spec("b", &[]),
+        spec("c", &["a"]),
+        spec("d", &["c"]),
+        spec("e", &["b"]),
+    ];
+    let s = Runner::new(state.clone(), 1)
+        .run(fake, plan, RunOptions::default())
+        .await
+        .expect("run");
     assert!(!s.ok());
-    let status: BTreeMap<String, String> = s.tasks.iter().map(|t| (t.task.clone(), t.status.clone())).collect();
+    let status: BTreeMap<String, String> = s
+        .tasks
+        .iter()
+        .map(|t| (t.task.clone(), t.status.clone()))
+        .collect();
     assert_eq!(status["a"], "failed");
     assert_eq!(status["c"], "upstream_failed");
     assert_eq!(status["d"], "upstream_failed");
     assert_eq!(status["b"], "success");
     assert_eq!(status["e"], "success");
-    assert_eq!(state.run(&s.run_id).await.expect("run").expect("exists").status, "failed");
+    assert_eq!(
+        state
+            .run(&s.run_id)
+            .await
+            .expect("run")
+            .expect("exists")
+            .status,
+        "failed"
+    );
 }
 
 #[tokio::test]
 async fn upstream_outside_the_plan_counts_as_done() {
     let (_d, state) = store().await;
     let s = Runner::new(state, 2)
-        .run(Arc::new(Fake::default()), vec![spec("c", &["not_selected"])], RunOptions::default())
+        .run(
+            Arc::new(Fake::default()),
+            vec![spec("c", &["not_selected"])],
+            RunOptions::default(),
+        )
         .await
         .expect("run");
     assert!(s.ok());
@@ -106,9 +167,16 @@ async fn a_dead_run_is_marked_interrupted_by_the_next() {
     let clock = crate::TestClock::new(chrono::Utc::now());
     let s = Runner::new(state.clone(), 1)
         .with_clock(Arc::new(clock))
-        .run(Arc::new(Fake::default()), vec![spec("a", &[])], RunOptions::default())
+        .run(
+            Arc::new(Fake::default()),
+            vec![spec("a", &[])],
+            RunOptions::default(),
+        )
         .await
         .expect("run");
     assert_eq!(s.interrupted, vec!["old".to_string()]);
-    assert_eq!(state.run("old").await.expect("run").expect("exists").status, "interrupted");
+    assert_eq!(
+        state.run("old").await.expect("run").expect("exists").status,
+        "interrupted"
+    );
 }
