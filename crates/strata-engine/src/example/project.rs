@@ -11,7 +11,7 @@ path = "data/orders/*.ndjson"
 mode = "new_files"
 on_bad_rows = "quarantine"
 description = "Orders exported by the shop, one NDJSON file per day."
-columns = { order_id = "bigint", customer_id = "bigint", product_id = "bigint", quantity = "bigint", unit_price = "double", status = "string", order_ts = "timestamp" }
+columns = { order_id = "bigint", customer_id = "bigint", product_id = "bigint", quantity = "bigint", unit_price = "decimal(10,2)", status = "string", order_ts = "timestamp" }
 
 [sources.customers]
 format = "csv"

@@ -9,6 +9,7 @@
 pub mod files;
 pub mod infer;
 pub mod rows;
+pub mod stats;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -206,6 +207,7 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
     if !quarantine_batches.is_empty() {
         let q = engine.lake.open(&source.quarantine_table()).await?;
         q.write(quarantine_batches)
+            .with_writer_properties(stats::bronze_writer_properties(&quarantine_schema()))
             .with_save_mode(SaveMode::Append)
             .with_commit_properties(provenance.commit_properties())
             .await
@@ -213,6 +215,7 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
     }
     let data_schema_with_meta =
         with_metadata_schema(&target_for_write(source, &parquet_target, &target));
+    let props = stats::bronze_writer_properties(&data_schema_with_meta);
     let table = if data_batches.is_empty() {
         // Every row was bad: still commit an empty version so the batch is recorded.
         let empty = RecordBatch::new_empty(data_schema_with_meta);
@@ -220,6 +223,7 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
     } else {
         bronze.write(data_batches)
     }
+    .with_writer_properties(props)
     .with_save_mode(SaveMode::Append)
     .with_commit_properties(provenance.commit_properties())
     .await
