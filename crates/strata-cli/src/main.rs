@@ -178,10 +178,20 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         } => init(&dir, example.as_deref(), scale),
         Command::Validate => {
             let (project, graph) = load(&cli.project)?;
+            let check = strata_engine::validate::check_plans(&project, &graph).await;
+            if !check.errors.is_empty() {
+                return Err(check.errors.into());
+            }
+            for (model, input) in &check.unknown {
+                eprintln!(
+                    "note: {model} was not planned: the columns of {input} are unknown until it is ingested (declare `columns` to check it now)"
+                );
+            }
             println!(
-                "ok: {} sources, {} models, {} tables in the DAG",
+                "ok: {} sources, {} models ({} planned), {} tables in the DAG",
                 project.sources.len(),
                 project.models.len(),
+                check.planned,
                 graph.order().len()
             );
             Ok(())

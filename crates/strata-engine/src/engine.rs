@@ -59,31 +59,7 @@ impl Engine {
 
     /// A fresh session with the `bronze`, `silver` and `gold` schemas and no tables.
     pub fn context(&self) -> SessionContext {
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_target_partitions(self.project.max_parallel.max(1))
-            // As delta-rs's own sessions: hash-join IN-list pushdown can panic on
-            // dictionary-encoded (partition) join keys.
-            .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
-            .set_usize(
-                "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
-                0,
-            );
-        // Delta's planner turns its write and merge nodes into execution plans.
-        let state = SessionStateBuilder::new()
-            .with_default_features()
-            .with_config(config)
-            .with_runtime_env(self.runtime.clone())
-            .with_query_planner(DeltaPlanner::new())
-            .build();
-        let ctx = SessionContext::new_with_state(state);
-        if let Some(catalog) = ctx.catalog("datafusion") {
-            for layer in Layer::ALL {
-                let _ =
-                    catalog.register_schema(layer.as_str(), Arc::new(MemorySchemaProvider::new()));
-            }
-        }
-        ctx
+        session_context(self.project.max_parallel, self.runtime.clone())
     }
 
     /// Registers the current version of each named table (and, for views, the
@@ -102,7 +78,7 @@ impl Engine {
             if self.is_view(&n)
                 && let Some(node) = self.graph.node(&n)
             {
-                stack.extend(node.upstream.iter().cloned());
+                stack.extend(node.tables.iter().cloned());
             }
         }
         let mut versions = BTreeMap::new();
@@ -174,25 +150,24 @@ impl Engine {
     }
 
     /// A session with every table of the lake that exists, for ad-hoc queries.
+    /// Views are added when everything they read exists.
     pub async fn query_context(&self) -> Result<SessionContext> {
         let ctx = self.context();
-        let mut names: Vec<String> = vec![];
+        let mut tables: Vec<String> = vec![];
         for n in self.graph.order() {
-            if self.is_view(n) || self.lake.open_existing(n).await?.is_some() {
-                names.push(n.clone());
+            if !self.is_view(n) && self.lake.open_existing(n).await?.is_some() {
+                tables.push(n.clone());
             }
         }
         for s in self.project.sources.values() {
-            if self
-                .lake
-                .open_existing(&s.quarantine_table())
-                .await?
-                .is_some()
-            {
-                names.push(s.quarantine_table());
+            tables.push(s.quarantine_table()); // registered empty when it does not exist
+        }
+        self.register_current(&ctx, &tables).await?;
+        for n in self.graph.order().iter().filter(|n| self.is_view(n)) {
+            if let Err(e) = self.register_table(&ctx, n, &mut BTreeMap::new()).await {
+                tracing::debug!(view = %n, error = %e, "view not queryable yet");
             }
         }
-        self.register_current(&ctx, &names).await?;
         Ok(ctx)
     }
 
@@ -207,4 +182,59 @@ impl Engine {
         let batches = df.collect().await.context(|| "running the query".into())?;
         Ok((schema, batches))
     }
+}
+
+/// The first column of the first row of a query, as an integer (0 when empty).
+pub(crate) async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<i64> {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .context(|| format!("planning `{sql}`"))?
+        .collect()
+        .await
+        .context(|| format!("running `{sql}`"))?;
+    Ok(batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                .map(|a| a.value(0))
+        })
+        .unwrap_or(0))
+}
+
+/// The one place DataFusion sessions are made: `bronze`, `silver` and `gold`
+/// schemas, Delta's planner, and the settings every Strata query runs with.
+pub(crate) fn session_context(
+    target_partitions: usize,
+    runtime: Arc<RuntimeEnv>,
+) -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_target_partitions(target_partitions.max(1))
+        // As delta-rs's own sessions: hash-join IN-list pushdown can panic on
+        // dictionary-encoded (partition) join keys.
+        .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
+        .set_usize(
+            "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
+            0,
+        );
+    // Keep SQL positions so planning errors can name line and column.
+    config.options_mut().sql_parser.collect_spans = true;
+    // Delta's planner turns its write and merge nodes into execution plans.
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_query_planner(DeltaPlanner::new())
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    if let Some(catalog) = ctx.catalog("datafusion") {
+        for layer in Layer::ALL {
+            let _ = catalog.register_schema(layer.as_str(), Arc::new(MemorySchemaProvider::new()));
+        }
+    }
+    ctx
 }

@@ -66,15 +66,17 @@ impl Lake {
         &self.root
     }
 
-    /// The URL of a table (`silver.orders` → `<lake>/silver/orders`).
-    pub fn table_url(&self, name: &str) -> Result<Url> {
+    /// The location of a table (`silver.orders` → `<lake>/silver/orders`).
+    fn location(&self, name: &str) -> Result<String> {
         let (layer, table) = name
             .split_once('.')
             .ok_or_else(|| Error::Internal(format!("table name `{name}` has no layer")))?;
-        let location = format!("{}/{layer}/{table}", self.root);
-        if !location.contains("://") {
-            std::fs::create_dir_all(&location).context(|| format!("creating {location}"))?;
-        }
+        Ok(format!("{}/{layer}/{table}", self.root))
+    }
+
+    /// The URL of a table; a local folder is created if missing.
+    pub fn table_url(&self, name: &str) -> Result<Url> {
+        let location = self.location(name)?;
         deltalake::ensure_table_uri(&location)
             .context(|| format!("locating table {name} at {location}"))
     }
@@ -87,8 +89,13 @@ impl Lake {
             .context(|| format!("opening {name}"))
     }
 
-    /// Opens a table that must exist.
+    /// Opens a table if one exists there (`None` otherwise).
     pub async fn open_existing(&self, name: &str) -> Result<Option<DeltaTable>> {
+        let location = self.location(name)?;
+        if !location.contains("://") && !std::path::Path::new(&location).join("_delta_log").is_dir()
+        {
+            return Ok(None); // and create no empty folder for it
+        }
         let t = self.open(name).await?;
         Ok(t.version().map(|_| t))
     }

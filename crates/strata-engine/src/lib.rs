@@ -21,6 +21,7 @@ mod executor;
 pub mod ingest;
 pub mod lake;
 pub mod materialize;
+pub mod validate;
 
 pub use engine::Engine;
 pub use error::{Error, Result};

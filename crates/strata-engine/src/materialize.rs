@@ -42,7 +42,7 @@ pub async fn build(engine: &Engine, model: &Model, run: &RunInfo) -> Result<Task
     let upstream: Vec<String> = engine
         .graph
         .node(&model.name)
-        .map(|n| n.upstream.clone())
+        .map(|n| n.tables.clone())
         .unwrap_or_default();
     match model.config.materialized {
         Materialization::View => build_view(engine, model, &upstream).await,
@@ -220,22 +220,7 @@ async fn register_incremental(
 }
 
 async fn count(ctx: &SessionContext, table: &str) -> Result<i64> {
-    let batches = ctx
-        .sql(&format!("select count(*) from {table}"))
-        .await
-        .context(|| format!("counting {table}"))?
-        .collect()
-        .await
-        .context(|| format!("counting {table}"))?;
-    Ok(batches
-        .first()
-        .and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::Int64Array>()
-                .map(|a| a.value(0))
-        })
-        .unwrap_or(0))
+    crate::engine::scalar_i64(ctx, &format!("select count(*) from {table}")).await
 }
 
 /// Files added and removed between version `since` and the table's current version.
@@ -580,25 +565,10 @@ async fn build_scd2(
         "select {s_cols} from __src s left join (select * from __tgt where is_current) c on {eq} where c.{k0} is null or not ({same})",
         eq = key_eq("c", "s"),
     );
-    let counts = ctx
-        .sql(&format!("select (select count(*) from ({closing})) as closed, (select count(*) from ({opening})) as opened"))
-        .await
-        .context(|| format!("comparing {}", model.name))?
-        .collect()
-        .await
-        .context(|| format!("comparing {}", model.name))?;
-    let get = |i: usize| {
-        counts
-            .first()
-            .and_then(|b| {
-                b.column(i)
-                    .as_any()
-                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
-                    .map(|a| a.value(0))
-            })
-            .unwrap_or(0)
-    };
-    let (closed, opened) = (get(0), get(1));
+    let closed =
+        crate::engine::scalar_i64(&ctx, &format!("select count(*) from ({closing})")).await?;
+    let opened =
+        crate::engine::scalar_i64(&ctx, &format!("select count(*) from ({opening})")).await?;
     if closed == 0 && opened == 0 {
         return Ok(TaskOutput {
             skipped: true,

@@ -44,8 +44,11 @@ pub struct Node {
     pub layer: Layer,
     /// Tags (models only).
     pub tags: Vec<String>,
-    /// The nodes it reads (qualified names), in the order first written.
+    /// The nodes it depends on (qualified names), in the order first written.
     pub upstream: Vec<String>,
+    /// The tables its SQL reads, as written (a source's quarantine table is
+    /// read from the source's node), in the order first written.
+    pub tables: Vec<String>,
     /// The nodes that read it.
     pub downstream: Vec<String>,
 }
@@ -73,6 +76,7 @@ impl Graph {
                     layer: Layer::Bronze,
                     tags: vec![],
                     upstream: vec![],
+                    tables: vec![],
                     downstream: vec![],
                 },
             );
@@ -87,6 +91,7 @@ impl Graph {
         let mut ref_places: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
         for m in project.models.values() {
             let mut upstream = Vec::new();
+            let mut tables: Vec<String> = Vec::new();
             match table_references(&m.sql) {
                 Err(e) => {
                     let err = if e.line == 0 {
@@ -133,6 +138,9 @@ impl Graph {
                                 if !upstream.contains(&writer) {
                                     upstream.push(writer);
                                 }
+                                if !tables.contains(&r.name) {
+                                    tables.push(r.name.clone());
+                                }
                             }
                             Err(msg) => {
                                 let hint = match did_you_mean(&r.name, known.iter().map(String::as_str)) {
@@ -151,7 +159,7 @@ impl Graph {
                 }
             }
             for l in &m.config.lookups {
-                if !upstream.contains(l) {
+                if !tables.contains(l) {
                     let place = find_in_header(&m.sql, l);
                     errors.push(
                         LocatedError::at(
@@ -173,6 +181,7 @@ impl Graph {
                     layer: m.layer,
                     tags: m.config.tags.clone(),
                     upstream,
+                    tables,
                     downstream: vec![],
                 },
             );

@@ -165,6 +165,9 @@ impl Runner {
         let mut running: JoinSet<(String, DateTime<Utc>, Result<TaskOutput, TaskError>)> =
             JoinSet::new();
         let mut failed_any = false;
+        let mut ids: std::collections::HashMap<tokio::task::Id, String> =
+            std::collections::HashMap::new();
+        let mut starts: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
 
         loop {
             while running.len() < self.max_parallel
@@ -185,33 +188,32 @@ impl Runner {
                     .on_event(&Event::TaskStarted { task: name.clone() });
                 let exec = executor.clone();
                 let info = info.clone();
-                running.spawn(async move {
+                let handle = running.spawn(async move {
                     let r = exec.execute(&spec, &info).await;
                     (spec.name, start, r)
                 });
+                ids.insert(handle.id(), name.clone());
+                starts.insert(name.clone(), start);
             }
-            let Some(joined) = running.join_next().await else {
+            let Some(joined) = running.join_next_with_id().await else {
                 break;
             };
             let (name, start, result) = match joined {
-                Ok(v) => v,
+                Ok((_, v)) => v,
                 Err(e) => {
-                    // A panicking task is a bug; find which one is gone and fail it.
-                    let lost = order
-                        .iter()
-                        .find(|n| {
-                            !records.contains_key(*n)
-                                && !ready.contains(n)
-                                && waiting.get(*n) == Some(&0)
-                        })
-                        .cloned()
-                        .unwrap_or_default();
+                    // A panicking task is a bug in Strata: fail that task, keep the run going.
+                    let name = ids.remove(&e.id()).unwrap_or_default();
+                    let start = starts
+                        .get(&name)
+                        .copied()
+                        .unwrap_or_else(|| self.clock.now());
+                    let message = format!("task panicked (a bug in Strata): {e}");
                     (
-                        lost,
-                        self.clock.now(),
+                        name,
+                        start,
                         Err(TaskError {
                             kind: crate::ErrorKind::Internal,
-                            message: format!("task panicked (a bug in Strata): {e}"),
+                            message,
                         }),
                     )
                 }

@@ -39,6 +39,10 @@ fn mini() -> TestProject {
         "/*\nmaterialized = \"scd2\"\nunique_key = [\"person_id\"]\n*/\n\
          select person_id, region from bronze.people where _source = (select max(_source) from bronze.people)",
     );
+    p.write(
+        "models/silver/event_errors.sql",
+        "/* materialized = \"incremental\" */\nselect _source, _line, _error from bronze.events_quarantine",
+    );
     p.write("models/gold/totals.sql", "/* materialized = \"view\" */\nselect name, sum(amount) as total from silver.events_latest group by name");
     p.write("models/gold/totals_tbl.sql", "select * from gold.totals");
     p.write(
@@ -79,6 +83,11 @@ fn materializations_first_and_later_runs() {
     );
     assert_eq!(p.count("select count(*) from bronze.events where _batch_id is not null and _ingested_at is not null"), 2);
     assert_eq!(p.count("select count(*) from silver.events_all"), 2);
+    assert_eq!(
+        p.count("select count(*) from silver.event_errors"),
+        2,
+        "models can read quarantine tables"
+    );
     assert_eq!(p.count("select count(*) from silver.events_inc"), 2);
     assert_eq!(p.count("select count(*) from silver.events_latest"), 2);
     assert_eq!(
@@ -121,6 +130,11 @@ fn materializations_first_and_later_runs() {
     );
     assert_eq!(status(&t, "silver.events_latest"), ("success".into(), 2));
     assert_eq!(p.count("select count(*) from silver.events_inc"), 4);
+    assert_eq!(
+        p.count("select count(*) from silver.event_errors"),
+        2,
+        "no new bad rows, nothing appended"
+    );
     assert_eq!(
         p.sql("select id, amount from silver.events_latest order by id"),
         vec!["id,amount", "1,10.0", "2,25.0", "4,40.0"]
@@ -205,4 +219,44 @@ fn on_bad_rows_fail_loads_nothing_and_names_the_line() {
     assert!(err.contains("data/events/e1.csv:4: column amount"), "{err}");
     let out = p.strata(&["sql", "select count(*) from bronze.events"]);
     assert_eq!(out.status.code(), Some(2), "nothing was committed");
+}
+
+/// Forgets the ingest manifest, as if the run had died before recording it.
+fn forget_manifest(p: &TestProject) {
+    let db = p.path().join(".strata/state.db");
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('delete from ingested_files'); c.commit()"])
+        .arg(&db)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_crash_between_commits_loads_each_row_once() {
+    // Died after the bronze commit, before the manifest was recorded: the
+    // manifest is repaired from the bronze commit's own provenance.
+    let p = mini();
+    p.ok(&["run", "--select", "bronze.events"]);
+    forget_manifest(&p);
+    p.ok(&["run", "--select", "bronze.events"]);
+    assert_eq!(p.tasks()["bronze.events"]["status"], "skipped");
+    assert_eq!(p.count("select count(*) from bronze.events"), 2);
+    assert_eq!(p.count("select count(*) from bronze.events_quarantine"), 2);
+
+    // Died after the quarantine commit, before the bronze commit: the rerun
+    // replaces the quarantine rows of those files instead of adding more.
+    let p = mini();
+    p.ok(&["run", "--select", "bronze.events"]);
+    forget_manifest(&p);
+    std::fs::remove_dir_all(p.path().join("lake/bronze/events")).expect("undo the bronze commit");
+    p.ok(&["run", "--select", "bronze.events"]);
+    assert_eq!(p.count("select count(*) from bronze.events"), 2);
+    assert_eq!(p.count("select count(*) from bronze.events_quarantine"), 2);
+    let t = p.tasks();
+    assert_eq!(t["bronze.events"]["rows_read"], 4);
 }

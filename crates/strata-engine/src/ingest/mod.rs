@@ -122,6 +122,29 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
 
     let columns = columns_for(source, &bronze, &todo[0].0)?;
     let target = rows::schema_of(&columns);
+    if exists && source.columns.is_some() {
+        let have = data_schema(&bronze)?;
+        let shown = |s: &Schema| {
+            s.fields()
+                .iter()
+                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let same = have.fields().len() == target.fields().len()
+            && have.fields().iter().zip(target.fields()).all(|(a, b)| {
+                a.name() == b.name()
+                    && rows::column_type(a.data_type()) == rows::column_type(b.data_type())
+            });
+        if !same {
+            return Err(Error::User(format!(
+                "the declared columns of source `{}` ({}) differ from {table_name} ({}); changing the columns of an ingested source is not supported yet: restore the declaration",
+                source.name,
+                shown(&target),
+                shown(&have)
+            )));
+        }
+    }
     let parquet_target = match source.format {
         Format::Parquet if source.columns.is_none() && !exists => files::parquet_schema(&todo[0].0)
             .map_err(|e| Error::User(format!("{}: {e}", todo[0].1)))?,
@@ -202,15 +225,33 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
         ..Default::default()
     };
 
-    // Quarantine first: if the bronze commit then fails, a rerun re-reads the
-    // files and the quarantine rows of this batch id are replaced.
+    // Quarantine first. For new files it replaces any quarantine rows of the
+    // same files, so a run that died between this commit and the bronze commit
+    // leaves no duplicates when the files are read again.
     if !quarantine_batches.is_empty() {
         let q = engine.lake.open(&source.quarantine_table()).await?;
-        q.write(quarantine_batches)
+        let files_sql = provenance
+            .files
+            .iter()
+            .map(|f| format!("'{}'", f.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Normally nothing is there and this stays a blind append (incremental
+        // readers of the quarantine table rely on that).
+        let replace = source.mode == SourceMode::NewFiles
+            && q.version().is_some()
+            && leftover_rows(engine, &q, &files_sql).await? > 0;
+        let mut w = q
+            .write(quarantine_batches)
             .with_writer_properties(stats::bronze_writer_properties(&quarantine_schema()))
-            .with_save_mode(SaveMode::Append)
-            .with_commit_properties(provenance.commit_properties())
-            .await
+            .with_commit_properties(provenance.commit_properties());
+        w = if replace {
+            w.with_save_mode(SaveMode::Overwrite)
+                .with_replace_where(format!("_source IN ({files_sql})"))
+        } else {
+            w.with_save_mode(SaveMode::Append)
+        };
+        w.await
             .context(|| format!("writing {}", source.quarantine_table()))?;
     }
     let data_schema_with_meta =
@@ -248,6 +289,23 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
         delta_version: version,
         message: Some(format!("{files} file{}", if files == 1 { "" } else { "s" })),
     })
+}
+
+/// Quarantine rows already stored for these files (left by a run that died
+/// before its bronze commit).
+async fn leftover_rows(engine: &Engine, q: &deltalake::DeltaTable, files_sql: &str) -> Result<i64> {
+    let ctx = engine.context();
+    let provider: Arc<dyn datafusion::catalog::TableProvider> = q
+        .table_provider()
+        .await
+        .context(|| "reading the quarantine table".into())?;
+    ctx.register_table("q", provider)
+        .context(|| "reading the quarantine table".into())?;
+    crate::engine::scalar_i64(
+        &ctx,
+        &format!("select count(*) from q where _source in ({files_sql})"),
+    )
+    .await
 }
 
 fn target_for_write(source: &Source, parquet_target: &SchemaRef, target: &SchemaRef) -> SchemaRef {

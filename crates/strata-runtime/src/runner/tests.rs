@@ -9,6 +9,7 @@ use crate::{ErrorKind, TaskError, TaskExecutor};
 #[derive(Default)]
 struct Fake {
     fail: Vec<String>,
+    panic: Vec<String>,
     running: AtomicUsize,
     max_seen: AtomicUsize,
     log: Mutex<Vec<String>>,
@@ -24,6 +25,9 @@ impl TaskExecutor for Fake {
         self.running.fetch_sub(1, Ordering::SeqCst);
         if let Ok(mut l) = self.log.lock() {
             l.push(task.name.clone());
+        }
+        if self.panic.contains(&task.name) {
+            panic!("simulated bug in {}", task.name);
         }
         if self.fail.contains(&task.name) {
             return Err(TaskError {
@@ -179,4 +183,30 @@ async fn a_dead_run_is_marked_interrupted_by_the_next() {
         state.run("old").await.expect("run").expect("exists").status,
         "interrupted"
     );
+}
+
+#[tokio::test]
+async fn a_panicking_task_fails_alone() {
+    let (_d, state) = store().await;
+    let fake = Arc::new(Fake {
+        panic: vec!["a".into()],
+        ..Default::default()
+    });
+    let plan = vec![spec("a", &[]), spec("b", &[]), spec("c", &["a"])];
+    let s = Runner::new(state, 2)
+        .run(fake, plan, RunOptions::default())
+        .await
+        .expect("run");
+    let by: BTreeMap<String, TaskRecord> =
+        s.tasks.into_iter().map(|t| (t.task.clone(), t)).collect();
+    assert_eq!(by["a"].status, "failed");
+    assert!(
+        by["a"]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("panicked (a bug in Strata)")
+    );
+    assert_eq!(by["b"].status, "success");
+    assert_eq!(by["c"].status, "upstream_failed");
 }

@@ -1,0 +1,156 @@
+//! Plans every model against the schemas it would read — declared source
+//! columns, existing bronze tables, and the planned output of upstream models —
+//! without reading or writing any data. Planning errors (an unknown column, a
+//! type mismatch, a bad function) are located in the model's file.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::datasource::MemTable;
+use strata_graph::{Graph, NodeKind};
+use strata_project::{Errors, LocatedError, Materialization, Project};
+
+use crate::engine::session_context;
+use crate::ingest::{METADATA_COLUMNS, quarantine_schema, rows::schema_of};
+use crate::lake::Lake;
+
+/// What planning found.
+#[derive(Debug, Default)]
+pub struct PlanCheck {
+    /// Located planning errors.
+    pub errors: Errors,
+    /// Models planned successfully.
+    pub planned: usize,
+    /// Models not planned because an input's schema is unknown (a source
+    /// without declared columns that was never ingested), with that input.
+    pub unknown: Vec<(String, String)>,
+}
+
+/// Plans every model of `project` in dependency order.
+pub async fn check_plans(project: &Project, graph: &Graph) -> PlanCheck {
+    let ctx = session_context(project.max_parallel, Arc::default());
+    let lake = Lake::new(&project.lake);
+    let mut out = PlanCheck::default();
+    let mut known: BTreeMap<String, SchemaRef> = BTreeMap::new();
+    for s in project.sources.values() {
+        let schema = match &s.columns {
+            Some(cols) => Some(with_metadata(&schema_of(cols))),
+            None => match existing_schema(&lake, &s.table()).await {
+                Some(schema) => Some(schema),
+                None => inferred_schema(s),
+            },
+        };
+        if let Some(schema) = schema {
+            known.insert(s.table(), schema);
+        }
+        known.insert(s.quarantine_table(), quarantine_schema());
+    }
+    for name in graph.order() {
+        let Some(node) = graph.node(name) else {
+            continue;
+        };
+        if !matches!(node.kind, NodeKind::Model) {
+            continue;
+        }
+        let Some(model) = project.models.get(name) else {
+            continue;
+        };
+        if let Some(missing) = node.tables.iter().find(|t| !known.contains_key(*t)) {
+            out.unknown.push((name.clone(), missing.clone()));
+            continue;
+        }
+        for t in &node.tables {
+            if ctx.table_exist(t.as_str()).unwrap_or(false) {
+                continue;
+            }
+            if let Ok(mem) = MemTable::try_new(known[t].clone(), vec![vec![]]) {
+                let _ = ctx.register_table(t.as_str(), Arc::new(mem));
+            }
+        }
+        match ctx.sql(&model.sql).await {
+            Ok(df) => {
+                out.planned += 1;
+                let mut schema: Schema = df.schema().as_arrow().clone();
+                if model.config.materialized == Materialization::Scd2 {
+                    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+                    let mut fields: Vec<Field> =
+                        schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+                    fields.push(Field::new("valid_from", ts.clone(), true));
+                    fields.push(Field::new("valid_to", ts, true));
+                    fields.push(Field::new("is_current", DataType::Boolean, true));
+                    schema = Schema::new(fields);
+                }
+                for k in &model.config.unique_key {
+                    if schema.field_with_name(k).is_err() {
+                        out.errors.push(
+                            LocatedError::file(
+                                &model.path,
+                                format!("unique_key column `{k}` is not in the query's output"),
+                            )
+                            .with_help("select the key column or fix `unique_key`"),
+                        );
+                    }
+                }
+                known.insert(name.clone(), Arc::new(schema));
+            }
+            Err(e) => out.errors.push(locate(&model.path, &model.sql, &e)),
+        }
+    }
+    out
+}
+
+fn locate(
+    path: &std::path::Path,
+    sql: &str,
+    e: &datafusion::error::DataFusionError,
+) -> LocatedError {
+    let message = e.find_root().to_string();
+    let message = message
+        .strip_prefix("Error during planning: ")
+        .unwrap_or(&message)
+        .to_string();
+    match e.diagnostic().and_then(|d| d.span) {
+        Some(span) if span.start.line > 0 => LocatedError::at_line_col(
+            path,
+            sql,
+            span.start.line as usize,
+            span.start.column as usize,
+            message,
+        ),
+        _ => LocatedError::file(path, message),
+    }
+}
+
+fn with_metadata(schema: &SchemaRef) -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(METADATA_COLUMNS[0], ts, true));
+    fields.push(Field::new(METADATA_COLUMNS[1], DataType::Utf8, true));
+    fields.push(Field::new(METADATA_COLUMNS[2], DataType::Utf8, true));
+    Arc::new(Schema::new(fields))
+}
+
+async fn existing_schema(lake: &Lake, table: &str) -> Option<SchemaRef> {
+    let t = lake.open_existing(table).await.ok()??;
+    let snapshot = t.snapshot().ok()?;
+    Some(snapshot.snapshot().arrow_schema())
+}
+
+/// The schema the first matching file would give (as the first ingest infers it).
+fn inferred_schema(source: &strata_project::Source) -> Option<SchemaRef> {
+    let first = glob::glob(&source.path)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|p| p.is_file())?;
+    let data = match source.format {
+        strata_project::Format::Parquet => crate::ingest::files::parquet_schema(&first).ok()?,
+        strata_project::Format::Csv => schema_of(
+            &crate::ingest::files::infer_csv(&first, &source.csv, &source.null_values).ok()?,
+        ),
+        strata_project::Format::Ndjson => {
+            schema_of(&crate::ingest::files::infer_ndjson(&first).ok()?)
+        }
+    };
+    Some(with_metadata(&data))
+}
