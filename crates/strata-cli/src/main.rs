@@ -71,6 +71,15 @@ enum Command {
         #[arg(long)]
         full_refresh: bool,
     },
+    /// Run data checks on the current tables.
+    Check {
+        /// Which models (as for `run`).
+        #[arg(long, short)]
+        select: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Query the lake with SQL.
     Sql {
         /// The query.
@@ -200,6 +209,9 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             select,
             full_refresh,
         } => run(&cli.project, select.unwrap_or_default(), full_refresh).await,
+        Command::Check { select, format } => {
+            check(&cli.project, select.unwrap_or_default(), format).await
+        }
         Command::Sql { query, format } => {
             let engine = engine(&cli.project).await?;
             let (schema, batches) = engine.sql(&query).await.map_err(input)?;
@@ -308,7 +320,7 @@ async fn run(dir: &std::path::Path, select: String, full_refresh: bool) -> Resul
     let max_parallel = project.max_parallel;
     let engine = Engine::new(Arc::new(project), Arc::new(graph), state.clone());
     let progress = Arc::new(progress::Progress::new());
-    let runner = Runner::new(state, max_parallel).with_observer(progress.clone());
+    let runner = Runner::new(state.clone(), max_parallel).with_observer(progress.clone());
     let summary = runner
         .run(
             Arc::new(EngineExecutor::new(engine)),
@@ -328,9 +340,52 @@ async fn run(dir: &std::path::Path, select: String, full_refresh: bool) -> Resul
         );
     }
     output::print_summary(&summary);
+    let checks = state.check_results(&summary.run_id).await.map_err(input)?;
+    if !checks.is_empty() {
+        output::print_checks(&checks, Format::Table);
+    }
+    output::print_failures(&summary);
     if summary.ok() {
         Ok(())
     } else {
         Err(Failure::Failed)
+    }
+}
+
+async fn check(dir: &std::path::Path, select: String, format: Format) -> Result<(), Failure> {
+    let engine = engine(dir).await?;
+    let graph = engine.graph();
+    let selected = graph.select(&select).map_err(input)?;
+    let now = chrono::Utc::now();
+    let info = strata_runtime::RunInfo {
+        run_id: format!("check-{}", now.format("%Y%m%dT%H%M%SZ")),
+        started_at: now,
+        full_refresh: false,
+    };
+    let mut all = vec![];
+    for name in graph.order().iter().filter(|n| selected.contains(*n)) {
+        let Some(model) = engine.project().models.get(name) else {
+            continue;
+        };
+        if !strata_engine::checks::has_checks(&engine, model) {
+            continue;
+        }
+        match strata_engine::checks::check_current(&engine, model, &info)
+            .await
+            .map_err(input)?
+        {
+            Some(results) => all.extend(results),
+            None => eprintln!("note: {name} has not been built yet; its checks did not run"),
+        }
+    }
+    if all.is_empty() {
+        println!("no checks to run");
+        return Ok(());
+    }
+    output::print_checks(&all, format);
+    if all.iter().any(|r| r.status == "fail") {
+        Err(Failure::Failed)
+    } else {
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@ use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets::UTF8_
 use strata_engine::arrow::datatypes::SchemaRef;
 use strata_engine::arrow::record_batch::RecordBatch;
 use strata_runtime::RunSummary;
-use strata_state::{RunRecord, TaskRecord};
+use strata_state::{CheckResult, RunRecord, TaskRecord};
 
 use crate::Format;
 
@@ -202,7 +202,61 @@ pub fn print_runs(runs: &[RunRecord], format: Format) {
     }
 }
 
-/// Prints the summary of a finished run, then the errors of failed tasks.
+/// Prints check results.
+pub fn print_checks(results: &[CheckResult], format: Format) {
+    match format {
+        Format::Json => {
+            for r in results {
+                json_line(serde_json::json!({
+                    "run_id": r.run_id, "model": r.model, "check": r.check_name, "kind": r.kind,
+                    "severity": r.severity, "status": r.status, "failing_rows": r.failing_rows,
+                    "action": r.action, "sample": serde_json::from_str::<serde_json::Value>(&r.sample).unwrap_or_default(),
+                    "checked_at": r.checked_at,
+                }));
+            }
+        }
+        Format::Csv => {
+            println!("model,check,kind,severity,status,failing_rows,action");
+            for r in results {
+                println!(
+                    "{},\"{}\",{},{},{},{},{}",
+                    r.model,
+                    r.check_name.replace('"', "\"\""),
+                    r.kind,
+                    r.severity,
+                    r.status,
+                    r.failing_rows,
+                    r.action.clone().unwrap_or_default()
+                );
+            }
+        }
+        Format::Table => {
+            let mut t = table(&[
+                "table",
+                "check",
+                "kind",
+                "on failure",
+                "status",
+                "failing",
+                "action",
+            ]);
+            for r in results {
+                t.add_row(vec![
+                    Cell::new(&r.model),
+                    Cell::new(&r.check_name),
+                    Cell::new(&r.kind),
+                    Cell::new(&r.severity),
+                    Cell::new(&r.status),
+                    right(r.failing_rows),
+                    Cell::new(r.action.clone().unwrap_or_default()),
+                ]);
+            }
+            println!("{t}");
+        }
+    }
+}
+
+/// Prints the summary of a finished run.
 pub fn print_summary(s: &RunSummary) {
     println!("{}", task_table(&s.tasks));
     let count = |st: &str| s.tasks.iter().filter(|t| t.status == st).count();
@@ -216,6 +270,10 @@ pub fn print_summary(s: &RunSummary) {
         count("failed"),
         count("upstream_failed")
     );
+}
+
+/// Prints the errors of failed tasks.
+pub fn print_failures(s: &RunSummary) {
     for t in s.tasks.iter().filter(|t| t.status == "failed") {
         eprintln!(
             "\n✗ {} failed:\n  {}",

@@ -47,6 +47,11 @@ impl Engine {
         &self.project
     }
 
+    /// The project's DAG.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
     /// The state store.
     pub fn state(&self) -> &StateStore {
         &self.state
@@ -161,6 +166,12 @@ impl Engine {
         }
         for s in self.project.sources.values() {
             tables.push(s.quarantine_table()); // registered empty when it does not exist
+        }
+        for m in self.project.models.keys() {
+            let q = format!("{m}_quarantine");
+            if self.lake.open_existing(&q).await?.is_some() {
+                tables.push(q);
+            }
         }
         self.register_current(&ctx, &tables).await?;
         for n in self.graph.order().iter().filter(|n| self.is_view(n)) {

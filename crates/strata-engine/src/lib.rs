@@ -14,6 +14,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod checks;
 mod engine;
 mod error;
 pub mod example;

@@ -6,8 +6,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{RecordBatch, TimestampMicrosecondArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{DataFrame, SessionContext};
@@ -19,6 +17,7 @@ use sha2::{Digest, Sha256};
 use strata_project::{Materialization, Model, Strategy};
 use strata_runtime::{RunInfo, TaskOutput};
 
+use crate::checks;
 use crate::engine::Engine;
 use crate::error::{Context, Error, Result};
 use crate::lake::{Provenance, last_commit_rows, latest_provenance, version_of};
@@ -78,6 +77,111 @@ async fn build_view(engine: &Engine, model: &Model, upstream: &[String]) -> Resu
     })
 }
 
+/// What the table would look like after publishing, for table checks.
+enum After<'a> {
+    /// The new rows are the whole table.
+    Replace,
+    /// Appended to the current table.
+    Append(&'a DeltaTable),
+    /// Upserted on the unique key into the current table.
+    Merge(&'a DeltaTable),
+}
+
+/// Rows that passed the audit, ready to publish.
+struct Audited {
+    kept: DataFrame,
+    quarantine: Option<DataFrame>,
+    quarantined: i64,
+}
+
+/// Write-audit-publish: applies expectations to `new`, runs table checks on the
+/// table as it would be after publishing, records the results, and fails the
+/// task (publishing nothing) when an error check fails.
+async fn audit(
+    engine: &Engine,
+    ctx: &SessionContext,
+    model: &Model,
+    new: DataFrame,
+    run: &RunInfo,
+    after: After<'_>,
+    published: Option<i64>,
+) -> Result<Audited> {
+    if !checks::has_checks(engine, model) {
+        return Ok(Audited {
+            kept: new,
+            quarantine: None,
+            quarantined: 0,
+        });
+    }
+    let what = || format!("auditing {}", model.name);
+    let exp = checks::expectations(ctx, model, new, run).await?;
+    let after_df = match after {
+        After::Replace => exp.kept.clone(),
+        After::Append(t) | After::Merge(t) => {
+            let provider: Arc<dyn TableProvider> = t.table_provider().await.context(what)?;
+            let _ = ctx.deregister_table("__target");
+            let _ = ctx.deregister_table("__kept");
+            ctx.register_table("__target", provider).context(what)?;
+            ctx.register_table("__kept", exp.kept.clone().into_view())
+                .context(what)?;
+            let sql = if let After::Merge(_) = after {
+                let on = model
+                    .config
+                    .unique_key
+                    .iter()
+                    .map(|k| format!("k.{k} = t.{k}"))
+                    .collect::<Vec<_>>()
+                    .join(" and ");
+                format!(
+                    "select t.* from __target t where not exists (select 1 from __kept k where {on}) union all select * from __kept"
+                )
+            } else {
+                "select * from __target union all select * from __kept".to_string()
+            };
+            ctx.sql(&sql).await.context(what)?
+        }
+    };
+    let mut results = exp.results;
+    results.extend(checks::table_checks(engine, model, after_df, run).await?);
+    checks::gate(engine, model, &results, published).await?;
+    let quarantined = results
+        .iter()
+        .filter(|r| {
+            r.action
+                .as_deref()
+                .is_some_and(|a| a.starts_with("quarantined"))
+        })
+        .map(|r| r.failing_rows)
+        .sum();
+    Ok(Audited {
+        kept: exp.kept,
+        quarantine: exp.quarantine,
+        quarantined,
+    })
+}
+
+/// Appends quarantined rows to `<model>_quarantine` (before the model's own
+/// commit, so a crash in between loses no row; each row carries its run id).
+async fn write_quarantine(
+    engine: &Engine,
+    ctx: &SessionContext,
+    model: &Model,
+    rows: Option<DataFrame>,
+) -> Result<()> {
+    let Some(rows) = rows else { return Ok(()) };
+    let name = format!("{}_quarantine", model.name);
+    let table = engine.lake.open(&name).await?;
+    table
+        .write(vec![])
+        .with_input_plan(rows.logical_plan().clone())
+        .with_session_state(Arc::new(ctx.state()))
+        .with_save_mode(SaveMode::Append)
+        .with_schema_mode(SchemaMode::Merge)
+        .await
+        .context(|| format!("writing {name}"))?;
+    Ok(())
+}
+
 /// Whether a previous build from the same SQL consumed exactly these versions.
 fn unchanged(prev: &Option<Provenance>, model: &Model, versions: &BTreeMap<String, i64>) -> bool {
     prev.as_ref()
@@ -105,16 +209,20 @@ async fn build_table(
         }
     }
     let df = plan(&ctx, model).await?;
+    let published = version_of(&target);
+    let a = audit(engine, &ctx, model, df, run, After::Replace, published).await?;
+    write_quarantine(engine, &ctx, model, a.quarantine).await?;
     let table = overwrite(
         &ctx,
         target,
-        df,
+        a.kept,
         provenance(model, run, versions),
         &model.name,
     )
     .await?;
     Ok(TaskOutput {
         rows_written: last_commit_rows(&table).await?,
+        rows_quarantined: a.quarantined,
         delta_version: version_of(&table),
         message: Some("rebuilt".into()),
         ..Default::default()
@@ -279,10 +387,14 @@ async fn build_incremental(
     }
     let df = plan(&ctx, model).await?;
     let p = provenance(model, run, versions);
+    let published = version_of(&target);
     if !exists {
-        let table = overwrite(&ctx, target, df, p, &model.name).await?;
+        let a = audit(engine, &ctx, model, df, run, After::Replace, published).await?;
+        write_quarantine(engine, &ctx, model, a.quarantine).await?;
+        let table = overwrite(&ctx, target, a.kept, p, &model.name).await?;
         return Ok(TaskOutput {
             rows_read,
+            rows_quarantined: a.quarantined,
             rows_written: last_commit_rows(&table).await?,
             delta_version: version_of(&table),
             message: Some(if run.full_refresh {
@@ -296,6 +408,18 @@ async fn build_incremental(
     check_schema(&target, &df, model)?;
     match model.config.strategy {
         Strategy::Append => {
+            let a = audit(
+                engine,
+                &ctx,
+                model,
+                df,
+                run,
+                After::Append(&target),
+                published,
+            )
+            .await?;
+            write_quarantine(engine, &ctx, model, a.quarantine).await?;
+            let df = a.kept;
             let table = target
                 .write(vec![])
                 .with_input_plan(df.logical_plan().clone())
@@ -307,6 +431,7 @@ async fn build_incremental(
             Ok(TaskOutput {
                 rows_read,
                 rows_written: last_commit_rows(&table).await?,
+                rows_quarantined: a.quarantined,
                 delta_version: version_of(&table),
                 message: Some(format!("appended {rows_read} new upstream rows")),
                 ..Default::default()
@@ -318,6 +443,18 @@ async fn build_incremental(
                 .await
                 .context(|| format!("computing {}", model.name))?;
             check_unique(&ctx, &df, model).await?;
+            let a = audit(
+                engine,
+                &ctx,
+                model,
+                df,
+                run,
+                After::Merge(&target),
+                published,
+            )
+            .await?;
+            write_quarantine(engine, &ctx, model, a.quarantine).await?;
+            let df = a.kept;
             let keys = &model.config.unique_key;
             let predicate = keys
                 .iter()
@@ -355,6 +492,7 @@ async fn build_incremental(
                 .context(|| format!("merging into {}", model.name))?;
             Ok(TaskOutput {
                 rows_read,
+                rows_quarantined: a.quarantined,
                 rows_written: (metrics.num_target_rows_inserted + metrics.num_target_rows_updated)
                     as i64,
                 delta_version: version_of(&table),
@@ -457,6 +595,19 @@ async fn build_scd2(
         .await
         .context(|| format!("computing {}", model.name))?;
     check_unique(&ctx, &src, model).await?;
+    // Table checks of an scd2 model see its current rows: this snapshot.
+    let a = audit(
+        engine,
+        &ctx,
+        model,
+        src,
+        run,
+        After::Replace,
+        version_of(&target),
+    )
+    .await?;
+    write_quarantine(engine, &ctx, model, a.quarantine).await?;
+    let src = a.kept;
     let rows_read = src
         .clone()
         .count()
@@ -472,22 +623,7 @@ async fn build_scd2(
     }
     ctx.register_table("__src", src.clone().into_view())
         .context(|| "registering scd2 source".into())?;
-    let ts_type = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    let run_ts = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("ts", ts_type, false)])),
-        vec![Arc::new(
-            TimestampMicrosecondArray::from(vec![run.started_at.timestamp_micros()])
-                .with_timezone("UTC"),
-        )],
-    )
-    .context(|| "building the run timestamp".into())?;
-    ctx.register_table(
-        "__run",
-        Arc::new(
-            MemTable::try_new(run_ts.schema(), vec![vec![run_ts]]).context(|| "run ts".into())?,
-        ),
-    )
-    .context(|| "registering run ts".into())?;
+    crate::checks::register_run_ts(&ctx, run)?;
     let cols: Vec<String> = src
         .schema()
         .fields()

@@ -92,6 +92,16 @@ pub async fn check_plans(project: &Project, graph: &Graph) -> PlanCheck {
                         );
                     }
                 }
+                let mut q: Vec<Field> =
+                    schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+                q.push(Field::new("_rule", DataType::Utf8, true));
+                q.push(Field::new("_run_id", DataType::Utf8, true));
+                q.push(Field::new(
+                    "_quarantined_at",
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    true,
+                ));
+                known.insert(format!("{name}_quarantine"), Arc::new(Schema::new(q)));
                 known.insert(name.clone(), Arc::new(schema));
             }
             Err(e) => out.errors.push(locate(&model.path, &model.sql, &e)),

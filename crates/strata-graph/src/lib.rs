@@ -51,6 +51,9 @@ pub struct Node {
     pub tables: Vec<String>,
     /// The nodes that read it.
     pub downstream: Vec<String>,
+    /// Indexes into `Project::sql_checks` of the `checks/*.sql` files that gate
+    /// this model's publish (each file gates the last model it reads).
+    pub sql_checks: Vec<usize>,
 }
 
 /// The project's DAG.
@@ -78,6 +81,7 @@ impl Graph {
                     upstream: vec![],
                     tables: vec![],
                     downstream: vec![],
+                    sql_checks: vec![],
                 },
             );
             writers.insert(s.table(), s.table());
@@ -85,6 +89,12 @@ impl Graph {
         }
         for m in project.models.values() {
             writers.insert(m.name.clone(), m.name.clone());
+        }
+        for m in project.models.values() {
+            // Rows a per-row expectation quarantines land beside the model.
+            writers
+                .entry(format!("{}_quarantine", m.name))
+                .or_insert_with(|| m.name.clone());
         }
         let known: Vec<String> = writers.keys().cloned().collect();
         // where each model references each upstream (for cycle messages)
@@ -158,6 +168,33 @@ impl Graph {
                     }
                 }
             }
+            for c in &m.config.checks {
+                for t in c.tables() {
+                    match resolve(&t, &writers) {
+                        Ok(w) if w != m.name => {
+                            if !upstream.contains(&w) {
+                                upstream.push(w);
+                            }
+                            if !tables.contains(&t) {
+                                tables.push(t);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(msg) => errors.push(
+                            LocatedError::at(
+                                &m.path,
+                                &m.sql,
+                                find_in_header(&m.sql, &t),
+                                t.len(),
+                                format!("check `{}`: {msg}", c.name),
+                            )
+                            .with_help(
+                                "a relationships check refers to another table as layer.name",
+                            ),
+                        ),
+                    }
+                }
+            }
             for l in &m.config.lookups {
                 if !tables.contains(l) {
                     let place = find_in_header(&m.sql, l);
@@ -183,6 +220,7 @@ impl Graph {
                     upstream,
                     tables,
                     downstream: vec![],
+                    sql_checks: vec![],
                 },
             );
         }
@@ -200,7 +238,10 @@ impl Graph {
             order: vec![],
         };
         match graph.topo_order() {
-            Ok(order) => graph.order = order,
+            Ok(order) => {
+                graph.order = order;
+                graph.attach_sql_checks(project, &writers, &mut errors);
+            }
             Err(cycle) => {
                 let first = &cycle[0];
                 let second = &cycle[1];
@@ -226,6 +267,79 @@ impl Graph {
             }
         }
         errors.into_result(graph)
+    }
+
+    /// Gives each `checks/*.sql` file to the last model (in run order) it reads;
+    /// the other tables it reads become that model's dependencies.
+    fn attach_sql_checks(
+        &mut self,
+        project: &Project,
+        writers: &BTreeMap<String, String>,
+        errors: &mut Errors,
+    ) {
+        let pos: BTreeMap<String, usize> = self
+            .order
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        for (i, c) in project.sql_checks.iter().enumerate() {
+            let refs = match table_references(&c.sql) {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(LocatedError::at_line_col(
+                        &c.path,
+                        &c.sql,
+                        e.line,
+                        e.column,
+                        format!("SQL error: {}", e.message),
+                    ));
+                    continue;
+                }
+            };
+            let mut read: Vec<(String, String)> = vec![]; // (table, writer)
+            for r in refs {
+                match resolve(&r.name, writers) {
+                    Ok(w) => read.push((r.name.clone(), w)),
+                    Err(msg) => errors.push(LocatedError::at_line_col(
+                        &c.path, &c.sql, r.line, r.column, msg,
+                    )),
+                }
+            }
+            let target = read
+                .iter()
+                .filter(|(_, w)| project.models.contains_key(w))
+                .max_by_key(|(_, w)| pos.get(w).copied().unwrap_or(0))
+                .map(|(_, w)| w.clone());
+            let Some(target) = target else {
+                errors.push(
+                    LocatedError::file(&c.path, "this check reads no model")
+                        .with_help("a checks/*.sql file gates the publish of the models it reads; source checks are not supported yet"),
+                );
+                continue;
+            };
+            for (table, w) in &read {
+                if *w == target {
+                    continue;
+                }
+                if let Some(n) = self.nodes.get_mut(&target) {
+                    if !n.upstream.contains(w) {
+                        n.upstream.push(w.clone());
+                    }
+                    if !n.tables.contains(table) {
+                        n.tables.push(table.clone());
+                    }
+                }
+                if let Some(u) = self.nodes.get_mut(w)
+                    && !u.downstream.contains(&target)
+                {
+                    u.downstream.push(target.clone());
+                }
+            }
+            if let Some(n) = self.nodes.get_mut(&target) {
+                n.sql_checks.push(i);
+            }
+        }
     }
 
     /// Every node in an order where each comes after all it reads.

@@ -79,6 +79,8 @@ pub struct RawModelConfig {
     /// Upstream tables an incremental model reads in full on every run (for
     /// example a dimension joined to the new rows), instead of only new rows.
     pub lookups: Option<Spanned<Vec<String>>>,
+    /// Data checks and per-row expectations (`[[checks]]`).
+    pub checks: Option<Vec<Spanned<crate::check::RawCheck>>>,
 }
 
 /// The keys allowed in a model header, for "did you mean" hints.
@@ -90,6 +92,7 @@ pub const MODEL_KEYS: &[&str] = &[
     "owner",
     "tags",
     "lookups",
+    "checks",
 ];
 
 /// The keys allowed under `[sources.NAME]`, for "did you mean" hints.

@@ -14,6 +14,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod model;
@@ -23,6 +24,7 @@ pub mod types;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use check::{Check, CheckKind, OnFail, Severity, SqlCheckFile};
 pub use error::{Errors, LocatedError};
 pub use model::{Materialization, Model, ModelConfig, Strategy};
 pub use source::{CsvOptions, Format, OnBadRows, Source, SourceMode};
@@ -83,6 +85,8 @@ pub struct Project {
     pub sources: BTreeMap<String, Source>,
     /// Models by qualified name (`silver.orders`).
     pub models: BTreeMap<String, Model>,
+    /// SQL checks under `checks/`, by file name.
+    pub sql_checks: Vec<SqlCheckFile>,
 }
 
 impl Project {
@@ -247,6 +251,30 @@ impl Project {
                 }
             }
         }
+        let mut sql_checks = vec![];
+        if let Ok(entries) = std::fs::read_dir(root.join("checks")) {
+            let mut files: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+            files.sort();
+            for path in files
+                .into_iter()
+                .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("sql"))
+            {
+                let rel = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
+                let name = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => match check::parse_sql_check(&rel, &name, &text) {
+                        Ok(c) => sql_checks.push(c),
+                        Err(es) => errors.0.extend(es.0),
+                    },
+                    Err(e) => errors.push(LocatedError::file(&rel, format!("cannot read: {e}"))),
+                }
+            }
+        }
         errors.into_result(Project {
             root,
             name,
@@ -256,6 +284,7 @@ impl Project {
             max_parallel,
             sources,
             models,
+            sql_checks,
         })
     }
 

@@ -58,6 +58,8 @@ pub struct ModelConfig {
     pub tags: Vec<String>,
     /// Upstream tables read in full by an incremental model.
     pub lookups: Vec<String>,
+    /// Checks and per-row expectations, in the order written.
+    pub checks: Vec<crate::check::Check>,
 }
 
 /// One model: a SQL file under `models/<layer>/`.
@@ -78,7 +80,7 @@ pub struct Model {
 }
 
 /// Splits a leading `/* … */` block into (header text, byte offset of header text).
-fn header_of(text: &str) -> Option<(&str, usize)> {
+pub(crate) fn header_of(text: &str) -> Option<(&str, usize)> {
     let trimmed = text.trim_start();
     let start = text.len() - trimmed.len();
     let rest = trimmed.strip_prefix("/*")?;
@@ -200,6 +202,14 @@ pub fn parse_model(
             .with_help("non-incremental models always read their inputs in full"),
         );
     }
+    let mut checks = vec![];
+    for c in raw.checks.unwrap_or_default() {
+        let span = c.span();
+        match crate::check::resolve(c.into_inner(), span, &at) {
+            Ok(c) => checks.push(c),
+            Err(es) => errors.0.extend(es.0),
+        }
+    }
     if sql_body_is_empty(text) {
         errors.push(
             LocatedError::at(rel, text, text.len(), 0, "the model has no SQL")
@@ -220,6 +230,7 @@ pub fn parse_model(
             owner: raw.owner,
             tags: raw.tags.unwrap_or_default(),
             lookups,
+            checks,
         },
     })
 }

@@ -118,6 +118,31 @@ pub struct ModelState {
     pub run_id: String,
 }
 
+/// The result of one check (or per-row expectation) on one model.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CheckResult {
+    /// The run (or `strata check` invocation) that ran it.
+    pub run_id: String,
+    /// The model checked.
+    pub model: String,
+    /// The check's name.
+    pub check_name: String,
+    /// `table` (a check) or `row` (a per-row expectation).
+    pub kind: String,
+    /// `error` or `warn` (for expectations: the `on_fail` action).
+    pub severity: String,
+    /// `pass`, `warn` or `fail`.
+    pub status: String,
+    /// Rows (or keys) violating the rule.
+    pub failing_rows: i64,
+    /// What was done with violating rows (`dropped`, `quarantined`), if anything.
+    pub action: Option<String>,
+    /// Up to five violating rows, as a JSON array.
+    pub sample: String,
+    /// RFC 3339.
+    pub checked_at: String,
+}
+
 /// Which database backs the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -470,6 +495,72 @@ impl StateStore {
             .await
             .ctx("clear model state")?;
         Ok(())
+    }
+}
+
+impl StateStore {
+    /// Records check results (replacing earlier results of the same run, model and check).
+    pub async fn record_checks(&self, results: &[CheckResult]) -> Result<()> {
+        let mut tx = self.pool.begin().await.ctx("begin check results")?;
+        for r in results {
+            sqlx::query(
+                "INSERT INTO check_results (run_id, model, check_name, kind, severity, status, failing_rows, action, sample, checked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (run_id, model, check_name) DO UPDATE SET kind = excluded.kind, severity = excluded.severity,
+                   status = excluded.status, failing_rows = excluded.failing_rows, action = excluded.action,
+                   sample = excluded.sample, checked_at = excluded.checked_at",
+            )
+            .bind(&r.run_id)
+            .bind(&r.model)
+            .bind(&r.check_name)
+            .bind(&r.kind)
+            .bind(&r.severity)
+            .bind(&r.status)
+            .bind(r.failing_rows)
+            .bind(r.action.clone())
+            .bind(&r.sample)
+            .bind(&r.checked_at)
+            .execute(&mut *tx)
+            .await
+            .ctx("record check result")?;
+        }
+        tx.commit().await.ctx("commit check results")?;
+        Ok(())
+    }
+
+    /// The check results of one run, by model then check.
+    pub async fn check_results(&self, run_id: &str) -> Result<Vec<CheckResult>> {
+        self.query_checks("SELECT run_id, model, check_name, kind, severity, status, failing_rows, action, sample, checked_at FROM check_results WHERE run_id = $1 ORDER BY model, checked_at, check_name", run_id).await
+    }
+
+    /// A model's check history, newest first.
+    pub async fn check_history(&self, model: &str) -> Result<Vec<CheckResult>> {
+        self.query_checks("SELECT run_id, model, check_name, kind, severity, status, failing_rows, action, sample, checked_at FROM check_results WHERE model = $1 ORDER BY checked_at DESC, check_name", model).await
+    }
+
+    async fn query_checks(&self, sql: &str, arg: &str) -> Result<Vec<CheckResult>> {
+        let rows = sqlx::query(sql)
+            .bind(arg)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("read check results")?;
+        rows.iter()
+            .map(|r| {
+                Ok(CheckResult {
+                    run_id: r.try_get(0)?,
+                    model: r.try_get(1)?,
+                    check_name: r.try_get(2)?,
+                    kind: r.try_get(3)?,
+                    severity: r.try_get(4)?,
+                    status: r.try_get(5)?,
+                    failing_rows: r.try_get(6)?,
+                    action: r.try_get(7)?,
+                    sample: r.try_get(8)?,
+                    checked_at: r.try_get(9)?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .ctx("read check results")
     }
 }
 

@@ -2,11 +2,12 @@
 //! (TEXT timestamps in RFC 3339, BIGINT counters, text ids made by the caller).
 
 /// Ordered migrations; each runs once, recorded in `strata_migrations`.
-pub const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
-    1,
-    "runs, tasks, ingest manifest, model state",
-    &[
-        "CREATE TABLE runs (
+pub const MIGRATIONS: &[(i64, &str, &[&str])] = &[
+    (
+        1,
+        "runs, tasks, ingest manifest, model state",
+        &[
+            "CREATE TABLE runs (
             run_id TEXT PRIMARY KEY,
             started_at TEXT NOT NULL,
             ended_at TEXT,
@@ -15,7 +16,7 @@ pub const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
             full_refresh BIGINT NOT NULL,
             trigger_kind TEXT NOT NULL
         )",
-        "CREATE TABLE tasks (
+            "CREATE TABLE tasks (
             run_id TEXT NOT NULL,
             task TEXT NOT NULL,
             kind TEXT NOT NULL,
@@ -30,7 +31,7 @@ pub const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
             error TEXT,
             PRIMARY KEY (run_id, task)
         )",
-        "CREATE TABLE ingested_files (
+            "CREATE TABLE ingested_files (
             source TEXT NOT NULL,
             batch_id TEXT NOT NULL,
             file TEXT NOT NULL,
@@ -45,8 +46,8 @@ pub const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
             ingested_at TEXT NOT NULL,
             PRIMARY KEY (source, batch_id, file)
         )",
-        "CREATE INDEX ingested_files_by_source ON ingested_files (source, file)",
-        "CREATE TABLE model_state (
+            "CREATE INDEX ingested_files_by_source ON ingested_files (source, file)",
+            "CREATE TABLE model_state (
             model TEXT PRIMARY KEY,
             fingerprint TEXT NOT NULL,
             upstream_versions TEXT NOT NULL,
@@ -54,5 +55,26 @@ pub const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
             built_at TEXT NOT NULL,
             run_id TEXT NOT NULL
         )",
-    ],
-)];
+        ],
+    ),
+    (
+        2,
+        "check results",
+        &[
+            "CREATE TABLE check_results (
+            run_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            check_name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            status TEXT NOT NULL,
+            failing_rows BIGINT NOT NULL,
+            action TEXT,
+            sample TEXT NOT NULL,
+            checked_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, model, check_name)
+        )",
+            "CREATE INDEX check_results_by_model ON check_results (model, checked_at)",
+        ],
+    ),
+];

@@ -87,6 +87,35 @@ async fn exercise(store: &StateStore) {
     store.set_model_state(&ms).await.expect("set");
     assert_eq!(store.model_state("silver.a").await.expect("get"), Some(ms));
     store.clear_model_state("silver.a").await.expect("clear");
+
+    let c = CheckResult {
+        run_id: "r1".into(),
+        model: "silver.a".into(),
+        check_name: "not_null(id)".into(),
+        kind: "table".into(),
+        severity: "error".into(),
+        status: "fail".into(),
+        failing_rows: 3,
+        action: None,
+        sample: "[{\"id\":null}]".into(),
+        checked_at: now(),
+    };
+    store
+        .record_checks(std::slice::from_ref(&c))
+        .await
+        .expect("checks");
+    store
+        .record_checks(std::slice::from_ref(&c))
+        .await
+        .expect("checks again");
+    assert_eq!(
+        store.check_results("r1").await.expect("read"),
+        vec![c.clone()]
+    );
+    assert_eq!(
+        store.check_history("silver.a").await.expect("history"),
+        vec![c]
+    );
     assert_eq!(store.model_state("silver.a").await.expect("get"), None);
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `strata` binary on temporary projects.
 
 mod cases;
+mod checks;
 mod example;
 mod materializations;
 mod support;

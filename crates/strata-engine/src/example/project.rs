@@ -37,9 +37,23 @@ pub(crate) const SILVER_ORDERS: &str = r#"/*
 materialized = "incremental"
 strategy = "merge"
 unique_key = ["order_id"]
-description = "One row per order: typed and deduplicated; the latest file wins, so a later status replaces an earlier one. Rows without an order or customer id, or with a quantity of zero or less, are dropped."
+description = "One row per order: typed and deduplicated; the latest file wins, so a later status replaces an earlier one. Orders without a customer or with a quantity of zero or less are quarantined in silver.orders_quarantine."
 owner = "data-team"
 tags = ["orders"]
+
+[[checks]]
+expression = "customer_id is not null"
+on_fail = "quarantine"
+
+[[checks]]
+expression = "quantity > 0"
+on_fail = "quarantine"
+
+[[checks]]
+not_null = ["order_id", "order_ts", "amount"]
+
+[[checks]]
+accepted_values = { column = "status", values = ["placed", "shipped", "delivered", "cancelled"] }
 */
 select
     order_id,
@@ -66,8 +80,6 @@ from (
         ) as _row
     from bronze.orders
     where order_id is not null
-      and customer_id is not null
-      and quantity > 0
 ) as latest
 where _row = 1
 "#;
@@ -138,6 +150,14 @@ materialized = "table"
 description = "Order facts with the customer's current region and the product's category."
 owner = "analytics"
 tags = ["orders", "finance"]
+
+[[checks]]
+unique = ["order_id"]
+
+[[checks]]
+name = "orders have a current customer"
+relationships = { column = "customer_id", to = "silver.customers", field = "customer_id" }
+severity = "warn"
 */
 select
     o.order_id,
@@ -164,6 +184,12 @@ materialized = "table"
 description = "Orders and revenue per day and region; cancelled orders are excluded."
 owner = "analytics"
 tags = ["finance"]
+
+[[checks]]
+unique = ["order_date", "region"]
+
+[[checks]]
+row_count = { min = 1 }
 */
 select
     order_date,
@@ -198,6 +224,16 @@ where f.status <> 'cancelled'
 group by f.customer_id, c.name, c.region
 "#;
 
+/// `checks/revenue_not_negative.sql`: a rule across gold.
+pub(crate) const CHECK_REVENUE: &str = r#"/*
+severity = "error"
+description = "No day and region may show negative revenue."
+*/
+select order_date, region, revenue
+from gold.daily_revenue
+where revenue < 0
+"#;
+
 /// Every project file: path relative to the project folder, and content.
 pub(crate) const PROJECT_FILES: &[(&str, &str)] = &[
     ("strata.toml", STRATA_TOML),
@@ -206,6 +242,7 @@ pub(crate) const PROJECT_FILES: &[(&str, &str)] = &[
     ("models/silver/customers.sql", SILVER_CUSTOMERS),
     ("models/silver/products.sql", SILVER_PRODUCTS),
     ("models/gold/fct_orders.sql", GOLD_FCT_ORDERS),
+    ("checks/revenue_not_negative.sql", CHECK_REVENUE),
     ("models/gold/daily_revenue.sql", GOLD_DAILY_REVENUE),
     (
         "models/gold/customer_lifetime_value.sql",

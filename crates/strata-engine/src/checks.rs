@@ -1,0 +1,496 @@
+//! Write-audit-publish: per-row expectations and table checks run on the data
+//! a task is about to publish — computed and held, not yet committed — and an
+//! error-severity failure refuses the commit, so the table keeps its published
+//! version. Results (with a sample of failing rows) go to the state store.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{DataFrame, SessionContext};
+use strata_project::{Check, CheckKind, Model, OnFail, Project, Severity};
+use strata_runtime::RunInfo;
+use strata_state::CheckResult;
+
+use crate::engine::{Engine, scalar_i64};
+use crate::error::{Context, Error, Result};
+
+/// Rows kept as a sample of each failing check.
+const SAMPLE_ROWS: usize = 5;
+
+/// Registers `__run(ts)`: the run's start as a one-row UTC timestamp table.
+pub(crate) fn register_run_ts(ctx: &SessionContext, run: &RunInfo) -> Result<()> {
+    let ts_type = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("ts", ts_type, false)])),
+        vec![Arc::new(
+            TimestampMicrosecondArray::from(vec![run.started_at.timestamp_micros()])
+                .with_timezone("UTC"),
+        )],
+    )
+    .context(|| "building the run timestamp".into())?;
+    let table =
+        MemTable::try_new(batch.schema(), vec![vec![batch]]).context(|| "run timestamp".into())?;
+    if ctx.table_exist("__run").unwrap_or(false) {
+        return Ok(());
+    }
+    ctx.register_table("__run", Arc::new(table))
+        .context(|| "registering the run timestamp".into())?;
+    Ok(())
+}
+
+/// Whether a model has anything to audit.
+pub fn has_checks(engine: &Engine, model: &Model) -> bool {
+    !model.config.checks.is_empty()
+        || engine
+            .graph
+            .node(&model.name)
+            .is_some_and(|n| !n.sql_checks.is_empty())
+}
+
+/// What the per-row expectations left.
+pub struct Expected {
+    /// The rows to publish (held in memory).
+    pub kept: DataFrame,
+    /// Rows to quarantine, with `_rule`, `_run_id` and `_quarantined_at`.
+    pub quarantine: Option<DataFrame>,
+    /// One result per expectation.
+    pub results: Vec<CheckResult>,
+}
+
+fn sql_str(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Applies the model's per-row expectations, in order, to the rows a run produces.
+pub async fn expectations(
+    ctx: &SessionContext,
+    model: &Model,
+    new: DataFrame,
+    run: &RunInfo,
+) -> Result<Expected> {
+    let what = || format!("auditing {}", model.name);
+    let mut kept = new.cache().await.context(what)?;
+    let mut quarantine: Option<DataFrame> = None;
+    let mut results = vec![];
+    register_run_ts(ctx, run)?;
+    for check in model.config.checks.iter().filter(|c| c.on_fail.is_some()) {
+        let (CheckKind::Expression(expr), Some(action)) = (&check.kind, check.on_fail) else {
+            continue;
+        };
+        let _ = ctx.deregister_table("__new");
+        ctx.register_table("__new", kept.clone().into_view())
+            .context(what)?;
+        let bad = format!("select * from __new where not coalesce(({expr}), false)");
+        let failing = scalar_i64(ctx, &format!("select count(*) from ({bad})"))
+            .await
+            .map_err(|e| {
+                Error::User(format!(
+                    "{}: expectation `{}`: {e}",
+                    model.path.display(),
+                    check.name
+                ))
+            })?;
+        let sample = if failing > 0 {
+            sample_json(ctx, &bad).await?
+        } else {
+            "[]".into()
+        };
+        let mut result = result_for(model, check, run, failing, sample);
+        result.kind = "row".into();
+        result.severity = action.as_str().into();
+        if failing > 0 {
+            match action {
+                OnFail::Warn => {}
+                OnFail::Drop => result.action = Some(format!("dropped {failing}")),
+                OnFail::Quarantine => {
+                    result.action = Some(format!("quarantined {failing}"));
+                    let rows = ctx
+                        .sql(&format!(
+                            "select n.*, {} as _rule, {} as _run_id, r.ts as _quarantined_at from ({bad}) n cross join __run r",
+                            sql_str(&check.name),
+                            sql_str(&run.run_id)
+                        ))
+                        .await
+                        .context(what)?;
+                    quarantine = Some(match quarantine {
+                        None => rows,
+                        Some(q) => q.union(rows).context(what)?,
+                    });
+                }
+                OnFail::Fail => {}
+            }
+            if matches!(action, OnFail::Drop | OnFail::Quarantine) {
+                kept = ctx
+                    .sql(&format!(
+                        "select * from __new where coalesce(({expr}), false)"
+                    ))
+                    .await
+                    .context(what)?
+                    .cache()
+                    .await
+                    .context(what)?;
+            }
+        }
+        results.push(result);
+    }
+    let _ = ctx.deregister_table("__new");
+    Ok(Expected {
+        kept,
+        quarantine,
+        results,
+    })
+}
+
+fn result_for(
+    model: &Model,
+    check: &Check,
+    run: &RunInfo,
+    failing: i64,
+    sample: String,
+) -> CheckResult {
+    let failed = failing > 0;
+    CheckResult {
+        run_id: run.run_id.clone(),
+        model: model.name.clone(),
+        check_name: check.name.clone(),
+        kind: "table".into(),
+        severity: match check.severity {
+            Severity::Warn => "warn".into(),
+            Severity::Error => "error".into(),
+        },
+        status: match (failed, check.on_fail, check.severity) {
+            (false, _, _) => "pass".into(),
+            (true, Some(OnFail::Fail), _) => "fail".into(),
+            (true, Some(_), _) => "warn".into(),
+            (true, None, Severity::Warn) => "warn".into(),
+            (true, None, Severity::Error) => "fail".into(),
+        },
+        failing_rows: failing,
+        action: None,
+        sample,
+        checked_at: strata_state::now(),
+    }
+}
+
+async fn sample_json(ctx: &SessionContext, violations: &str) -> Result<String> {
+    let batches = ctx
+        .sql(&format!("select * from ({violations}) limit {SAMPLE_ROWS}"))
+        .await
+        .context(|| "sampling failing rows".into())?
+        .collect()
+        .await
+        .context(|| "sampling failing rows".into())?;
+    let mut buf = Vec::new();
+    {
+        let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+        for b in &batches {
+            w.write(b).context(|| "sampling failing rows".into())?;
+        }
+        w.finish().context(|| "sampling failing rows".into())?;
+    }
+    let s = String::from_utf8_lossy(&buf).into_owned();
+    Ok(if s.trim().is_empty() { "[]".into() } else { s })
+}
+
+/// The query returning what violates a table check on `rel`.
+fn violations(kind: &CheckKind, rel: &str) -> Option<String> {
+    Some(match kind {
+        CheckKind::NotNull(cols) => {
+            let cond = cols
+                .iter()
+                .map(|c| format!("{c} is null"))
+                .collect::<Vec<_>>()
+                .join(" or ");
+            format!("select * from {rel} where {cond}")
+        }
+        CheckKind::Unique(cols) => {
+            let k = cols.join(", ");
+            format!(
+                "select {k}, count(*) as duplicates from {rel} group by {k} having count(*) > 1"
+            )
+        }
+        CheckKind::AcceptedValues { column, values } => {
+            format!(
+                "select * from {rel} where {column} is not null and {column} not in ({})",
+                values.join(", ")
+            )
+        }
+        CheckKind::Relationships { column, to, field } => format!(
+            "select * from {rel} r where r.{column} is not null and not exists (select 1 from {to} t where t.{field} = r.{column})"
+        ),
+        CheckKind::Range { column, min, max } => {
+            let mut conds = vec![];
+            if let Some(m) = min {
+                conds.push(format!("{column} < {m}"));
+            }
+            if let Some(m) = max {
+                conds.push(format!("{column} > {m}"));
+            }
+            format!("select * from {rel} where {}", conds.join(" or "))
+        }
+        CheckKind::Regex { column, pattern } => {
+            format!(
+                "select * from {rel} where {column} is not null and not regexp_like({column}, {})",
+                sql_str(pattern)
+            )
+        }
+        CheckKind::RowCount { min, max } => {
+            let mut conds = vec![];
+            if let Some(m) = min {
+                conds.push(format!("count(*) < {m}"));
+            }
+            if let Some(m) = max {
+                conds.push(format!("count(*) > {m}"));
+            }
+            format!(
+                "select count(*) as row_count from {rel} having {}",
+                conds.join(" or ")
+            )
+        }
+        CheckKind::Expression(e) => format!("select * from {rel} where not coalesce(({e}), false)"),
+        CheckKind::Sql(q) => q.trim().trim_end_matches(';').to_string(),
+        CheckKind::Freshness { .. } => return None,
+    })
+}
+
+/// Runs the model's table checks (and the `checks/*.sql` files it gates) on
+/// `after`, the table as it would be published, in a session of its own where
+/// `after` stands under the model's name and other tables at their current versions.
+pub async fn table_checks(
+    engine: &Engine,
+    model: &Model,
+    after: DataFrame,
+    run: &RunInfo,
+) -> Result<Vec<CheckResult>> {
+    let what = || format!("checking {}", model.name);
+    let ctx = engine.context();
+    ctx.register_table(model.name.as_str(), after.into_view())
+        .context(what)?;
+    let project: &Project = &engine.project;
+    let node = engine.graph.node(&model.name);
+    let file_checks: Vec<Check> = node
+        .map(|n| {
+            n.sql_checks
+                .iter()
+                .filter_map(|i| project.sql_checks.get(*i))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| Check {
+            name: format!("checks/{}.sql", f.name),
+            kind: CheckKind::Sql(f.sql.clone()),
+            severity: f.severity,
+            on_fail: None,
+        })
+        .collect();
+    let mut others: Vec<String> = node.map(|n| n.tables.clone()).unwrap_or_default();
+    others.retain(|t| *t != model.name);
+    if !others.is_empty() {
+        engine.register_current(&ctx, &others).await?;
+    }
+    let mut results = vec![];
+    for check in model
+        .config
+        .checks
+        .iter()
+        .filter(|c| c.on_fail.is_none())
+        .chain(file_checks.iter())
+    {
+        let (failing, sample) = match &check.kind {
+            CheckKind::Freshness {
+                column,
+                max_age_seconds,
+            } => {
+                let newest = scalar_opt(
+                    &ctx,
+                    &format!(
+                        "select cast(to_unixtime(max({column})) as bigint) from {}",
+                        model.name
+                    ),
+                )
+                .await
+                .map_err(|e| {
+                    Error::User(format!(
+                        "{}: check `{}`: {e}",
+                        model.path.display(),
+                        check.name
+                    ))
+                })?;
+                let now = run.started_at.timestamp();
+                match newest {
+                    Some(n) if now - n <= *max_age_seconds => (0, "[]".to_string()),
+                    Some(n) => (
+                        1,
+                        format!(
+                            "[{{\"newest_age_seconds\":{},\"max_age_seconds\":{max_age_seconds}}}]",
+                            now - n
+                        ),
+                    ),
+                    None => (1, "[{\"newest\":null}]".to_string()),
+                }
+            }
+            kind => {
+                let Some(v) = violations(kind, &model.name) else {
+                    continue;
+                };
+                let failing = scalar_i64(&ctx, &format!("select count(*) from ({v})"))
+                    .await
+                    .map_err(|e| {
+                        Error::User(format!(
+                            "{}: check `{}`: {e}",
+                            model.path.display(),
+                            check.name
+                        ))
+                    })?;
+                let sample = if failing > 0 {
+                    sample_json(&ctx, &v).await?
+                } else {
+                    "[]".into()
+                };
+                (failing, sample)
+            }
+        };
+        results.push(result_for(model, check, run, failing, sample));
+    }
+    Ok(results)
+}
+
+async fn scalar_opt(ctx: &SessionContext, sql: &str) -> Result<Option<i64>> {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .context(|| format!("planning `{sql}`"))?
+        .collect()
+        .await
+        .context(|| format!("running `{sql}`"))?;
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    let col = datafusion::arrow::compute::cast(b.column(0), &DataType::Int64)
+        .context(|| "reading a check value".into())?;
+    let arr = col
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>();
+    Ok(arr.and_then(|a| {
+        if datafusion::arrow::array::Array::is_null(a, 0) {
+            None
+        } else {
+            Some(a.value(0))
+        }
+    }))
+}
+
+/// Records results and refuses the publish when an error check failed.
+pub async fn gate(
+    engine: &Engine,
+    model: &Model,
+    results: &[CheckResult],
+    published: Option<i64>,
+) -> Result<()> {
+    if !results.is_empty() {
+        engine
+            .state
+            .record_checks(results)
+            .await
+            .context(|| "recording check results".into())?;
+    }
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| r.status == "fail")
+        .map(|r| {
+            format!(
+                "`{}`: {} failing (sample: {})",
+                r.check_name,
+                r.failing_rows,
+                clip(&r.sample, 300)
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let kept = match published {
+        Some(v) => format!("{} stays at version {v}", model.name),
+        None => format!("{} was not created", model.name),
+    };
+    Err(Error::User(format!(
+        "checks failed, nothing published ({kept}): {}",
+        failed.join("; ")
+    )))
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.len() <= n {
+        return s.to_string();
+    }
+    let mut end = n;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// `strata check`: runs a model's checks on its current published table (an
+/// scd2 model's current rows); expectations count the rows that would violate
+/// them. Returns `None` when the table has not been built.
+pub async fn check_current(
+    engine: &Engine,
+    model: &Model,
+    run: &RunInfo,
+) -> Result<Option<Vec<CheckResult>>> {
+    let what = || format!("checking {}", model.name);
+    let is_view = model.config.materialized == strata_project::Materialization::View;
+    if !is_view && engine.lake.open_existing(&model.name).await?.is_none() {
+        return Ok(None);
+    }
+    let ctx = engine.context();
+    engine
+        .register_current(&ctx, std::slice::from_ref(&model.name))
+        .await?;
+    let mut df = ctx.table(model.name.as_str()).await.context(what)?;
+    if model.config.materialized == strata_project::Materialization::Scd2 {
+        df = df
+            .filter(datafusion::prelude::col("is_current").eq(datafusion::prelude::lit(true)))
+            .and_then(|d| d.drop_columns(&["valid_from", "valid_to", "is_current"]))
+            .context(what)?;
+    }
+    let mut results = vec![];
+    ctx.register_table("__current", df.clone().into_view())
+        .context(what)?;
+    for check in model.config.checks.iter().filter(|c| c.on_fail.is_some()) {
+        let CheckKind::Expression(expr) = &check.kind else {
+            continue;
+        };
+        let bad = format!("select * from __current where not coalesce(({expr}), false)");
+        let failing = scalar_i64(&ctx, &format!("select count(*) from ({bad})"))
+            .await
+            .map_err(|e| {
+                Error::User(format!(
+                    "{}: expectation `{}`: {e}",
+                    model.path.display(),
+                    check.name
+                ))
+            })?;
+        let sample = if failing > 0 {
+            sample_json(&ctx, &bad).await?
+        } else {
+            "[]".into()
+        };
+        let mut r = result_for(model, check, run, failing, sample);
+        r.kind = "row".into();
+        r.severity = check.on_fail.map(|a| a.as_str()).unwrap_or("warn").into();
+        results.push(r);
+    }
+    results.extend(table_checks(engine, model, df, run).await?);
+    if !results.is_empty() {
+        engine
+            .state
+            .record_checks(&results)
+            .await
+            .context(|| "recording check results".into())?;
+    }
+    Ok(Some(results))
+}
