@@ -71,11 +71,34 @@ enum Command {
         #[arg(long)]
         full_refresh: bool,
     },
+    /// Run the unit tests under tests/ (in memory; the lake is not touched).
+    Test {
+        /// Only the tests of these models (as for `run`).
+        #[arg(long, short)]
+        select: Option<String>,
+    },
     /// Run data checks on the current tables.
     Check {
         /// Which models (as for `run`).
         #[arg(long, short)]
         select: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Sliced analysis: a metric by one or more columns, to validate a table with its users.
+    Slice {
+        /// The table (`gold.daily_revenue`).
+        table: String,
+        /// Columns to slice by, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        by: Vec<String>,
+        /// Aggregate expressions (repeatable), e.g. "sum(revenue)"; default count(*).
+        #[arg(long)]
+        metric: Vec<String>,
+        /// A filter, e.g. "region <> 'unknown'".
+        #[arg(long = "where")]
+        filter: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -209,8 +232,39 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             select,
             full_refresh,
         } => run(&cli.project, select.unwrap_or_default(), full_refresh).await,
+        Command::Test { select } => {
+            let (project, graph) = load(&cli.project)?;
+            let selected = match select {
+                Some(s) => Some(graph.select(&s).map_err(input)?),
+                None => None,
+            };
+            let outcomes =
+                strata_engine::unit::run_tests(&project, &graph, selected.as_ref()).await;
+            if outcomes.is_empty() {
+                println!("no unit tests (add tests/*.toml; see README)");
+                return Ok(());
+            }
+            output::print_tests(&outcomes);
+            if outcomes.iter().all(|o| o.passed) {
+                Ok(())
+            } else {
+                Err(Failure::Failed)
+            }
+        }
         Command::Check { select, format } => {
             check(&cli.project, select.unwrap_or_default(), format).await
+        }
+        Command::Slice {
+            table,
+            by,
+            metric,
+            filter,
+            format,
+        } => {
+            let engine = engine(&cli.project).await?;
+            let query = slice_sql(&table, &by, &metric, filter.as_deref()).map_err(input)?;
+            let (schema, batches) = engine.sql(&query).await.map_err(input)?;
+            output::print_batches(&schema, &batches, format).map_err(input)
         }
         Command::Sql { query, format } => {
             let engine = engine(&cli.project).await?;
@@ -388,4 +442,36 @@ async fn check(dir: &std::path::Path, select: String, format: Format) -> Result<
     } else {
         Ok(())
     }
+}
+
+/// The query behind `strata slice`.
+fn slice_sql(
+    table: &str,
+    by: &[String],
+    metrics: &[String],
+    filter: Option<&str>,
+) -> Result<String, String> {
+    let by: Vec<&str> = by
+        .iter()
+        .map(|c| c.trim())
+        .filter(|c| !c.is_empty())
+        .collect();
+    if by.is_empty() {
+        return Err("--by needs at least one column".into());
+    }
+    let metrics: Vec<String> = if metrics.is_empty() {
+        vec!["count(*)".into()]
+    } else {
+        metrics.to_vec()
+    };
+    let cols = by.join(", ");
+    let aggs = metrics
+        .iter()
+        .map(|m| format!("{m} as \"{}\"", m.replace('"', "'")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let filter = filter.map(|f| format!(" where {f}")).unwrap_or_default();
+    Ok(format!(
+        "select {cols}, {aggs} from {table}{filter} group by {cols} order by {cols}"
+    ))
 }

@@ -282,3 +282,30 @@ pub fn print_failures(s: &RunSummary) {
         );
     }
 }
+
+/// Prints unit-test outcomes, then each failure's row diff.
+pub fn print_tests(outcomes: &[strata_engine::unit::TestOutcome]) {
+    let mut t = table(&["test", "model", "status"]);
+    for o in outcomes {
+        t.add_row(vec![
+            Cell::new(&o.name),
+            Cell::new(&o.model),
+            Cell::new(if o.passed { "pass" } else { "FAIL" }),
+        ]);
+    }
+    println!("{t}");
+    for o in outcomes.iter().filter(|o| !o.passed) {
+        println!("\n✗ {} ({}):", o.name, o.model);
+        if let Some(e) = &o.error {
+            println!("  {e}");
+        }
+        for line in &o.diff {
+            println!("  {line}");
+        }
+    }
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    println!(
+        "unit tests — {} passed, {failed} failed",
+        outcomes.len() - failed
+    );
+}

@@ -22,6 +22,7 @@ mod executor;
 pub mod ingest;
 pub mod lake;
 pub mod materialize;
+pub mod unit;
 pub mod validate;
 
 pub use engine::Engine;

@@ -62,9 +62,19 @@ fn provenance(model: &Model, run: &RunInfo, versions: BTreeMap<String, i64>) -> 
 }
 
 async fn plan(ctx: &SessionContext, model: &Model) -> Result<DataFrame> {
-    ctx.sql(&model.sql)
+    let df = ctx
+        .sql(&model.sql)
         .await
-        .map_err(|e| Error::User(format!("{}: {}", model.path.display(), e.find_root())))
+        .map_err(|e| Error::User(format!("{}: {}", model.path.display(), e.find_root())))?;
+    let problems = crate::validate::contract_violations(model, df.schema().as_arrow());
+    if !problems.is_empty() {
+        return Err(Error::User(format!(
+            "{}: {}",
+            model.path.display(),
+            problems.join("; ")
+        )));
+    }
+    Ok(df)
 }
 
 async fn build_view(engine: &Engine, model: &Model, upstream: &[String]) -> Result<TaskOutput> {

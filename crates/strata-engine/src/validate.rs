@@ -25,6 +25,8 @@ pub struct PlanCheck {
     /// Models not planned because an input's schema is unknown (a source
     /// without declared columns that was never ingested), with that input.
     pub unknown: Vec<(String, String)>,
+    /// The schema of every table whose schema is known, planned ones included.
+    pub schemas: BTreeMap<String, SchemaRef>,
 }
 
 /// Plans every model of `project` in dependency order.
@@ -81,6 +83,13 @@ pub async fn check_plans(project: &Project, graph: &Graph) -> PlanCheck {
                     fields.push(Field::new("is_current", DataType::Boolean, true));
                     schema = Schema::new(fields);
                 }
+                for problem in contract_violations(model, &schema) {
+                    out.errors.push(
+                        LocatedError::file(&model.path, problem).with_help(
+                            "change the query or the `[columns]` contract in the header",
+                        ),
+                    );
+                }
                 for k in &model.config.unique_key {
                     if schema.field_with_name(k).is_err() {
                         out.errors.push(
@@ -107,6 +116,7 @@ pub async fn check_plans(project: &Project, graph: &Graph) -> PlanCheck {
             Err(e) => out.errors.push(locate(&model.path, &model.sql, &e)),
         }
     }
+    out.schemas = known;
     out
 }
 
@@ -163,4 +173,49 @@ fn inferred_schema(source: &strata_project::Source) -> Option<SchemaRef> {
         }
     };
     Some(with_metadata(&data))
+}
+
+/// How the query's output breaks the model's column contract, if it has one.
+pub fn contract_violations(model: &strata_project::Model, schema: &Schema) -> Vec<String> {
+    let contract = &model.config.columns;
+    if contract.is_empty() {
+        return vec![];
+    }
+    let mut out = vec![];
+    for c in contract {
+        match schema.field_with_name(&c.name) {
+            Err(_) => out.push(format!(
+                "contract: column `{}` is missing from the query's output",
+                c.name
+            )),
+            Ok(f) => {
+                if let Some(want) = c.ty
+                    && crate::ingest::rows::column_type(f.data_type()) != Some(want)
+                {
+                    out.push(format!(
+                        "contract: column `{}` is {} but the contract says {want}",
+                        c.name,
+                        f.data_type()
+                    ));
+                }
+            }
+        }
+    }
+    let extra: Vec<&str> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|n| {
+            !["valid_from", "valid_to", "is_current"].contains(n)
+                || model.config.materialized != Materialization::Scd2
+        })
+        .filter(|n| !contract.iter().any(|c| c.name == *n))
+        .collect();
+    if !extra.is_empty() {
+        out.push(format!(
+            "contract: the query produces columns the contract does not declare: {}",
+            extra.join(", ")
+        ));
+    }
+    out
 }

@@ -14,6 +14,27 @@ pub struct RawConfig {
     /// `[sources.NAME]`: inputs that land in `bronze.NAME`.
     #[serde(default)]
     pub sources: BTreeMap<String, Spanned<RawSource>>,
+    /// `[products.NAME]`: data products exposed to consumers.
+    #[serde(default)]
+    pub products: BTreeMap<String, Spanned<RawProduct>>,
+}
+
+/// `[products.NAME]`: a data product — models offered to consumers with an owner and an SLA.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProduct {
+    /// What it offers.
+    pub description: Option<String>,
+    /// Who answers for it.
+    pub owner: Option<String>,
+    /// Who relies on it.
+    pub consumers: Option<Vec<String>>,
+    /// The models it exposes (`gold.daily_revenue`).
+    pub models: Vec<String>,
+    /// Freshness SLA: the data is at most this old (`"6h"`).
+    pub freshness: Option<String>,
+    /// How consumers reach it: any of `sql`, `api`, `dashboard` (default all).
+    pub access: Option<Vec<String>>,
 }
 
 /// `[project]`.
@@ -81,6 +102,21 @@ pub struct RawModelConfig {
     pub lookups: Option<Spanned<Vec<String>>>,
     /// Data checks and per-row expectations (`[[checks]]`).
     pub checks: Option<Vec<Spanned<crate::check::RawCheck>>>,
+    /// The contract: columns the query must produce, in order (`[columns.NAME]`).
+    pub columns: Option<indexmap::IndexMap<String, Spanned<RawColumn>>>,
+}
+
+/// `[columns.NAME]` in a model header: one column of the model's contract.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawColumn {
+    /// The type (`bigint`, `double`, `string`, `boolean`, `date`, `timestamp`, `decimal(p,s)`).
+    #[serde(rename = "type")]
+    pub ty: Option<String>,
+    /// `false`: the column may never be null (checked on every publish).
+    pub nullable: Option<bool>,
+    /// What the column means.
+    pub description: Option<String>,
 }
 
 /// The keys allowed in a model header, for "did you mean" hints.
@@ -93,6 +129,7 @@ pub const MODEL_KEYS: &[&str] = &[
     "tags",
     "lookups",
     "checks",
+    "columns",
 ];
 
 /// The keys allowed under `[sources.NAME]`, for "did you mean" hints.
@@ -111,3 +148,13 @@ pub const SOURCE_KEYS: &[&str] = &[
 
 /// The keys allowed under `[project]`, for "did you mean" hints.
 pub const PROJECT_KEYS: &[&str] = &["name", "lake", "state", "engine", "max_parallel"];
+
+/// The keys allowed under `[products.NAME]`, for "did you mean" hints.
+pub const PRODUCT_KEYS: &[&str] = &[
+    "description",
+    "owner",
+    "consumers",
+    "models",
+    "freshness",
+    "access",
+];

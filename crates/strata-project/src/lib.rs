@@ -20,13 +20,14 @@ pub mod error;
 pub mod model;
 pub mod source;
 pub mod types;
+pub mod unit;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use check::{Check, CheckKind, OnFail, Severity, SqlCheckFile};
 pub use error::{Errors, LocatedError};
-pub use model::{Materialization, Model, ModelConfig, Strategy};
+pub use model::{ColumnSpec, Materialization, Model, ModelConfig, Strategy};
 pub use source::{CsvOptions, Format, OnBadRows, Source, SourceMode};
 pub use types::ColumnType;
 
@@ -87,6 +88,40 @@ pub struct Project {
     pub models: BTreeMap<String, Model>,
     /// SQL checks under `checks/`, by file name.
     pub sql_checks: Vec<SqlCheckFile>,
+    /// Data products by name.
+    pub products: BTreeMap<String, Product>,
+    /// Unit tests under `tests/`.
+    pub unit_tests: Vec<unit::UnitTest>,
+}
+
+/// How consumers may reach a data product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Postgres-wire SQL.
+    Sql,
+    /// The HTTP API.
+    Api,
+    /// The web dashboard.
+    Dashboard,
+}
+
+/// A data product: models offered to consumers, with an owner and an SLA.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Product {
+    /// Its name.
+    pub name: String,
+    /// What it offers.
+    pub description: Option<String>,
+    /// Who answers for it.
+    pub owner: Option<String>,
+    /// Who relies on it.
+    pub consumers: Vec<String>,
+    /// The models it exposes.
+    pub models: Vec<String>,
+    /// Freshness SLA in seconds.
+    pub freshness_seconds: Option<i64>,
+    /// How consumers reach it.
+    pub access: Vec<Access>,
 }
 
 impl Project {
@@ -103,7 +138,7 @@ impl Project {
         })?;
         let rel_cfg = PathBuf::from(CONFIG_FILE);
         let raw: RawConfig = toml::from_str(&text).map_err(|e| {
-            let keys: Vec<&str> = PROJECT_KEYS.iter().chain(SOURCE_KEYS).copied().collect();
+            let keys = keys_for_section(&text, e.span().map(|r| r.start).unwrap_or(0));
             toml_error(&rel_cfg, &text, 0, &e, &keys)
         })?;
         let mut errors = Errors::default();
@@ -275,6 +310,114 @@ impl Project {
                 }
             }
         }
+        let mut products = BTreeMap::new();
+        for (pname, spanned) in &raw.products {
+            let span = spanned.span();
+            let raw_p = spanned.get_ref();
+            for m in &raw_p.models {
+                if !models.contains_key(m) {
+                    let hint = match did_you_mean(m, models.keys().map(String::as_str)) {
+                        Some(k) => format!("did you mean `{k}`?"),
+                        None => "list models as layer.name, e.g. gold.daily_revenue".into(),
+                    };
+                    errors.push(
+                        at(
+                            span.clone(),
+                            format!("product `{pname}` exposes unknown model `{m}`"),
+                        )
+                        .with_help(hint),
+                    );
+                }
+            }
+            let freshness_seconds = match raw_p.freshness.as_deref() {
+                None => None,
+                Some(f) => match check::parse_duration(f) {
+                    Some(s) => Some(s),
+                    None => {
+                        errors.push(
+                            at(
+                                span.clone(),
+                                format!("product `{pname}`: bad freshness `{f}`"),
+                            )
+                            .with_help("write a number and a unit: 30m, 6h, 1d"),
+                        );
+                        None
+                    }
+                },
+            };
+            let mut access = vec![];
+            for a in raw_p
+                .access
+                .clone()
+                .unwrap_or_else(|| vec!["sql".into(), "api".into(), "dashboard".into()])
+            {
+                match a.as_str() {
+                    "sql" => access.push(Access::Sql),
+                    "api" => access.push(Access::Api),
+                    "dashboard" => access.push(Access::Dashboard),
+                    other => errors.push(
+                        at(
+                            span.clone(),
+                            format!("product `{pname}`: unknown access `{other}`"),
+                        )
+                        .with_help("use sql, api or dashboard"),
+                    ),
+                }
+            }
+            products.insert(
+                pname.clone(),
+                Product {
+                    name: pname.clone(),
+                    description: raw_p.description.clone(),
+                    owner: raw_p.owner.clone(),
+                    consumers: raw_p.consumers.clone().unwrap_or_default(),
+                    models: raw_p.models.clone(),
+                    freshness_seconds,
+                    access,
+                },
+            );
+        }
+        let mut unit_tests = vec![];
+        if let Ok(entries) = std::fs::read_dir(root.join("tests")) {
+            let mut files: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+            files.sort();
+            for path in files
+                .into_iter()
+                .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("toml"))
+            {
+                let rel = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
+                let tname = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => match unit::parse_unit_test(&root, &rel, &tname, &text) {
+                        Ok(t) => {
+                            if !models.contains_key(&t.model) {
+                                let hint =
+                                    match did_you_mean(&t.model, models.keys().map(String::as_str))
+                                    {
+                                        Some(k) => format!("did you mean `{k}`?"),
+                                        None => "name the model as layer.name".into(),
+                                    };
+                                errors.push(
+                                    LocatedError::file(
+                                        &rel,
+                                        format!("unit test of unknown model `{}`", t.model),
+                                    )
+                                    .with_help(hint),
+                                );
+                            }
+                            unit_tests.push(t);
+                        }
+                        Err(es) => errors.0.extend(es.0),
+                    },
+                    Err(e) => errors.push(LocatedError::file(&rel, format!("cannot read: {e}"))),
+                }
+            }
+        }
         errors.into_result(Project {
             root,
             name,
@@ -285,6 +428,8 @@ impl Project {
             sources,
             models,
             sql_checks,
+            products,
+            unit_tests,
         })
     }
 
@@ -413,6 +558,26 @@ fn resolve_source(
             .unwrap_or_else(|| vec![String::new()]),
         description: raw.description.clone(),
     })
+}
+
+/// The keys allowed in the `[table]` that holds byte `offset` of `strata.toml`.
+fn keys_for_section(text: &str, offset: usize) -> Vec<&'static str> {
+    let before = &text[..offset.min(text.len())];
+    let header = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .unwrap_or("");
+    if header.starts_with("[project") {
+        PROJECT_KEYS.to_vec()
+    } else if header.starts_with("[sources.") {
+        SOURCE_KEYS.to_vec()
+    } else if header.starts_with("[products.") {
+        config::PRODUCT_KEYS.to_vec()
+    } else {
+        vec!["project", "sources", "products"]
+    }
 }
 
 /// Converts a TOML error into a located error, with a "did you mean" for unknown keys.
@@ -600,5 +765,55 @@ mod tests {
         assert!(is_identifier("daily_revenue2"));
         assert!(!is_identifier("Daily"));
         assert!(!is_identifier("2x"));
+    }
+}
+
+#[cfg(test)]
+mod product_tests {
+    use super::*;
+
+    #[test]
+    fn products_are_validated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[project]\nname = \"x\"\n[products.revenue]\nowner = \"finance\"\nmodels = [\"gold.revenu\"]\nfreshness = \"6h\"\naccess = [\"sql\", \"fax\"]\n",
+        )
+        .expect("write");
+        std::fs::create_dir_all(dir.path().join("models/gold")).expect("mkdir");
+        std::fs::write(dir.path().join("models/gold/revenue.sql"), "select 1 as x").expect("write");
+        let e = Project::load(dir.path())
+            .expect_err("two problems")
+            .to_string();
+        assert!(
+            e.contains("unknown model `gold.revenu`; did you mean `gold.revenue`?"),
+            "{e}"
+        );
+        assert!(e.contains("unknown access `fax`"), "{e}");
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[project]\nname = \"x\"\n[products.revenue]\nowner = \"finance\"\nmodels = [\"gold.revenue\"]\nfreshness = \"6h\"\n",
+        )
+        .expect("write");
+        let p = Project::load(dir.path()).expect("valid");
+        assert_eq!(p.products["revenue"].freshness_seconds, Some(21_600));
+        assert_eq!(p.products["revenue"].access.len(), 3);
+    }
+
+    #[test]
+    fn contracts_add_not_null_checks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(CONFIG_FILE), "[project]\nname = \"x\"\n").expect("write");
+        std::fs::create_dir_all(dir.path().join("models/gold")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("models/gold/r.sql"),
+            "/*\n[columns.day]\ntype = \"date\"\nnullable = false\n[columns.revenue]\ntype = \"decimal(38,2)\"\n*/\nselect 1",
+        )
+        .expect("write");
+        let p = Project::load(dir.path()).expect("valid");
+        let m = &p.models["gold.r"];
+        assert_eq!(m.config.columns.len(), 2);
+        assert_eq!(m.config.columns[0].ty, Some(ColumnType::Date));
+        assert_eq!(m.config.checks[0].name, "contract: not_null(day)");
     }
 }

@@ -58,8 +58,24 @@ pub struct ModelConfig {
     pub tags: Vec<String>,
     /// Upstream tables read in full by an incremental model.
     pub lookups: Vec<String>,
-    /// Checks and per-row expectations, in the order written.
+    /// Checks and per-row expectations, in the order written (a contract's
+    /// `nullable = false` columns add `not_null` checks).
     pub checks: Vec<crate::check::Check>,
+    /// The contract: columns the query must produce (empty: no contract).
+    pub columns: Vec<ColumnSpec>,
+}
+
+/// One column of a model's contract.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnSpec {
+    /// Column name.
+    pub name: String,
+    /// Required type, if declared.
+    pub ty: Option<crate::ColumnType>,
+    /// Whether nulls are allowed (default true).
+    pub nullable: bool,
+    /// Docs.
+    pub description: Option<String>,
 }
 
 /// One model: a SQL file under `models/<layer>/`.
@@ -202,7 +218,39 @@ pub fn parse_model(
             .with_help("non-incremental models always read their inputs in full"),
         );
     }
+    let mut columns = vec![];
+    for (name, c) in raw.columns.unwrap_or_default() {
+        let span = c.span();
+        let c = c.into_inner();
+        let ty = match c.ty.as_deref().map(str::parse::<crate::ColumnType>) {
+            None => None,
+            Some(Ok(t)) => Some(t),
+            Some(Err(msg)) => {
+                errors.push(at(span.clone(), format!("column `{name}`: {msg}")));
+                None
+            }
+        };
+        columns.push(ColumnSpec {
+            name,
+            ty,
+            nullable: c.nullable.unwrap_or(true),
+            description: c.description,
+        });
+    }
     let mut checks = vec![];
+    let required: Vec<String> = columns
+        .iter()
+        .filter(|c| !c.nullable)
+        .map(|c| c.name.clone())
+        .collect();
+    if !required.is_empty() {
+        checks.push(crate::check::Check {
+            name: format!("contract: not_null({})", required.join(", ")),
+            kind: crate::check::CheckKind::NotNull(required),
+            severity: crate::check::Severity::Error,
+            on_fail: None,
+        });
+    }
     for c in raw.checks.unwrap_or_default() {
         let span = c.span();
         match crate::check::resolve(c.into_inner(), span, &at) {
@@ -231,6 +279,7 @@ pub fn parse_model(
             tags: raw.tags.unwrap_or_default(),
             lookups,
             checks,
+            columns,
         },
     })
 }

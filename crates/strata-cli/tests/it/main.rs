@@ -5,3 +5,4 @@ mod checks;
 mod example;
 mod materializations;
 mod support;
+mod unit_tests;

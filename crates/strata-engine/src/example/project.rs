@@ -234,6 +234,25 @@ from gold.daily_revenue
 where revenue < 0
 "#;
 
+/// `tests/orders_latest_file_wins.toml`: a unit test of silver.orders.
+pub(crate) const TEST_ORDERS: &str = r#"model = "silver.orders"
+description = "The latest file wins: a later status replaces an earlier one; amount is quantity times unit price."
+
+[[given]]
+table = "bronze.orders"
+rows = [
+  { order_id = 1, customer_id = 7, product_id = 3, quantity = 2, unit_price = 10.5, status = "placed", order_ts = "2024-01-01T10:00:00Z", _source = "data/orders/orders_2024-01-01.ndjson" },
+  { order_id = 1, customer_id = 7, product_id = 3, quantity = 2, unit_price = 10.5, status = "shipped", order_ts = "2024-01-01T10:00:00Z", _source = "data/orders/orders_2024-01-02.ndjson" },
+  { order_id = 2, customer_id = 8, product_id = 4, quantity = 1, unit_price = 3.0, status = "placed", order_ts = "2024-01-02T09:00:00Z", _source = "data/orders/orders_2024-01-02.ndjson" },
+]
+
+[expect]
+rows = [
+  { order_id = 1, status = "shipped", amount = 21.0, order_date = "2024-01-01" },
+  { order_id = 2, status = "placed", amount = 3.0, order_date = "2024-01-02" },
+]
+"#;
+
 /// Every project file: path relative to the project folder, and content.
 pub(crate) const PROJECT_FILES: &[(&str, &str)] = &[
     ("strata.toml", STRATA_TOML),
@@ -243,6 +262,7 @@ pub(crate) const PROJECT_FILES: &[(&str, &str)] = &[
     ("models/silver/products.sql", SILVER_PRODUCTS),
     ("models/gold/fct_orders.sql", GOLD_FCT_ORDERS),
     ("checks/revenue_not_negative.sql", CHECK_REVENUE),
+    ("tests/orders_latest_file_wins.toml", TEST_ORDERS),
     ("models/gold/daily_revenue.sql", GOLD_DAILY_REVENUE),
     (
         "models/gold/customer_lifetime_value.sql",
