@@ -190,7 +190,9 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     // delta_kernel logs a harmless ERROR on a table's first write; users never need it.
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,delta_kernel=off,buoyant_kernel=off")
+        tracing_subscriber::EnvFilter::new(
+            "warn,delta_kernel=off,buoyant_kernel=off,deltalake_core::operations::merge=error",
+        )
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -49,6 +49,64 @@ pub fn has_checks(engine: &Engine, model: &Model) -> bool {
             .is_some_and(|n| !n.sql_checks.is_empty())
 }
 
+/// What is audited: a model's output, or a source's ingested batch.
+pub struct Subject<'a> {
+    /// The table (`silver.orders`, `bronze.orders`).
+    pub name: &'a str,
+    /// The file the checks are declared in, for messages.
+    pub path: &'a std::path::Path,
+    /// Declared checks and expectations.
+    pub checks: &'a [Check],
+    /// `checks/*.sql` files gating it.
+    pub file_checks: Vec<Check>,
+    /// Other tables its checks read.
+    pub tables: Vec<String>,
+}
+
+impl<'a> Subject<'a> {
+    /// A model, with the `checks/*.sql` files that gate it.
+    pub fn model(engine: &'a Engine, model: &'a Model) -> Self {
+        let project: &Project = &engine.project;
+        let node = engine.graph.node(&model.name);
+        let file_checks = node
+            .map(|n| {
+                n.sql_checks
+                    .iter()
+                    .filter_map(|i| project.sql_checks.get(*i))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| Check {
+                name: format!("checks/{}.sql", f.name),
+                kind: CheckKind::Sql(f.sql.clone()),
+                severity: f.severity,
+                on_fail: None,
+            })
+            .collect();
+        let mut tables: Vec<String> = node.map(|n| n.check_tables.clone()).unwrap_or_default();
+        tables.retain(|t| *t != model.name);
+        Subject {
+            name: &model.name,
+            path: &model.path,
+            checks: &model.config.checks,
+            file_checks,
+            tables,
+        }
+    }
+
+    /// A source's batch (checks declared under `[sources.NAME]`).
+    pub fn source(name: &'a str, checks: &'a [Check]) -> Self {
+        Subject {
+            name,
+            path: std::path::Path::new(strata_project::CONFIG_FILE),
+            checks,
+            file_checks: vec![],
+            tables: vec![],
+        }
+    }
+}
+
 /// What the per-row expectations left.
 pub struct Expected {
     /// The rows to publish (held in memory).
@@ -66,7 +124,7 @@ fn sql_str(s: &str) -> String {
 /// Applies the model's per-row expectations, in order, to the rows a run produces.
 pub async fn expectations(
     ctx: &SessionContext,
-    model: &Model,
+    model: &Subject<'_>,
     new: DataFrame,
     run: &RunInfo,
 ) -> Result<Expected> {
@@ -75,7 +133,7 @@ pub async fn expectations(
     let mut quarantine: Option<DataFrame> = None;
     let mut results = vec![];
     register_run_ts(ctx, run)?;
-    for check in model.config.checks.iter().filter(|c| c.on_fail.is_some()) {
+    for check in model.checks.iter().filter(|c| c.on_fail.is_some()) {
         let (CheckKind::Expression(expr), Some(action)) = (&check.kind, check.on_fail) else {
             continue;
         };
@@ -83,7 +141,7 @@ pub async fn expectations(
         ctx.register_table("__new", kept.clone().into_view())
             .context(what)?;
         let bad = format!("select * from __new where not coalesce(({expr}), false)");
-        let failing = scalar_i64(ctx, &format!("select count(*) from ({bad})"))
+        let failing = scalar_i64(ctx, &format!("select count(*) from ({bad}\n)"))
             .await
             .map_err(|e| {
                 Error::User(format!(
@@ -108,7 +166,7 @@ pub async fn expectations(
                     result.action = Some(format!("quarantined {failing}"));
                     let rows = ctx
                         .sql(&format!(
-                            "select n.*, {} as _rule, {} as _run_id, r.ts as _quarantined_at from ({bad}) n cross join __run r",
+                            "select n.*, {} as _rule, {} as _run_id, r.ts as _quarantined_at from ({bad}\n) n cross join __run r",
                             sql_str(&check.name),
                             sql_str(&run.run_id)
                         ))
@@ -144,7 +202,7 @@ pub async fn expectations(
 }
 
 fn result_for(
-    model: &Model,
+    model: &Subject<'_>,
     check: &Check,
     run: &RunInfo,
     failing: i64,
@@ -153,7 +211,7 @@ fn result_for(
     let failed = failing > 0;
     CheckResult {
         run_id: run.run_id.clone(),
-        model: model.name.clone(),
+        model: model.name.to_string(),
         check_name: check.name.clone(),
         kind: "table".into(),
         severity: match check.severity {
@@ -176,7 +234,9 @@ fn result_for(
 
 async fn sample_json(ctx: &SessionContext, violations: &str) -> Result<String> {
     let batches = ctx
-        .sql(&format!("select * from ({violations}) limit {SAMPLE_ROWS}"))
+        .sql(&format!(
+            "select * from ({violations}\n) limit {SAMPLE_ROWS}"
+        ))
         .await
         .context(|| "sampling failing rows".into())?
         .collect()
@@ -207,8 +267,13 @@ fn violations(kind: &CheckKind, rel: &str) -> Option<String> {
         }
         CheckKind::Unique(cols) => {
             let k = cols.join(", ");
+            let not_null = cols
+                .iter()
+                .map(|c| format!("{c} is not null"))
+                .collect::<Vec<_>>()
+                .join(" and ");
             format!(
-                "select {k}, count(*) as duplicates from {rel} group by {k} having count(*) > 1"
+                "select {k}, count(*) as duplicates from {rel} where {not_null} group by {k} having count(*) > 1"
             )
         }
         CheckKind::AcceptedValues { column, values } => {
@@ -260,44 +325,23 @@ fn violations(kind: &CheckKind, rel: &str) -> Option<String> {
 /// `after` stands under the model's name and other tables at their current versions.
 pub async fn table_checks(
     engine: &Engine,
-    model: &Model,
+    model: &Subject<'_>,
     after: DataFrame,
     run: &RunInfo,
 ) -> Result<Vec<CheckResult>> {
     let what = || format!("checking {}", model.name);
     let ctx = engine.context();
-    ctx.register_table(model.name.as_str(), after.into_view())
+    ctx.register_table(model.name, after.into_view())
         .context(what)?;
-    let project: &Project = &engine.project;
-    let node = engine.graph.node(&model.name);
-    let file_checks: Vec<Check> = node
-        .map(|n| {
-            n.sql_checks
-                .iter()
-                .filter_map(|i| project.sql_checks.get(*i))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .map(|f| Check {
-            name: format!("checks/{}.sql", f.name),
-            kind: CheckKind::Sql(f.sql.clone()),
-            severity: f.severity,
-            on_fail: None,
-        })
-        .collect();
-    let mut others: Vec<String> = node.map(|n| n.tables.clone()).unwrap_or_default();
-    others.retain(|t| *t != model.name);
-    if !others.is_empty() {
-        engine.register_current(&ctx, &others).await?;
+    if !model.tables.is_empty() {
+        engine.register_current(&ctx, &model.tables).await?;
     }
     let mut results = vec![];
     for check in model
-        .config
         .checks
         .iter()
         .filter(|c| c.on_fail.is_none())
-        .chain(file_checks.iter())
+        .chain(model.file_checks.iter())
     {
         let (failing, sample) = match &check.kind {
             CheckKind::Freshness {
@@ -333,10 +377,10 @@ pub async fn table_checks(
                 }
             }
             kind => {
-                let Some(v) = violations(kind, &model.name) else {
+                let Some(v) = violations(kind, model.name) else {
                     continue;
                 };
-                let failing = scalar_i64(&ctx, &format!("select count(*) from ({v})"))
+                let failing = scalar_i64(&ctx, &format!("select count(*) from ({v}\n)"))
                     .await
                     .map_err(|e| {
                         Error::User(format!(
@@ -386,7 +430,7 @@ async fn scalar_opt(ctx: &SessionContext, sql: &str) -> Result<Option<i64>> {
 /// Records results and refuses the publish when an error check failed.
 pub async fn gate(
     engine: &Engine,
-    model: &Model,
+    model: &Subject<'_>,
     results: &[CheckResult],
     published: Option<i64>,
 ) -> Result<()> {
@@ -457,6 +501,7 @@ pub async fn check_current(
             .and_then(|d| d.drop_columns(&["valid_from", "valid_to", "is_current"]))
             .context(what)?;
     }
+    let subject = Subject::model(engine, model);
     let mut results = vec![];
     ctx.register_table("__current", df.clone().into_view())
         .context(what)?;
@@ -465,7 +510,7 @@ pub async fn check_current(
             continue;
         };
         let bad = format!("select * from __current where not coalesce(({expr}), false)");
-        let failing = scalar_i64(&ctx, &format!("select count(*) from ({bad})"))
+        let failing = scalar_i64(&ctx, &format!("select count(*) from ({bad}\n)"))
             .await
             .map_err(|e| {
                 Error::User(format!(
@@ -479,12 +524,12 @@ pub async fn check_current(
         } else {
             "[]".into()
         };
-        let mut r = result_for(model, check, run, failing, sample);
+        let mut r = result_for(&subject, check, run, failing, sample);
         r.kind = "row".into();
         r.severity = check.on_fail.map(|a| a.as_str()).unwrap_or("warn").into();
         results.push(r);
     }
-    results.extend(table_checks(engine, model, df, run).await?);
+    results.extend(table_checks(engine, &subject, df, run).await?);
     if !results.is_empty() {
         engine
             .state

@@ -105,6 +105,9 @@ impl Engine {
         name: &str,
         versions: &mut BTreeMap<String, i64>,
     ) -> Result<()> {
+        if ctx.table_exist(name).unwrap_or(false) {
+            return Ok(()); // registered already (e.g. as the base table of a view)
+        }
         if self.is_view(name) {
             let model = &self.project.models[name];
             let df = ctx
@@ -126,13 +129,23 @@ impl Engine {
                     .context(|| format!("registering {name}"))?;
                 versions.insert(name.to_string(), version);
             }
-            None if name.ends_with("_quarantine") => {
+            None if self
+                .project
+                .sources
+                .values()
+                .any(|s| s.quarantine_table() == name) =>
+            {
                 let empty = MemTable::try_new(crate::ingest::quarantine_schema(), vec![vec![]])
                     .context(|| format!("registering {name}"))?;
                 ctx.register_table(name, Arc::new(empty))
                     .context(|| format!("registering {name}"))?;
             }
             None => {
+                if self.graph.node(name).is_none() && name.ends_with("_quarantine") {
+                    return Err(Error::User(format!(
+                        "{name} does not exist yet: nothing has been quarantined"
+                    )));
+                }
                 let hint = match self.graph.node(name).map(|n| &n.kind) {
                     Some(NodeKind::Source(_)) => {
                         format!("run `strata run --select {name}` to ingest it")

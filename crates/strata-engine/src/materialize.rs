@@ -124,7 +124,8 @@ async fn audit(
         });
     }
     let what = || format!("auditing {}", model.name);
-    let exp = checks::expectations(ctx, model, new, run).await?;
+    let subject = checks::Subject::model(engine, model);
+    let exp = checks::expectations(ctx, &subject, new, run).await?;
     let after_df = match after {
         After::Replace => exp.kept.clone(),
         After::Append(t) | After::Merge(t) => {
@@ -152,8 +153,8 @@ async fn audit(
         }
     };
     let mut results = exp.results;
-    results.extend(checks::table_checks(engine, model, after_df, run).await?);
-    checks::gate(engine, model, &results, published).await?;
+    results.extend(checks::table_checks(engine, &subject, after_df, run).await?);
+    checks::gate(engine, &subject, &results, published).await?;
     let quarantined = results
         .iter()
         .filter(|r| {
@@ -279,6 +280,13 @@ async fn register_incremental(
             .models
             .get(u)
             .is_some_and(|m| m.config.materialized == Materialization::View);
+        if is_view && !is_lookup && consumed.is_some() && model.config.strategy == Strategy::Append
+        {
+            return Err(Error::User(format!(
+                "{}: {u} is a view, so new rows cannot be told from old ones; list it in `lookups`, use strategy = \"merge\", or read its tables directly",
+                model.path.display()
+            )));
+        }
         if is_lookup || consumed.is_none() || is_view {
             let v = engine
                 .register_current(ctx, std::slice::from_ref(u))
@@ -375,6 +383,13 @@ async fn build_incremental(
     } else {
         None
     };
+    if exists && prev.is_none() {
+        // Without its record of what it consumed, a rerun would read everything again.
+        return Err(Error::User(format!(
+            "{} has no record of the upstream versions it consumed (its recent commits were not made by Strata); run `strata run --select {} --full-refresh` to rebuild it",
+            model.name, model.name
+        )));
+    }
     let ctx = engine.context();
     let (versions, rows_read, news) =
         register_incremental(engine, &ctx, model, upstream, prev.as_ref()).await?;
@@ -400,6 +415,9 @@ async fn build_incremental(
     let published = version_of(&target);
     if !exists {
         let a = audit(engine, &ctx, model, df, run, After::Replace, published).await?;
+        if model.config.strategy == Strategy::Merge {
+            check_unique(&ctx, &a.kept, model).await?;
+        }
         write_quarantine(engine, &ctx, model, a.quarantine).await?;
         let table = overwrite(&ctx, target, a.kept, p, &model.name).await?;
         return Ok(TaskOutput {
@@ -448,11 +466,6 @@ async fn build_incremental(
             })
         }
         Strategy::Merge => {
-            let df = df
-                .cache()
-                .await
-                .context(|| format!("computing {}", model.name))?;
-            check_unique(&ctx, &df, model).await?;
             let a = audit(
                 engine,
                 &ctx,
@@ -463,8 +476,13 @@ async fn build_incremental(
                 published,
             )
             .await?;
+            let df = a
+                .kept
+                .cache()
+                .await
+                .context(|| format!("computing {}", model.name))?;
+            check_unique(&ctx, &df, model).await?;
             write_quarantine(engine, &ctx, model, a.quarantine).await?;
-            let df = a.kept;
             let keys = &model.config.unique_key;
             let predicate = keys
                 .iter()
@@ -558,6 +576,25 @@ async fn check_unique(ctx: &SessionContext, df: &DataFrame, model: &Model) -> Re
     }
     ctx.register_table("__strata_new", df.clone().into_view())
         .context(|| "checking keys".into())?;
+    let any_null = model
+        .config
+        .unique_key
+        .iter()
+        .map(|k| format!("{k} is null"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let nulls = crate::engine::scalar_i64(
+        ctx,
+        &format!("select count(*) from __strata_new where {any_null}"),
+    )
+    .await?;
+    if nulls > 0 {
+        let _ = ctx.deregister_table("__strata_new");
+        return Err(Error::User(format!(
+            "{}: {nulls} rows have a null unique_key ({keys}); filter them in the SQL or quarantine them with an expectation",
+            model.path.display()
+        )));
+    }
     let dup = ctx
         .sql(&format!("select {keys}, count(*) as n from __strata_new group by {keys} having count(*) > 1 limit 1"))
         .await
@@ -605,6 +642,18 @@ async fn build_scd2(
         .await
         .context(|| format!("computing {}", model.name))?;
     check_unique(&ctx, &src, model).await?;
+    for c in ["valid_from", "valid_to", "is_current"] {
+        if src.schema().field_with_unqualified_name(c).is_ok() {
+            return Err(Error::User(format!(
+                "{}: an scd2 model's query must not produce `{c}`; Strata adds it",
+                model.path.display()
+            )));
+        }
+    }
+    // Keys present upstream, before expectations drop or quarantine rows: a
+    // key whose new row was held back is not a deletion.
+    ctx.register_table("__src_all", src.clone().into_view())
+        .context(|| "registering scd2 source".into())?;
     // Table checks of an scd2 model see its current rows: this snapshot.
     let a = audit(
         engine,
@@ -623,14 +672,6 @@ async fn build_scd2(
         .count()
         .await
         .context(|| format!("counting {}", model.name))? as i64;
-    for c in ["valid_from", "valid_to", "is_current"] {
-        if src.schema().field_with_unqualified_name(c).is_ok() {
-            return Err(Error::User(format!(
-                "{}: an scd2 model's query must not produce `{c}`; Strata adds it",
-                model.path.display()
-            )));
-        }
-    }
     ctx.register_table("__src", src.clone().into_view())
         .context(|| "registering scd2 source".into())?;
     crate::checks::register_run_ts(&ctx, run)?;
@@ -698,7 +739,8 @@ async fn build_scd2(
         .join(" AND ");
     // Current rows that are closed now: deleted upstream or changed.
     let closing = format!(
-        "select {c_keys} from __tgt c left join __src s on {eq} where c.is_current and (s.{k0} is null or not ({same}))",
+        "select {c_keys} from __tgt c left join __src s on {eq} where c.is_current and ((s.{k0} is null and not exists (select 1 from __src_all a where {eq_a})) or (s.{k0} is not null and not ({same})))",
+        eq_a = key_eq("a", "c"),
         c_keys = keys
             .iter()
             .map(|k| format!("c.{k}"))

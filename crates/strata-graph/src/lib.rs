@@ -49,6 +49,8 @@ pub struct Node {
     /// The tables its SQL reads, as written (a source's quarantine table is
     /// read from the source's node), in the order first written.
     pub tables: Vec<String>,
+    /// Tables only its checks read (relationships targets, `checks/*.sql`).
+    pub check_tables: Vec<String>,
     /// The nodes that read it.
     pub downstream: Vec<String>,
     /// Indexes into `Project::sql_checks` of the `checks/*.sql` files that gate
@@ -80,6 +82,7 @@ impl Graph {
                     tags: vec![],
                     upstream: vec![],
                     tables: vec![],
+                    check_tables: vec![],
                     downstream: vec![],
                     sql_checks: vec![],
                 },
@@ -102,6 +105,7 @@ impl Graph {
         for m in project.models.values() {
             let mut upstream = Vec::new();
             let mut tables: Vec<String> = Vec::new();
+            let mut check_tables: Vec<String> = Vec::new();
             match table_references(&m.sql) {
                 Err(e) => {
                     let err = if e.line == 0 {
@@ -175,8 +179,8 @@ impl Graph {
                             if !upstream.contains(&w) {
                                 upstream.push(w);
                             }
-                            if !tables.contains(&t) {
-                                tables.push(t);
+                            if !check_tables.contains(&t) {
+                                check_tables.push(t);
                             }
                         }
                         Ok(_) => {}
@@ -219,6 +223,7 @@ impl Graph {
                     tags: m.config.tags.clone(),
                     upstream,
                     tables,
+                    check_tables,
                     downstream: vec![],
                     sql_checks: vec![],
                 },
@@ -326,8 +331,8 @@ impl Graph {
                     if !n.upstream.contains(w) {
                         n.upstream.push(w.clone());
                     }
-                    if !n.tables.contains(table) {
-                        n.tables.push(table.clone());
+                    if !n.check_tables.contains(table) {
+                        n.check_tables.push(table.clone());
                     }
                 }
                 if let Some(u) = self.nodes.get_mut(w)

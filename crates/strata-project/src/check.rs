@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::error::{Errors, LocatedError};
 
 /// One `[[checks]]` table as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCheck {
     /// A name for results and alerts (default: derived from the rule).
@@ -51,7 +51,7 @@ pub struct RawCheck {
 }
 
 /// `accepted_values`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAcceptedValues {
     /// The column.
@@ -61,7 +61,7 @@ pub struct RawAcceptedValues {
 }
 
 /// `relationships`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRelationships {
     /// The column holding the key.
@@ -73,7 +73,7 @@ pub struct RawRelationships {
 }
 
 /// `range`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRange {
     /// The column.
@@ -85,7 +85,7 @@ pub struct RawRange {
 }
 
 /// `regex`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRegex {
     /// The column.
@@ -95,7 +95,7 @@ pub struct RawRegex {
 }
 
 /// `row_count`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRowCount {
     /// At least this many rows.
@@ -105,7 +105,7 @@ pub struct RawRowCount {
 }
 
 /// `freshness`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFreshness {
     /// A date or timestamp column.

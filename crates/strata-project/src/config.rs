@@ -79,6 +79,8 @@ pub struct RawSource {
     pub null_values: Option<Vec<String>>,
     /// What the source is, for the catalog.
     pub description: Option<String>,
+    /// Checks and per-row expectations on each ingested batch (`[[sources.NAME.checks]]`).
+    pub checks: Option<Vec<Spanned<crate::check::RawCheck>>>,
 }
 
 /// The raw TOML header of a model file.
@@ -144,6 +146,7 @@ pub const SOURCE_KEYS: &[&str] = &[
     "quote",
     "null_values",
     "description",
+    "checks",
 ];
 
 /// The keys allowed under `[project]`, for "did you mean" hints.

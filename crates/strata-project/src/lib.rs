@@ -529,6 +529,26 @@ fn resolve_source(
             .with_help("remove them or set format = \"csv\""),
         );
     }
+    let mut checks = vec![];
+    for c in raw.checks.iter().flatten() {
+        let span = c.span();
+        match crate::check::resolve(c.get_ref().clone(), span.clone(), at) {
+            Ok(check) => {
+                if matches!(
+                    check.kind,
+                    CheckKind::Relationships { .. } | CheckKind::Sql(_)
+                ) {
+                    errors.push(
+                        at(span, format!("source `{name}`: `{}` checks are not supported on sources", check.name))
+                            .with_help("source checks see only the ingested batch; put the rule on a silver model"),
+                    );
+                } else {
+                    checks.push(check);
+                }
+            }
+            Err(es) => errors.0.extend(es.0),
+        }
+    }
     let path = match expand_env(raw.path.get_ref()) {
         Ok(p) => absolutize(root, &p),
         Err(var) => {
@@ -557,6 +577,7 @@ fn resolve_source(
             .clone()
             .unwrap_or_else(|| vec![String::new()]),
         description: raw.description.clone(),
+        checks,
     })
 }
 

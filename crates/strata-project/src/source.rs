@@ -65,6 +65,8 @@ pub struct Source {
     pub null_values: Vec<String>,
     /// Docs.
     pub description: Option<String>,
+    /// Checks and expectations run on each ingested batch before it is committed.
+    pub checks: Vec<crate::check::Check>,
 }
 
 impl Source {

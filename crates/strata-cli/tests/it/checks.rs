@@ -239,3 +239,50 @@ fn check_config_errors_are_located() {
         "{err}"
     );
 }
+
+#[test]
+fn source_checks_audit_each_batch_before_its_commit() {
+    let p = TestProject::new();
+    p.write(
+        "strata.toml",
+        &format!(
+            "{CONFIG}\n[[sources.items.checks]]\nexpression = \"qty >= 0\"\non_fail = \"quarantine\"\n\n[[sources.items.checks]]\nexpression = \"email is not null\"\non_fail = \"drop\"\n\n[[sources.items.checks]]\nnot_null = [\"cat\"]\n"
+        ),
+    );
+    p.write("data/cats/c.csv", "cat\na\n");
+    p.write(
+        "data/items/1.csv",
+        "id,cat,qty,email,at\n1,a,5,x@y.org,2024-01-01T00:00:00\n2,a,-1,z@y.org,2024-01-01T00:00:00\n3,a,2,,2024-01-01T00:00:00\n4,b,1,w@y.org,2024-01-01T00:00:00\n",
+    );
+    p.ok(&["run"]);
+    let t = p.tasks();
+    // read 4 = loaded 2 + quarantined 1 + dropped 1
+    assert_eq!(t["bronze.items"]["rows_read"], 4);
+    assert_eq!(t["bronze.items"]["rows_written"], 2);
+    assert_eq!(t["bronze.items"]["rows_quarantined"], 1);
+    assert_eq!(
+        p.sql("select _error, _source from bronze.items_quarantine"),
+        vec![
+            "_error,_source",
+            "expectation failed: expression: qty >= 0,data/items/1.csv"
+        ]
+    );
+    assert!(p.sql("select _raw from bronze.items_quarantine")[1].contains("\"\"qty\"\":-1"));
+
+    // An error check on the batch refuses the whole batch: nothing committed, nothing recorded.
+    p.write(
+        "data/items/2.csv",
+        "id,cat,qty,email,at\n5,,1,v@y.org,2024-01-02T00:00:00\n",
+    );
+    let out = p.strata(&["run", "--select", "bronze.items"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_null(cat)"));
+    assert_eq!(p.count("select count(*) from bronze.items"), 2);
+    // Fixed file: the batch is read again and loads.
+    p.write(
+        "data/items/2.csv",
+        "id,cat,qty,email,at\n5,b,1,v@y.org,2024-01-02T00:00:00\n",
+    );
+    p.ok(&["run", "--select", "bronze.items"]);
+    assert_eq!(p.count("select count(*) from bronze.items"), 3);
+}

@@ -53,6 +53,18 @@ fn shop_example_runs_incrementally_and_reads_back_independently() {
             "{layer} has a _delta_log"
         );
     }
+    // The example's rule violations (no customer, quantity <= 0) are quarantined
+    // by silver.orders' expectations and never reach gold.
+    assert!(shop.count("select count(*) from silver.orders_quarantine where quantity <= 0") > 0);
+    assert!(
+        shop.count("select count(*) from silver.orders_quarantine where customer_id is null") > 0
+    );
+    assert_eq!(
+        shop.count(
+            "select count(*) from gold.fct_orders where quantity <= 0 or customer_id is null"
+        ),
+        0
+    );
     let revenue_rows = shop.count("select count(*) from gold.daily_revenue");
     assert!(revenue_rows > 0);
     let orders_before = shop.count("select count(*) from silver.orders");

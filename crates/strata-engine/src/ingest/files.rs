@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use datafusion::arrow::array::{RecordBatch, new_null_array};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
@@ -256,18 +256,25 @@ pub fn decode_parquet(path: &Path, target: &SchemaRef) -> Result<FileData, Strin
         .and_then(|b| b.with_batch_size(super::rows::BATCH_ROWS).build())
         .map_err(|e| e.to_string())?;
     let mut out = FileData::default();
+    // Fail rather than turn a value that does not convert into a null.
+    let strict = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
         let mut cols = Vec::with_capacity(target.fields().len());
         for field in target.fields() {
             let col = match batch.schema().index_of(field.name()) {
-                Ok(i) => cast(batch.column(i), field.data_type()).map_err(|e| {
-                    format!(
-                        "column {}: cannot read as {}: {e}",
-                        field.name(),
-                        field.data_type()
-                    )
-                })?,
+                Ok(i) => {
+                    cast_with_options(batch.column(i), field.data_type(), &strict).map_err(|e| {
+                        format!(
+                            "column {}: a value cannot be read as {}: {e}",
+                            field.name(),
+                            field.data_type()
+                        )
+                    })?
+                }
                 Err(_) => new_null_array(field.data_type(), batch.num_rows()),
             };
             cols.push(col);

@@ -65,6 +65,9 @@ pub struct FileAccount {
     pub rows_loaded: i64,
     /// Rows quarantined.
     pub rows_quarantined: i64,
+    /// Rows dropped by an explicit rule (a source expectation with `on_fail = "drop"`).
+    #[serde(default)]
+    pub rows_dropped: i64,
 }
 
 /// Ingests one source for a run.
@@ -204,12 +207,41 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
             rows_read: data.rows_read,
             rows_loaded: loaded,
             rows_quarantined: data.bad.len() as i64,
+            rows_dropped: 0,
         });
         for b in data.batches {
             data_batches.push(with_metadata(&b, ingested_at, &rel, &batch_id)?);
         }
         if !data.bad.is_empty() {
             quarantine_batches.push(quarantine_batch(&data.bad, ingested_at, &rel, &batch_id)?);
+        }
+    }
+
+    // Source checks audit the batch before anything is committed.
+    if !source.checks.is_empty() && !data_batches.is_empty() {
+        let audited = audit_batch(
+            engine,
+            source,
+            std::mem::take(&mut data_batches),
+            run,
+            version_of(&bronze),
+        )
+        .await?;
+        data_batches = audited.kept;
+        quarantine_batches.extend(audited.quarantine);
+        for a in accounts.iter_mut() {
+            let (kept, quarantined) = (
+                audited.kept_by_file.get(&a.file).copied().unwrap_or(0),
+                audited
+                    .quarantined_by_file
+                    .get(&a.file)
+                    .copied()
+                    .unwrap_or(0),
+            );
+            let dropped = a.rows_loaded - kept - quarantined;
+            a.rows_loaded = kept;
+            a.rows_quarantined += quarantined;
+            a.rows_dropped += dropped;
         }
     }
 
@@ -332,7 +364,7 @@ fn to_manifest(
         rows_read: a.rows_read,
         rows_loaded: a.rows_loaded,
         rows_quarantined: a.rows_quarantined,
-        rows_dropped: 0,
+        rows_dropped: a.rows_dropped,
         delta_version: version,
         run_id: run_id.to_string(),
         ingested_at: strata_state::now(),
@@ -458,4 +490,114 @@ fn quarantine_batch(
         Arc::new(StringArray::from(vec![batch_id; n])),
     ];
     RecordBatch::try_new(quarantine_schema(), cols).context(|| "building quarantine rows".into())
+}
+
+/// A batch after its source checks.
+struct AuditedBatch {
+    kept: Vec<RecordBatch>,
+    quarantine: Vec<RecordBatch>,
+    kept_by_file: std::collections::BTreeMap<String, i64>,
+    quarantined_by_file: std::collections::BTreeMap<String, i64>,
+}
+
+/// Runs a source's expectations and checks on its decoded batch; an error
+/// check that fails fails the ingest with nothing committed.
+async fn audit_batch(
+    engine: &Engine,
+    source: &Source,
+    batches: Vec<RecordBatch>,
+    run: &RunInfo,
+    published: Option<i64>,
+) -> Result<AuditedBatch> {
+    use datafusion::arrow::array::{Array, AsArray};
+    let table = source.table();
+    let what = || format!("checking the batch of {table}");
+    let ctx = engine.context();
+    let schema = batches[0].schema();
+    let mem =
+        datafusion::datasource::MemTable::try_new(schema.clone(), vec![batches]).context(what)?;
+    let df = ctx.read_table(Arc::new(mem)).context(what)?;
+    let subject = crate::checks::Subject::source(&table, &source.checks);
+    let exp = crate::checks::expectations(&ctx, &subject, df, run).await?;
+    let mut results = exp.results;
+    results.extend(crate::checks::table_checks(engine, &subject, exp.kept.clone(), run).await?);
+    crate::checks::gate(engine, &subject, &results, published).await?;
+
+    let by_file = |batches: &[RecordBatch]| -> Result<std::collections::BTreeMap<String, i64>> {
+        let mut m = std::collections::BTreeMap::new();
+        for b in batches {
+            let i = b.schema().index_of("_source").context(what)?;
+            let col =
+                datafusion::arrow::compute::cast(b.column(i), &DataType::Utf8).context(what)?;
+            let col = col.as_string::<i32>();
+            for r in 0..col.len() {
+                *m.entry(col.value(r).to_string()).or_insert(0) += 1;
+            }
+        }
+        Ok(m)
+    };
+    let kept = exp.kept.collect().await.context(what)?;
+    let kept_by_file = by_file(&kept)?;
+    let mut quarantine = vec![];
+    let mut quarantined_by_file = std::collections::BTreeMap::new();
+    if let Some(q) = exp.quarantine {
+        let rows = q.collect().await.context(what)?;
+        quarantined_by_file = by_file(&rows)?;
+        for b in rows {
+            quarantine.push(rule_quarantine_batch(&b, &schema)?);
+        }
+    }
+    Ok(AuditedBatch {
+        kept,
+        quarantine,
+        kept_by_file,
+        quarantined_by_file,
+    })
+}
+
+/// Rows an expectation quarantined, in the quarantine table's shape: the data
+/// columns as JSON in `_raw`, the rule in `_error`.
+fn rule_quarantine_batch(b: &RecordBatch, data_schema: &SchemaRef) -> Result<RecordBatch> {
+    use datafusion::arrow::array::AsArray;
+    let what = || "quarantining rows".to_string();
+    let data_cols: Vec<usize> = data_schema
+        .fields()
+        .iter()
+        .filter(|f| !METADATA_COLUMNS.contains(&f.name().as_str()))
+        .filter_map(|f| b.schema().index_of(f.name()).ok())
+        .collect();
+    let projected = b.project(&data_cols).context(what)?;
+    let mut buf = Vec::new();
+    {
+        let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
+        w.write(&projected).context(what)?;
+        w.finish().context(what)?;
+    }
+    let raw: Vec<String> = String::from_utf8_lossy(&buf)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let text = |name: &str| -> Result<ArrayRef> {
+        let i = b.schema().index_of(name).context(what)?;
+        datafusion::arrow::compute::cast(b.column(i), &DataType::Utf8).context(what)
+    };
+    let rule = text("_rule")?;
+    let errors: Vec<String> = rule
+        .as_string::<i32>()
+        .iter()
+        .map(|r| format!("expectation failed: {}", r.unwrap_or("")))
+        .collect();
+    let n = b.num_rows();
+    let ingested = b
+        .column(b.schema().index_of("_ingested_at").context(what)?)
+        .clone();
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(raw)),
+        Arc::new(StringArray::from(errors)),
+        text("_source")?,
+        Arc::new(Int64Array::from(vec![None::<i64>; n])),
+        ingested,
+        text("_batch_id")?,
+    ];
+    RecordBatch::try_new(quarantine_schema(), cols).context(what)
 }
