@@ -141,20 +141,7 @@ pub async fn expectations(
         ctx.register_table("__new", kept.clone().into_view())
             .context(what)?;
         let bad = format!("select * from __new where not coalesce(({expr}), false)");
-        let failing = scalar_i64(ctx, &format!("select count(*) from ({bad}\n)"))
-            .await
-            .map_err(|e| {
-                Error::User(format!(
-                    "{}: expectation `{}`: {e}",
-                    model.path.display(),
-                    check.name
-                ))
-            })?;
-        let sample = if failing > 0 {
-            sample_json(ctx, &bad).await?
-        } else {
-            "[]".into()
-        };
+        let (failing, sample) = count_and_sample(ctx, model, check, "expectation", &bad).await?;
         let mut result = result_for(model, check, run, failing, sample);
         result.kind = "row".into();
         result.severity = action.as_str().into();
@@ -230,6 +217,31 @@ fn result_for(
         sample,
         checked_at: strata_state::now(),
     }
+}
+
+/// How many rows a violations query returns, and a sample of them as JSON.
+async fn count_and_sample(
+    ctx: &SessionContext,
+    subject: &Subject<'_>,
+    check: &Check,
+    what: &str,
+    violations: &str,
+) -> Result<(i64, String)> {
+    let failing = scalar_i64(ctx, &format!("select count(*) from ({violations}\n)"))
+        .await
+        .map_err(|e| {
+            Error::User(format!(
+                "{}: {what} `{}`: {e}",
+                subject.path.display(),
+                check.name
+            ))
+        })?;
+    let sample = if failing > 0 {
+        sample_json(ctx, violations).await?
+    } else {
+        "[]".into()
+    };
+    Ok((failing, sample))
 }
 
 async fn sample_json(ctx: &SessionContext, violations: &str) -> Result<String> {
@@ -380,20 +392,7 @@ pub async fn table_checks(
                 let Some(v) = violations(kind, model.name) else {
                     continue;
                 };
-                let failing = scalar_i64(&ctx, &format!("select count(*) from ({v}\n)"))
-                    .await
-                    .map_err(|e| {
-                        Error::User(format!(
-                            "{}: check `{}`: {e}",
-                            model.path.display(),
-                            check.name
-                        ))
-                    })?;
-                let sample = if failing > 0 {
-                    sample_json(&ctx, &v).await?
-                } else {
-                    "[]".into()
-                };
+                let (failing, sample) = count_and_sample(&ctx, model, check, "check", &v).await?;
                 (failing, sample)
             }
         };
@@ -510,20 +509,8 @@ pub async fn check_current(
             continue;
         };
         let bad = format!("select * from __current where not coalesce(({expr}), false)");
-        let failing = scalar_i64(&ctx, &format!("select count(*) from ({bad}\n)"))
-            .await
-            .map_err(|e| {
-                Error::User(format!(
-                    "{}: expectation `{}`: {e}",
-                    model.path.display(),
-                    check.name
-                ))
-            })?;
-        let sample = if failing > 0 {
-            sample_json(&ctx, &bad).await?
-        } else {
-            "[]".into()
-        };
+        let (failing, sample) =
+            count_and_sample(&ctx, &subject, check, "expectation", &bad).await?;
         let mut r = result_for(&subject, check, run, failing, sample);
         r.kind = "row".into();
         r.severity = check.on_fail.map(|a| a.as_str()).unwrap_or("warn").into();

@@ -240,6 +240,18 @@ async fn build_table(
     })
 }
 
+/// Overwrites `target` with the result of `sql`, planned in `ctx`.
+async fn overwrite_sql(
+    ctx: &SessionContext,
+    target: DeltaTable,
+    sql: &str,
+    p: Provenance,
+    name: &str,
+) -> Result<DeltaTable> {
+    let df = ctx.sql(sql).await.context(|| format!("building {name}"))?;
+    overwrite(ctx, target, df, p, name).await
+}
+
 async fn overwrite(
     ctx: &SessionContext,
     target: DeltaTable,
@@ -699,14 +711,10 @@ async fn build_scd2(
         let sql = format!(
             "select {s_cols}, r.ts as valid_from, case when false then r.ts end as valid_to, true as is_current from __src s cross join __run r"
         );
-        let df = ctx
-            .sql(&sql)
-            .await
-            .context(|| format!("building {}", model.name))?;
-        let table = overwrite(
+        let table = overwrite_sql(
             &ctx,
             target,
-            df,
+            &sql,
             provenance(model, run, versions),
             &model.name,
         )
@@ -783,14 +791,10 @@ async fn build_scd2(
         eq_tx = keys.iter().map(|k| format!("t.{k} = x.{k}")).collect::<Vec<_>>().join(" AND "),
         o_cols = cols.iter().map(|c| format!("o.{c}")).collect::<Vec<_>>().join(", "),
     );
-    let df = ctx
-        .sql(&sql)
-        .await
-        .context(|| format!("building {}", model.name))?;
-    let table = overwrite(
+    let table = overwrite_sql(
         &ctx,
         target,
-        df,
+        &sql,
         provenance(model, run, versions),
         &model.name,
     )
