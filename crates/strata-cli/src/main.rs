@@ -70,6 +70,10 @@ enum Command {
         /// Rebuild incremental and scd2 models from scratch.
         #[arg(long)]
         full_refresh: bool,
+        /// Finish an interrupted or failed run: only its unfinished tasks run
+        /// (default: the latest such run).
+        #[arg(long, value_name = "RUN_ID", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["select", "full_refresh"])]
+        resume: Option<String>,
     },
     /// Run the unit tests under tests/ (in memory; the lake is not touched).
     Test {
@@ -233,7 +237,16 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Run {
             select,
             full_refresh,
-        } => run(&cli.project, select.unwrap_or_default(), full_refresh).await,
+            resume,
+        } => {
+            run(
+                &cli.project,
+                select.unwrap_or_default(),
+                full_refresh,
+                resume,
+            )
+            .await
+        }
         Command::Test { select } => {
             let (project, graph) = load(&cli.project)?;
             let selected = match select {
@@ -368,11 +381,60 @@ async fn engine(dir: &std::path::Path) -> Result<Engine, Failure> {
     Ok(Engine::new(Arc::new(project), Arc::new(graph), state))
 }
 
-async fn run(dir: &std::path::Path, select: String, full_refresh: bool) -> Result<(), Failure> {
+async fn run(
+    dir: &std::path::Path,
+    select: String,
+    full_refresh: bool,
+    resume: Option<String>,
+) -> Result<(), Failure> {
     let (project, graph) = load(dir)?;
-    let selected = graph.select(&select).map_err(input)?;
-    let tasks = strata_runtime::plan(&project, &graph, &selected);
     let state = StateStore::open(&project.state).await.map_err(input)?;
+    let (select, full_refresh, resumed_from, done) = match resume {
+        None => (select, full_refresh, None, Default::default()),
+        Some(id) => {
+            let run = if id.is_empty() {
+                // The latest run, unless it succeeded.
+                state
+                    .runs(1)
+                    .await
+                    .map_err(input)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| input("no run to resume yet"))?
+            } else {
+                state
+                    .run(&id)
+                    .await
+                    .map_err(input)?
+                    .ok_or_else(|| input(format!("no run `{id}`; `strata runs` lists them")))?
+            };
+            if run.status == "success" {
+                return Err(input(format!(
+                    "run {} succeeded: nothing to resume",
+                    run.run_id
+                )));
+            }
+            let done: std::collections::BTreeSet<String> = state
+                .tasks(&run.run_id)
+                .await
+                .map_err(input)?
+                .into_iter()
+                .filter(|t| t.status == "success" || t.status == "skipped")
+                .map(|t| t.task)
+                .collect();
+            eprintln!(
+                "resuming run {} ({} tasks already done)",
+                run.run_id,
+                done.len()
+            );
+            (run.selection, run.full_refresh, Some(run.run_id), done)
+        }
+    };
+    let selected = graph.select(&select).map_err(input)?;
+    let tasks: Vec<_> = strata_runtime::plan(&project, &graph, &selected)
+        .into_iter()
+        .filter(|t| !done.contains(&t.name))
+        .collect();
     let max_parallel = project.max_parallel;
     let engine = Engine::new(Arc::new(project), Arc::new(graph), state.clone());
     let progress = Arc::new(progress::Progress::new());
@@ -384,7 +446,8 @@ async fn run(dir: &std::path::Path, select: String, full_refresh: bool) -> Resul
             RunOptions {
                 selection: select,
                 full_refresh,
-                trigger: None,
+                trigger: resumed_from.as_ref().map(|_| "resume".to_string()),
+                resumed_from,
             },
         )
         .await

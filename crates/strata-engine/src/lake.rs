@@ -124,6 +124,24 @@ pub async fn latest_provenance(table: &DeltaTable) -> Result<Option<Provenance>>
     Ok(None)
 }
 
+/// The runs that made the table's recent commits (none when it does not exist).
+pub async fn committing_runs(table: &DeltaTable) -> Result<std::collections::HashSet<String>> {
+    if table.version().is_none() {
+        return Ok(Default::default());
+    }
+    let infos: Vec<_> = table
+        .history(Some(100))
+        .try_collect()
+        .await
+        .context(|| "reading table history".into())?;
+    Ok(infos
+        .iter()
+        .filter_map(|i| i.info.get(COMMIT_KEY))
+        .filter_map(|v| serde_json::from_value::<Provenance>(v.clone()).ok())
+        .map(|p| p.run_id)
+        .collect())
+}
+
 /// Rows added by the table's latest commit, from its operation metrics.
 pub async fn last_commit_rows(table: &DeltaTable) -> Result<i64> {
     let infos: Vec<_> = table

@@ -171,25 +171,70 @@ async fn audit(
     })
 }
 
-/// Appends quarantined rows to `<model>_quarantine` (before the model's own
-/// commit, so a crash in between loses no row; each row carries its run id).
+/// Appends quarantined rows to `<model>_quarantine`, before the model's own
+/// commit so that a crash in between loses no row. Rows left by an attempt
+/// whose model commit never happened (the quarantine's last writer is not the
+/// model's last writer) are replaced in the same commit, so a rerun or
+/// `--resume` does not quarantine them twice.
 async fn write_quarantine(
     engine: &Engine,
     ctx: &SessionContext,
     model: &Model,
+    run: &RunInfo,
+    target: &DeltaTable,
     rows: Option<DataFrame>,
 ) -> Result<()> {
-    let Some(rows) = rows else { return Ok(()) };
     let name = format!("{}_quarantine", model.name);
     let table = engine.lake.open(&name).await?;
-    table
-        .write(vec![])
-        .with_input_plan(rows.logical_plan().clone())
-        .with_session_state(Arc::new(ctx.state()))
-        .with_save_mode(SaveMode::Append)
-        .with_schema_mode(SchemaMode::Merge)
-        .await
-        .context(|| format!("writing {name}"))?;
+    // The last quarantine write is an orphan when its run never committed the model.
+    let last_writer = if version_of(&table).is_some() {
+        latest_provenance(&table).await?
+    } else {
+        None
+    };
+    let orphan = match last_writer {
+        Some(q) if q.run_id != run.run_id => {
+            let committed = crate::lake::committing_runs(target).await?;
+            (!committed.contains(&q.run_id)).then_some(q.run_id)
+        }
+        _ => None,
+    };
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let p = Provenance {
+        run_id: run.run_id.clone(),
+        task: name.clone(),
+        ..Default::default()
+    };
+    match (rows, orphan) {
+        (None, None) => {}
+        (None, Some(orphan)) => {
+            table
+                .delete()
+                .with_predicate(format!("_run_id = {}", quote(&orphan)))
+                .with_commit_properties(p.commit_properties())
+                .await
+                .context(|| format!("removing unpublished rows from {name}"))?;
+        }
+        (Some(rows), orphan) => {
+            let mut w = table
+                .write(vec![])
+                .with_input_plan(rows.logical_plan().clone())
+                .with_session_state(Arc::new(ctx.state()))
+                .with_schema_mode(SchemaMode::Merge)
+                .with_commit_properties(p.commit_properties());
+            w = match orphan {
+                Some(o) => w
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_replace_where(format!(
+                        "_run_id IN ({}, {})",
+                        quote(&o),
+                        quote(&run.run_id)
+                    )),
+                None => w.with_save_mode(SaveMode::Append),
+            };
+            w.await.context(|| format!("writing {name}"))?;
+        }
+    }
     Ok(())
 }
 
@@ -222,7 +267,7 @@ async fn build_table(
     let df = plan(&ctx, model).await?;
     let published = version_of(&target);
     let a = audit(engine, &ctx, model, df, run, After::Replace, published).await?;
-    write_quarantine(engine, &ctx, model, a.quarantine).await?;
+    write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await?;
     let table = overwrite(
         &ctx,
         target,
@@ -430,7 +475,7 @@ async fn build_incremental(
         if model.config.strategy == Strategy::Merge {
             check_unique(&ctx, &a.kept, model).await?;
         }
-        write_quarantine(engine, &ctx, model, a.quarantine).await?;
+        write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await?;
         let table = overwrite(&ctx, target, a.kept, p, &model.name).await?;
         return Ok(TaskOutput {
             rows_read,
@@ -458,7 +503,7 @@ async fn build_incremental(
                 published,
             )
             .await?;
-            write_quarantine(engine, &ctx, model, a.quarantine).await?;
+            write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await?;
             let df = a.kept;
             let table = target
                 .write(vec![])
@@ -494,7 +539,7 @@ async fn build_incremental(
                 .await
                 .context(|| format!("computing {}", model.name))?;
             check_unique(&ctx, &df, model).await?;
-            write_quarantine(engine, &ctx, model, a.quarantine).await?;
+            write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await?;
             let keys = &model.config.unique_key;
             let predicate = keys
                 .iter()
@@ -677,7 +722,7 @@ async fn build_scd2(
         version_of(&target),
     )
     .await?;
-    write_quarantine(engine, &ctx, model, a.quarantine).await?;
+    write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await?;
     let src = a.kept;
     let rows_read = src
         .clone()

@@ -104,6 +104,12 @@ pub struct RawModelConfig {
     pub lookups: Option<Spanned<Vec<String>>>,
     /// Data checks and per-row expectations (`[[checks]]`).
     pub checks: Option<Vec<Spanned<crate::check::RawCheck>>>,
+    /// Attempts after a failure caused by storage or another outside system (default 0).
+    pub retries: Option<u32>,
+    /// Wait before the first retry, doubled for each next one (default `"5s"`).
+    pub retry_delay: Option<Spanned<String>>,
+    /// Longest a run of the model may take (e.g. `"30m"`); then it fails.
+    pub timeout: Option<Spanned<String>>,
     /// The contract: columns the query must produce, in order (`[columns.NAME]`).
     pub columns: Option<indexmap::IndexMap<String, Spanned<RawColumn>>>,
 }
@@ -132,6 +138,9 @@ pub const MODEL_KEYS: &[&str] = &[
     "lookups",
     "checks",
     "columns",
+    "retries",
+    "retry_delay",
+    "timeout",
 ];
 
 /// The keys allowed under `[sources.NAME]`, for "did you mean" hints.

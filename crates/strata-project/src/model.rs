@@ -63,6 +63,12 @@ pub struct ModelConfig {
     pub checks: Vec<crate::check::Check>,
     /// The contract: columns the query must produce (empty: no contract).
     pub columns: Vec<ColumnSpec>,
+    /// Retries after an outside (storage, network) failure.
+    pub retries: u32,
+    /// Seconds before the first retry; doubled for each next one.
+    pub retry_delay_seconds: i64,
+    /// Seconds a run of the model may take.
+    pub timeout_seconds: Option<i64>,
 }
 
 /// One column of a model's contract.
@@ -218,6 +224,23 @@ pub fn parse_model(
             .with_help("non-incremental models always read their inputs in full"),
         );
     }
+    let duration =
+        |v: &Option<toml::Spanned<String>>, what: &str, errors: &mut Errors| -> Option<i64> {
+            let v = v.as_ref()?;
+            match crate::check::parse_duration(v.get_ref()) {
+                Some(s) => Some(s),
+                None => {
+                    errors.push(
+                        at(v.span(), format!("bad {what} `{}`", v.get_ref()))
+                            .with_help("write a number and a unit: 90s, 30m, 2h"),
+                    );
+                    None
+                }
+            }
+        };
+    let retry_delay_seconds = duration(&raw.retry_delay, "retry_delay", &mut errors).unwrap_or(5);
+    let timeout_seconds = duration(&raw.timeout, "timeout", &mut errors);
+    let retries = raw.retries.unwrap_or(0);
     let mut columns = vec![];
     for (name, c) in raw.columns.unwrap_or_default() {
         let span = c.span();
@@ -280,6 +303,9 @@ pub fn parse_model(
             lookups,
             checks,
             columns,
+            retries,
+            retry_delay_seconds,
+            timeout_seconds,
         },
     })
 }
@@ -356,6 +382,22 @@ mod tests {
         let e = parse("/*\nmaterialized = \"tabel\"\n*/\nselect 1").expect_err("bad");
         assert!(e.to_string().contains("did you mean `table`?"), "{e}");
         assert!(e.to_string().contains(":2:16:"), "{e}");
+    }
+
+    #[test]
+    fn retries_and_timeouts() {
+        let m = parse("/*\nretries = 2\nretry_delay = \"1m\"\ntimeout = \"2h\"\n*/\nselect 1")
+            .expect("parses");
+        assert_eq!(
+            (
+                m.config.retries,
+                m.config.retry_delay_seconds,
+                m.config.timeout_seconds
+            ),
+            (2, 60, Some(7200))
+        );
+        let e = parse("/*\ntimeout = \"soon\"\n*/\nselect 1").expect_err("bad timeout");
+        assert!(e.to_string().contains(":2:11: bad timeout `soon`"), "{e}");
     }
 
     #[test]

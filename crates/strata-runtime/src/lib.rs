@@ -9,7 +9,7 @@
 //! ```no_run
 //! # async fn f(store: strata_state::StateStore, exec: std::sync::Arc<dyn strata_runtime::TaskExecutor>) {
 //! use strata_runtime::{Runner, RunOptions, TaskSpec};
-//! let tasks = vec![TaskSpec { name: "silver.a".into(), kind: "table".into(), upstream: vec![] }];
+//! let tasks = vec![TaskSpec::new("silver.a", "table", vec![])];
 //! let summary = Runner::new(store, 2).run(exec, tasks, RunOptions::default()).await;
 //! # }
 //! ```
@@ -32,6 +32,26 @@ pub struct TaskSpec {
     pub kind: String,
     /// Tasks of the same plan that must succeed first.
     pub upstream: Vec<String>,
+    /// Attempts after a retryable (outside, timeout or internal) failure.
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each next one.
+    pub retry_delay: std::time::Duration,
+    /// Longest one attempt may take.
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl TaskSpec {
+    /// A task with no retries and no timeout.
+    pub fn new(name: impl Into<String>, kind: impl Into<String>, upstream: Vec<String>) -> Self {
+        Self {
+            name: name.into(),
+            kind: kind.into(),
+            upstream,
+            retries: 0,
+            retry_delay: std::time::Duration::from_secs(5),
+            timeout: None,
+        }
+    }
 }
 
 /// What the runner tells an executor about the run a task belongs to.
@@ -149,17 +169,25 @@ pub fn plan(
         .iter()
         .filter(|n| selected.contains(*n))
         .filter_map(|n| graph.node(n))
-        .map(|node| TaskSpec {
-            name: node.name.clone(),
-            kind: match &node.kind {
+        .map(|node| {
+            let model = project.models.get(&node.name);
+            let kind = match &node.kind {
                 strata_graph::NodeKind::Source(_) => "ingest".to_string(),
-                strata_graph::NodeKind::Model => project
-                    .models
-                    .get(&node.name)
+                strata_graph::NodeKind::Model => model
                     .map(|m| m.config.materialized.as_str().to_string())
                     .unwrap_or_default(),
-            },
-            upstream: node.upstream.clone(),
+            };
+            let mut t = TaskSpec::new(node.name.clone(), kind, node.upstream.clone());
+            if let Some(m) = model {
+                t.retries = m.config.retries;
+                t.retry_delay =
+                    std::time::Duration::from_secs(m.config.retry_delay_seconds.max(0) as u64);
+                t.timeout = m
+                    .config
+                    .timeout_seconds
+                    .map(|s| std::time::Duration::from_secs(s.max(0) as u64));
+            }
+            t
         })
         .collect()
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use strata_state::{RunRecord, StateStore, TaskRecord};
+use strata_state::{LockHolder, RunRecord, StateStore, TaskRecord};
 use tokio::task::JoinSet;
 
 use crate::{Clock, RunInfo, SystemClock, TaskError, TaskExecutor, TaskOutput, TaskSpec, rfc3339};
@@ -18,6 +18,8 @@ pub struct RunOptions {
     pub full_refresh: bool,
     /// What started the run (`cli` by default).
     pub trigger: Option<String>,
+    /// The run this one resumes (its finished tasks are not in the plan).
+    pub resumed_from: Option<String>,
 }
 
 /// What happened in a run.
@@ -60,7 +62,7 @@ pub enum Event {
     /// A task ended (any status).
     TaskFinished {
         /// Its record.
-        record: TaskRecord,
+        record: Box<TaskRecord>,
     },
 }
 
@@ -117,6 +119,19 @@ impl Runner {
         let wall = std::time::Instant::now();
         let started = self.clock.now();
         let run_id = new_run_id(started);
+        let me = LockHolder {
+            run_id: run_id.clone(),
+            host: host_name(),
+            pid: i64::from(std::process::id()),
+            acquired_at: rfc3339(started),
+        };
+        if let Err(holder) = self.state.acquire_run_lock(&me, is_alive).await? {
+            return Err(strata_state::Error::Busy(format!(
+                "run {} (pid {} on {}, since {}) is still in progress; wait for it to finish",
+                holder.run_id, holder.pid, holder.host, holder.acquired_at
+            )));
+        }
+        // Holding the lock, every other run still marked running is dead.
         let interrupted = self.state.mark_interrupted(&run_id).await?;
         self.state
             .create_run(&RunRecord {
@@ -127,6 +142,7 @@ impl Runner {
                 selection: options.selection.clone(),
                 full_refresh: options.full_refresh,
                 trigger: options.trigger.clone().unwrap_or_else(|| "cli".into()),
+                resumed_from: options.resumed_from.clone(),
             })
             .await?;
         self.observer.on_event(&Event::RunStarted {
@@ -162,8 +178,8 @@ impl Runner {
         let mut ready: VecDeque<String> =
             order.iter().filter(|n| waiting[*n] == 0).cloned().collect();
         let mut records: BTreeMap<String, TaskRecord> = BTreeMap::new();
-        let mut running: JoinSet<(String, DateTime<Utc>, Result<TaskOutput, TaskError>)> =
-            JoinSet::new();
+        // (task, started, result, attempts)
+        let mut running: JoinSet<Finished> = JoinSet::new();
         let mut failed_any = false;
         let mut ids: std::collections::HashMap<tokio::task::Id, String> =
             std::collections::HashMap::new();
@@ -189,8 +205,8 @@ impl Runner {
                 let exec = executor.clone();
                 let info = info.clone();
                 let handle = running.spawn(async move {
-                    let r = exec.execute(&spec, &info).await;
-                    (spec.name, start, r)
+                    let (r, attempts) = attempt(exec.as_ref(), &spec, &info).await;
+                    (spec.name, start, r, attempts)
                 });
                 ids.insert(handle.id(), name.clone());
                 starts.insert(name.clone(), start);
@@ -198,7 +214,7 @@ impl Runner {
             let Some(joined) = running.join_next_with_id().await else {
                 break;
             };
-            let (name, start, result) = match joined {
+            let (name, start, result, attempts) = match joined {
                 Ok((_, v)) => v,
                 Err(e) => {
                     // A panicking task is a bug in Strata: fail that task, keep the run going.
@@ -215,6 +231,7 @@ impl Runner {
                             kind: crate::ErrorKind::Internal,
                             message,
                         }),
+                        1,
                     )
                 }
             };
@@ -229,6 +246,7 @@ impl Runner {
                 kind,
                 started_at: Some(rfc3339(start)),
                 ended_at: Some(rfc3339(end)),
+                attempts,
                 ..Default::default()
             };
             let ok = match result {
@@ -253,7 +271,7 @@ impl Runner {
             };
             self.state.upsert_task(&rec).await?;
             self.observer.on_event(&Event::TaskFinished {
-                record: rec.clone(),
+                record: Box::new(rec.clone()),
             });
             records.insert(name.clone(), rec);
             if ok {
@@ -288,7 +306,7 @@ impl Runner {
                     };
                     self.state.upsert_task(&skipped).await?;
                     self.observer.on_event(&Event::TaskFinished {
-                        record: skipped.clone(),
+                        record: Box::new(skipped.clone()),
                     });
                     records.insert(d.clone(), skipped);
                     stack.extend(downstream.get(&d).cloned().unwrap_or_default());
@@ -296,6 +314,7 @@ impl Runner {
             }
         }
         let status = if failed_any { "failed" } else { "success" };
+        self.state.release_run_lock(&run_id).await?;
         self.state
             .finish_run(&run_id, status, &rfc3339(self.clock.now()))
             .await?;
@@ -308,6 +327,65 @@ impl Runner {
             interrupted,
         })
     }
+}
+
+/// A finished task: its name, start, result and attempts.
+type Finished = (String, DateTime<Utc>, Result<TaskOutput, TaskError>, i64);
+
+/// Runs a task, retrying failures that are not the user's fault with
+/// exponential backoff, each attempt bounded by the task's timeout.
+async fn attempt(
+    exec: &dyn TaskExecutor,
+    spec: &TaskSpec,
+    info: &RunInfo,
+) -> (Result<TaskOutput, TaskError>, i64) {
+    let mut attempts: i64 = 0;
+    loop {
+        attempts += 1;
+        let result = match spec.timeout {
+            Some(limit) => match tokio::time::timeout(limit, exec.execute(spec, info)).await {
+                Ok(r) => r,
+                Err(_) => Err(TaskError {
+                    kind: crate::ErrorKind::External,
+                    message: format!(
+                        "timed out after {}s (timeout in the model header)",
+                        limit.as_secs()
+                    ),
+                }),
+            },
+            None => exec.execute(spec, info).await,
+        };
+        match result {
+            Err(e) if e.kind != crate::ErrorKind::User && attempts <= i64::from(spec.retries) => {
+                let factor = 1u32 << (attempts - 1).clamp(0, 16) as u32;
+                tokio::time::sleep(spec.retry_delay.saturating_mul(factor)).await;
+            }
+            Err(mut e) if attempts > 1 => {
+                e.message = format!("{} (after {attempts} attempts)", e.message);
+                return (Err(e), attempts);
+            }
+            other => return (other, attempts),
+        }
+    }
+}
+
+/// This machine's name, for the run lock.
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Whether a lock holder's process still runs. On this host the process table
+/// tells; a holder on another host is assumed alive.
+fn is_alive(h: &LockHolder) -> bool {
+    if h.host != host_name() {
+        return true;
+    }
+    std::path::Path::new(&format!("/proc/{}", h.pid)).exists()
 }
 
 /// A sortable, readable run id: `20260101T020000Z-1a2b3c`.

@@ -27,6 +27,9 @@ pub enum Error {
         /// What.
         detail: String,
     },
+    /// Another live process holds the run lock.
+    #[error("{0}")]
+    Busy(String),
     /// The folder for a SQLite file could not be created.
     #[error("cannot create {path}: {source}")]
     Io {

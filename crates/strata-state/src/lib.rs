@@ -41,6 +41,8 @@ pub struct RunRecord {
     pub full_refresh: bool,
     /// What started it (`cli`, `schedule:NAME`, …).
     pub trigger: String,
+    /// The interrupted or failed run this one resumed.
+    pub resumed_from: Option<String>,
 }
 
 /// One task of a run.
@@ -70,6 +72,8 @@ pub struct TaskRecord {
     pub message: Option<String>,
     /// The error, when failed.
     pub error: Option<String>,
+    /// Attempts made (1 unless retried).
+    pub attempts: i64,
 }
 
 /// One file ingested as part of a batch, with its row accounting.
@@ -241,7 +245,7 @@ impl StateStore {
 
     /// Records a new run.
     pub async fn create_run(&self, run: &RunRecord) -> Result<()> {
-        sqlx::query("INSERT INTO runs (run_id, started_at, ended_at, status, selection, full_refresh, trigger_kind) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        sqlx::query("INSERT INTO runs (run_id, started_at, ended_at, status, selection, full_refresh, trigger_kind, resumed_from) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(&run.run_id)
             .bind(&run.started_at)
             .bind(run.ended_at.clone())
@@ -249,6 +253,7 @@ impl StateStore {
             .bind(&run.selection)
             .bind(i64::from(run.full_refresh))
             .bind(&run.trigger)
+            .bind(run.resumed_from.clone())
             .execute(&self.pool)
             .await
             .ctx("create run")?;
@@ -295,7 +300,7 @@ impl StateStore {
 
     /// The latest runs, newest first.
     pub async fn runs(&self, limit: i64) -> Result<Vec<RunRecord>> {
-        let rows = sqlx::query("SELECT run_id, started_at, ended_at, status, selection, full_refresh, trigger_kind FROM runs ORDER BY started_at DESC, run_id DESC LIMIT $1")
+        let rows = sqlx::query("SELECT run_id, started_at, ended_at, status, selection, full_refresh, trigger_kind, resumed_from FROM runs ORDER BY started_at DESC, run_id DESC LIMIT $1")
             .bind(limit)
             .fetch_all(&self.pool)
             .await
@@ -308,7 +313,7 @@ impl StateStore {
 
     /// One run.
     pub async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
-        let row = sqlx::query("SELECT run_id, started_at, ended_at, status, selection, full_refresh, trigger_kind FROM runs WHERE run_id = $1")
+        let row = sqlx::query("SELECT run_id, started_at, ended_at, status, selection, full_refresh, trigger_kind, resumed_from FROM runs WHERE run_id = $1")
             .bind(run_id)
             .fetch_optional(&self.pool)
             .await
@@ -319,12 +324,13 @@ impl StateStore {
     /// Inserts or replaces a task's record.
     pub async fn upsert_task(&self, t: &TaskRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO tasks (run_id, task, kind, status, started_at, ended_at, rows_read, rows_written, rows_quarantined, delta_version, message, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            "INSERT INTO tasks (run_id, task, kind, status, started_at, ended_at, rows_read, rows_written, rows_quarantined, delta_version, message, error, attempts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (run_id, task) DO UPDATE SET kind = excluded.kind, status = excluded.status,
                started_at = excluded.started_at, ended_at = excluded.ended_at, rows_read = excluded.rows_read,
                rows_written = excluded.rows_written, rows_quarantined = excluded.rows_quarantined,
-               delta_version = excluded.delta_version, message = excluded.message, error = excluded.error",
+               delta_version = excluded.delta_version, message = excluded.message, error = excluded.error,
+               attempts = excluded.attempts",
         )
         .bind(&t.run_id)
         .bind(&t.task)
@@ -338,6 +344,7 @@ impl StateStore {
         .bind(t.delta_version)
         .bind(t.message.clone())
         .bind(t.error.clone())
+        .bind(t.attempts)
         .execute(&self.pool)
         .await
         .ctx("record task")?;
@@ -346,7 +353,7 @@ impl StateStore {
 
     /// A run's tasks, in the order they started.
     pub async fn tasks(&self, run_id: &str) -> Result<Vec<TaskRecord>> {
-        let rows = sqlx::query("SELECT run_id, task, kind, status, started_at, ended_at, rows_read, rows_written, rows_quarantined, delta_version, message, error FROM tasks WHERE run_id = $1 ORDER BY started_at, task")
+        let rows = sqlx::query("SELECT run_id, task, kind, status, started_at, ended_at, rows_read, rows_written, rows_quarantined, delta_version, message, error, attempts FROM tasks WHERE run_id = $1 ORDER BY started_at, task")
             .bind(run_id)
             .fetch_all(&self.pool)
             .await
@@ -366,6 +373,7 @@ impl StateStore {
                     delta_version: r.try_get(9)?,
                     message: r.try_get(10)?,
                     error: r.try_get(11)?,
+                    attempts: r.try_get(12)?,
                 })
             })
             .collect::<std::result::Result<_, sqlx::Error>>()
@@ -498,7 +506,84 @@ impl StateStore {
     }
 }
 
+/// Who holds the run lock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockHolder {
+    /// The run holding it.
+    pub run_id: String,
+    /// Host of the process.
+    pub host: String,
+    /// Process id.
+    pub pid: i64,
+    /// RFC 3339.
+    pub acquired_at: String,
+}
+
 impl StateStore {
+    /// Takes the project's run lock for `me`. A holder that `alive` says is dead
+    /// is replaced (its run is returned so it can be marked interrupted); a live
+    /// one is returned as the error.
+    pub async fn acquire_run_lock(
+        &self,
+        me: &LockHolder,
+        alive: impl Fn(&LockHolder) -> bool,
+    ) -> Result<std::result::Result<Option<String>, LockHolder>> {
+        let mut replaced = None;
+        for _ in 0..3 {
+            let inserted = sqlx::query(
+                "INSERT INTO run_lock (name, run_id, host, pid, acquired_at) VALUES ('run', $1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&me.run_id)
+            .bind(&me.host)
+            .bind(me.pid)
+            .bind(&me.acquired_at)
+            .execute(&self.pool)
+            .await
+            .ctx("take the run lock")?
+            .rows_affected();
+            if inserted == 1 {
+                return Ok(Ok(replaced));
+            }
+            let row = sqlx::query(
+                "SELECT run_id, host, pid, acquired_at FROM run_lock WHERE name = 'run'",
+            )
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("read the run lock")?;
+            let Some(r) = row else { continue };
+            let holder = LockHolder {
+                run_id: r.try_get(0).ctx("read the run lock")?,
+                host: r.try_get(1).ctx("read the run lock")?,
+                pid: r.try_get(2).ctx("read the run lock")?,
+                acquired_at: r.try_get(3).ctx("read the run lock")?,
+            };
+            if alive(&holder) {
+                return Ok(Err(holder));
+            }
+            // Compare-and-delete: only the dead holder's row goes.
+            sqlx::query("DELETE FROM run_lock WHERE name = 'run' AND run_id = $1")
+                .bind(&holder.run_id)
+                .execute(&self.pool)
+                .await
+                .ctx("replace a dead run's lock")?;
+            replaced = Some(holder.run_id);
+        }
+        Err(Error::Corrupt {
+            what: "run_lock",
+            detail: "the run lock kept changing hands".into(),
+        })
+    }
+
+    /// Releases the run lock if `run_id` holds it.
+    pub async fn release_run_lock(&self, run_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM run_lock WHERE name = 'run' AND run_id = $1")
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .ctx("release the run lock")?;
+        Ok(())
+    }
+
     /// Records check results (replacing earlier results of the same run, model and check).
     pub async fn record_checks(&self, results: &[CheckResult]) -> Result<()> {
         let mut tx = self.pool.begin().await.ctx("begin check results")?;
@@ -573,6 +658,7 @@ fn run_from_row(r: &AnyRow) -> std::result::Result<RunRecord, sqlx::Error> {
         selection: r.try_get(4)?,
         full_refresh: r.try_get::<i64, _>(5)? != 0,
         trigger: r.try_get(6)?,
+        resumed_from: r.try_get(7)?,
     })
 }
 

@@ -77,4 +77,19 @@ pub const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             "CREATE INDEX check_results_by_model ON check_results (model, checked_at)",
         ],
     ),
+    (
+        3,
+        "task attempts, resumed runs, run lock",
+        &[
+            "ALTER TABLE tasks ADD COLUMN attempts BIGINT NOT NULL DEFAULT 1",
+            "ALTER TABLE runs ADD COLUMN resumed_from TEXT",
+            "CREATE TABLE run_lock (
+            name TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid BIGINT NOT NULL,
+            acquired_at TEXT NOT NULL
+        )",
+        ],
+    ),
 ];

@@ -11,13 +11,52 @@ async fn exercise(store: &StateStore) {
         selection: "+gold.x".into(),
         full_refresh: false,
         trigger: "cli".into(),
+        resumed_from: None,
     };
     store.create_run(&run).await.expect("create run");
+
+    let me = LockHolder {
+        run_id: "r9".into(),
+        host: "h".into(),
+        pid: 1,
+        acquired_at: now(),
+    };
+    let other = LockHolder {
+        run_id: "r8".into(),
+        ..me.clone()
+    };
+    assert_eq!(
+        store.acquire_run_lock(&me, |_| true).await.expect("lock"),
+        Ok(None)
+    );
+    assert_eq!(
+        store
+            .acquire_run_lock(&other, |_| true)
+            .await
+            .expect("lock"),
+        Err(me.clone()),
+        "a live holder keeps it"
+    );
+    assert_eq!(
+        store
+            .acquire_run_lock(&other, |_| false)
+            .await
+            .expect("lock"),
+        Ok(Some("r9".to_string())),
+        "a dead one is replaced"
+    );
+    store.release_run_lock("r8").await.expect("release");
+    assert_eq!(
+        store.acquire_run_lock(&me, |_| true).await.expect("lock"),
+        Ok(None)
+    );
+    store.release_run_lock("r9").await.expect("release");
     let mut t = TaskRecord {
         run_id: "r1".into(),
         task: "silver.a".into(),
         kind: "table".into(),
         status: "running".into(),
+        attempts: 1,
         ..Default::default()
     };
     store.upsert_task(&t).await.expect("task");

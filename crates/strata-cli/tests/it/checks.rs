@@ -193,6 +193,14 @@ fn expectation_actions() {
                 p.sql("select id, qty, _rule from silver.items_quarantine"),
                 vec!["id,qty,_rule", "3,-1,expression: qty > 0"]
             );
+            // Regression: a run that died after quarantining but before its model
+            // commit left rows that a rerun quarantined again. Undo the model
+            // commit, as such a crash would, and run again: still one row.
+            std::fs::remove_dir_all(p.path().join("lake/silver/items"))
+                .expect("undo the model commit");
+            p.ok(&["run"]);
+            assert_eq!(p.count("select count(*) from silver.items_quarantine"), 1);
+            assert_eq!(p.count("select count(*) from silver.items"), 2);
         }
         if action == "drop" {
             assert!(out.contains("dropped 1"), "{out}");

@@ -4,5 +4,6 @@ mod cases;
 mod checks;
 mod example;
 mod materializations;
+mod resume;
 mod support;
 mod unit_tests;

@@ -43,11 +43,7 @@ impl TaskExecutor for Fake {
 }
 
 fn spec(name: &str, up: &[&str]) -> TaskSpec {
-    TaskSpec {
-        name: name.into(),
-        kind: "table".into(),
-        upstream: up.iter().map(|s| s.to_string()).collect(),
-    }
+    TaskSpec::new(name, "table", up.iter().map(|s| s.to_string()).collect())
 }
 
 async fn store() -> (tempfile::TempDir, StateStore) {
@@ -165,6 +161,7 @@ async fn a_dead_run_is_marked_interrupted_by_the_next() {
             selection: String::new(),
             full_refresh: false,
             trigger: "cli".into(),
+            resumed_from: None,
         })
         .await
         .expect("create");
@@ -209,4 +206,169 @@ async fn a_panicking_task_fails_alone() {
     );
     assert_eq!(by["b"].status, "success");
     assert_eq!(by["c"].status, "upstream_failed");
+}
+
+/// Fails a task a set number of times, with a given kind, then succeeds.
+struct Flaky {
+    failures: AtomicUsize,
+    kind: ErrorKind,
+    calls: AtomicUsize,
+    hang: bool,
+}
+
+#[async_trait::async_trait]
+impl TaskExecutor for Flaky {
+    async fn execute(&self, _task: &TaskSpec, _run: &RunInfo) -> Result<TaskOutput, TaskError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.hang {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        }
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(TaskError {
+                kind: self.kind,
+                message: "store unavailable".into(),
+            });
+        }
+        Ok(TaskOutput::default())
+    }
+}
+
+fn flaky(failures: usize, kind: ErrorKind) -> Arc<Flaky> {
+    Arc::new(Flaky {
+        failures: AtomicUsize::new(failures),
+        kind,
+        calls: AtomicUsize::new(0),
+        hang: false,
+    })
+}
+
+#[tokio::test]
+async fn outside_failures_are_retried_with_exponential_backoff() {
+    let (_d, state) = store().await;
+    let f = flaky(2, ErrorKind::External);
+    let mut t = spec("a", &[]);
+    t.retries = 3;
+    t.retry_delay = std::time::Duration::from_millis(20);
+    let before = std::time::Instant::now();
+    let s = Runner::new(state.clone(), 1)
+        .run(f.clone(), vec![t], RunOptions::default())
+        .await
+        .expect("run");
+    assert!(s.ok());
+    assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(s.tasks[0].attempts, 3);
+    // 20 ms, then 40 ms of backoff
+    assert!(
+        before.elapsed() >= std::time::Duration::from_millis(60),
+        "{:?}",
+        before.elapsed()
+    );
+    assert_eq!(state.tasks(&s.run_id).await.expect("tasks")[0].attempts, 3);
+}
+
+#[tokio::test]
+async fn retries_run_out_and_user_errors_are_not_retried() {
+    let (_d, state) = store().await;
+    let f = flaky(5, ErrorKind::External);
+    let mut t = spec("a", &[]);
+    t.retries = 2;
+    t.retry_delay = std::time::Duration::from_millis(1);
+    let s = Runner::new(state.clone(), 1)
+        .run(f.clone(), vec![t.clone()], RunOptions::default())
+        .await
+        .expect("run");
+    assert!(!s.ok());
+    assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+    assert!(
+        s.tasks[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("after 3 attempts")
+    );
+
+    let f = flaky(5, ErrorKind::User);
+    let s = Runner::new(state, 1)
+        .run(f.clone(), vec![t], RunOptions::default())
+        .await
+        .expect("run");
+    assert!(!s.ok());
+    assert_eq!(
+        f.calls.load(Ordering::SeqCst),
+        1,
+        "a user error is not retried"
+    );
+}
+
+#[tokio::test]
+async fn a_task_over_its_timeout_fails_and_its_downstream_is_skipped() {
+    let (_d, state) = store().await;
+    let f = Arc::new(Flaky {
+        failures: AtomicUsize::new(0),
+        kind: ErrorKind::External,
+        calls: AtomicUsize::new(0),
+        hang: true,
+    });
+    let mut t = spec("a", &[]);
+    t.timeout = Some(std::time::Duration::from_millis(100));
+    let s = Runner::new(state, 1)
+        .run(f, vec![t, spec("b", &["a"])], RunOptions::default())
+        .await
+        .expect("run");
+    assert_eq!(s.tasks[0].status, "failed");
+    assert!(
+        s.tasks[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("timed out after")
+    );
+    assert_eq!(s.tasks[1].status, "upstream_failed");
+}
+
+#[tokio::test]
+async fn a_live_run_holds_the_lock() {
+    let (_d, state) = store().await;
+    // This very process holds the lock under another run id.
+    let holder = strata_state::LockHolder {
+        run_id: "other".into(),
+        host: host_name(),
+        pid: i64::from(std::process::id()),
+        acquired_at: "2026-01-01T00:00:00Z".into(),
+    };
+    assert_eq!(
+        state
+            .acquire_run_lock(&holder, |_| true)
+            .await
+            .expect("lock"),
+        Ok(None)
+    );
+    let e = Runner::new(state.clone(), 1)
+        .run(
+            Arc::new(Fake::default()),
+            vec![spec("a", &[])],
+            RunOptions::default(),
+        )
+        .await;
+    assert!(matches!(e, Err(strata_state::Error::Busy(_))), "{e:?}");
+    // A holder whose process is gone is replaced.
+    state.release_run_lock("other").await.expect("release");
+    let dead = strata_state::LockHolder {
+        pid: 999_999_999,
+        ..holder
+    };
+    assert_eq!(
+        state.acquire_run_lock(&dead, |_| true).await.expect("lock"),
+        Ok(None)
+    );
+    let s = Runner::new(state, 1)
+        .run(
+            Arc::new(Fake::default()),
+            vec![spec("a", &[])],
+            RunOptions::default(),
+        )
+        .await
+        .expect("run");
+    assert!(s.ok());
 }
