@@ -490,16 +490,27 @@ fn resolve_source(
             OnBadRows::Quarantine
         }
     };
+    // Column names are normalized (lowercase, `_`) so SQL can name them unquoted;
+    // the file's own spelling is still what is read.
     let columns = raw.columns.as_ref().map(|cols| {
-        cols.iter()
-            .filter_map(|(c, t)| match t.get_ref().parse::<ColumnType>() {
-                Ok(ty) => Some((c.clone(), ty)),
-                Err(msg) => {
-                    errors.push(at(t.span(), msg));
-                    None
-                }
-            })
-            .collect::<Vec<_>>()
+        let mut out: Vec<(String, ColumnType)> = vec![];
+        for (c, t) in cols {
+            let name = normalize_name(c);
+            if out.iter().any(|(n, _)| *n == name) {
+                errors.push(at(
+                    t.span(),
+                    format!(
+                        "column `{c}` is the same as another column once normalized to `{name}`"
+                    ),
+                ));
+                continue;
+            }
+            match t.get_ref().parse::<ColumnType>() {
+                Ok(ty) => out.push((name, ty)),
+                Err(msg) => errors.push(at(t.span(), msg)),
+            }
+        }
+        out
     });
     let one_char =
         |v: &Option<toml::Spanned<String>>, default: u8, what: &str, errors: &mut Errors| -> u8 {
@@ -656,6 +667,26 @@ fn absolutize(root: &Path, p: &str) -> String {
     } else {
         root.join(p).display().to_string()
     }
+}
+
+/// A column name usable unquoted in SQL: lowercase, other characters → `_`
+/// (`customerId` → `customerid`, `Order Date` → `order_date`).
+pub fn normalize_name(name: &str) -> String {
+    let mut s: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert(0, '_');
+    }
+    s
 }
 
 /// True for names usable as unquoted SQL identifiers: `[a-z_][a-z0-9_]*`.

@@ -66,7 +66,7 @@ pub fn infer_csv(
         .collect())
 }
 
-/// Infers NDJSON columns (keys in first-seen order) from a sample of lines.
+/// Infers NDJSON columns from a sample of lines (keys in the order serde_json keeps them: sorted).
 pub fn infer_ndjson(path: &Path) -> Result<Vec<(String, ColumnType)>, String> {
     let f = File::open(path).map_err(|e| e.to_string())?;
     let mut keys: Vec<String> = vec![];
@@ -85,10 +85,14 @@ pub fn infer_ndjson(path: &Path) -> Result<Vec<(String, ColumnType)>, String> {
     if keys.is_empty() {
         return Err("no JSON objects found to infer a schema from".into());
     }
-    Ok(keys
-        .iter()
-        .map(|k| (k.clone(), infer_json(rows.iter().filter_map(|r| r.get(k)))))
-        .collect())
+    let mut out: Vec<(String, ColumnType)> = vec![];
+    for k in &keys {
+        let name = normalize_name(k);
+        if !out.iter().any(|(n, _)| *n == name) {
+            out.push((name, infer_json(rows.iter().filter_map(|r| r.get(k)))));
+        }
+    }
+    Ok(out)
 }
 
 fn csv_reader(path: &Path, opts: &CsvOptions) -> Result<csv::Reader<File>, String> {
@@ -187,6 +191,9 @@ pub fn decode_csv(
 pub fn decode_ndjson(path: &Path, columns: &[(String, ColumnType)]) -> Result<FileData, String> {
     let f = File::open(path).map_err(|e| e.to_string())?;
     let mut sink = RowSink::new(columns);
+    // The key each column is read from: its name, or a key that normalizes to it
+    // (`customerId` for `customerid`), learnt from the first object that has it.
+    let mut key_for: Vec<Option<String>> = vec![None; columns.len()];
     for (i, line) in BufReader::new(f).lines().enumerate() {
         let n = i as i64 + 1;
         let line = match line {
@@ -217,9 +224,25 @@ pub fn decode_ndjson(path: &Path, columns: &[(String, ColumnType)]) -> Result<Fi
         sink.push_row(
             n,
             || line.clone(),
-            |c, t| match obj.get(&columns[c].0) {
-                None => Ok(Cell::Null),
-                Some(v) => parse_json(v, t).map_err(|e| format!("column {}: {e}", columns[c].0)),
+            |c, t| {
+                let name = &columns[c].0;
+                let value = match &key_for[c] {
+                    Some(k) => obj.get(k),
+                    None => {
+                        let found = if obj.contains_key(name) {
+                            Some(name.clone())
+                        } else {
+                            obj.keys().find(|k| normalize_name(k) == *name).cloned()
+                        };
+                        let v = found.as_ref().and_then(|k| obj.get(k));
+                        key_for[c] = found;
+                        v
+                    }
+                };
+                match value {
+                    None => Ok(Cell::Null),
+                    Some(v) => parse_json(v, t).map_err(|e| format!("column {name}: {e}")),
+                }
             },
         )?;
     }
@@ -246,7 +269,16 @@ fn json_kind(v: &Value) -> &'static str {
 pub fn parquet_schema(path: &Path) -> Result<SchemaRef, String> {
     let f = File::open(path).map_err(|e| e.to_string())?;
     let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| e.to_string())?;
-    Ok(b.schema().clone())
+    // Normalized names, as for every source (decode_parquet maps them back).
+    let fields: Vec<datafusion::arrow::datatypes::Field> = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_name(normalize_name(f.name())))
+        .collect();
+    Ok(std::sync::Arc::new(
+        datafusion::arrow::datatypes::Schema::new(fields),
+    ))
 }
 
 /// Reads a Parquet file, projecting and casting to `target` by column name.
@@ -265,7 +297,14 @@ pub fn decode_parquet(path: &Path, target: &SchemaRef) -> Result<FileData, Strin
         let batch = batch.map_err(|e| e.to_string())?;
         let mut cols = Vec::with_capacity(target.fields().len());
         for field in target.fields() {
-            let col = match batch.schema().index_of(field.name()) {
+            let at = batch.schema().index_of(field.name()).ok().or_else(|| {
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .position(|f| normalize_name(f.name()) == *field.name())
+            });
+            let col = match at.ok_or(()) {
                 Ok(i) => {
                     cast_with_options(batch.column(i), field.data_type(), &strict).map_err(|e| {
                         format!(
@@ -353,6 +392,36 @@ mod tests {
         let lines: Vec<i64> = d.bad.iter().map(|b| b.line).collect();
         assert_eq!(lines, vec![2, 3, 5]);
         assert_eq!(d.bad[1].raw, "{\"id\":3,");
+    }
+
+    #[test]
+    fn ndjson_keys_are_read_under_their_normalized_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("o.ndjson");
+        std::fs::write(&p, "{\"orderId\":1,\"Unit Price\":2.5}\n{\"orderId\":2}\n").expect("write");
+        let mut cols = infer_ndjson(&p).expect("infer");
+        cols.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            cols,
+            vec![
+                ("orderid".to_string(), ColumnType::Int64),
+                ("unit_price".to_string(), ColumnType::Float64)
+            ]
+        );
+        let d = decode_ndjson(&p, &cols).expect("decode");
+        assert_eq!(d.rows_read, 2);
+        assert!(d.bad.is_empty());
+        let b = &d.batches[0];
+        let ids = b.column_by_name("orderid").expect("orderid");
+        assert_eq!(
+            ids.as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                .expect("ints")
+                .value(1),
+            2
+        );
+        let prices = b.column_by_name("unit_price").expect("unit_price");
+        assert!(datafusion::arrow::array::Array::is_null(prices.as_ref(), 1));
     }
 
     #[test]

@@ -65,24 +65,7 @@ pub fn infer_json<'a>(values: impl Iterator<Item = &'a Value> + Clone) -> Column
     ColumnType::Utf8
 }
 
-/// A column name usable unquoted in SQL: lowercase, other characters → `_`.
-pub fn normalize_name(name: &str) -> String {
-    let mut s: String = name
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
-        s.insert(0, '_');
-    }
-    s
-}
+pub use strata_project::normalize_name;
 
 #[cfg(test)]
 mod tests {
