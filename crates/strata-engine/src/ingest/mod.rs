@@ -110,6 +110,35 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
         seen.extend(p.files.iter().cloned());
     }
 
+    // A retry of this very batch (same run) after its bronze commit landed:
+    // record what the commit says instead of appending the snapshot again.
+    let batch_id = format!("{}:{}", run.run_id, source.name);
+    if exists
+        && let Some(p) = latest_provenance(&bronze).await?
+        && p.batch_id == batch_id
+    {
+        let version = version_of(&bronze);
+        let accounts = p.accounts.unwrap_or_default();
+        let manifest: Vec<IngestedFile> = accounts
+            .iter()
+            .cloned()
+            .map(|a| to_manifest(&source.name, &batch_id, &run.run_id, version, a))
+            .collect();
+        engine
+            .state
+            .record_files(&manifest)
+            .await
+            .context(|| "recording the manifest".into())?;
+        return Ok(TaskOutput {
+            rows_read: accounts.iter().map(|a| a.rows_read).sum(),
+            rows_written: accounts.iter().map(|a| a.rows_loaded).sum(),
+            rows_quarantined: accounts.iter().map(|a| a.rows_quarantined).sum(),
+            delta_version: version,
+            message: Some("already committed by this run".into()),
+            ..Default::default()
+        });
+    }
+
     let todo: Vec<(PathBuf, String)> = all
         .into_iter()
         .filter(|(_, rel)| source.mode == SourceMode::Snapshot || !seen.contains(rel))
@@ -180,7 +209,6 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
             .collect()
             .await;
 
-    let batch_id = format!("{}:{}", run.run_id, source.name);
     let ingested_at = run.started_at.timestamp_micros();
     let mut data_batches = vec![];
     let mut quarantine_batches = vec![];
