@@ -21,7 +21,7 @@ impl TaskExecutor for Fake {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_seen.fetch_max(now, Ordering::SeqCst);
         // Simulated work, long enough that independent tasks overlap.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         self.running.fetch_sub(1, Ordering::SeqCst);
         if let Ok(mut l) = self.log.lock() {
             l.push(task.name.clone());
