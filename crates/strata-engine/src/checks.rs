@@ -360,7 +360,7 @@ pub async fn table_checks(
                 column,
                 max_age_seconds,
             } => {
-                let newest = scalar_opt(
+                let newest = crate::engine::scalar_opt(
                     &ctx,
                     &format!(
                         "select cast(to_unixtime(max({column})) as bigint) from {}",
@@ -399,31 +399,6 @@ pub async fn table_checks(
         results.push(result_for(model, check, run, failing, sample));
     }
     Ok(results)
-}
-
-async fn scalar_opt(ctx: &SessionContext, sql: &str) -> Result<Option<i64>> {
-    let batches = ctx
-        .sql(sql)
-        .await
-        .context(|| format!("planning `{sql}`"))?
-        .collect()
-        .await
-        .context(|| format!("running `{sql}`"))?;
-    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
-        return Ok(None);
-    };
-    let col = datafusion::arrow::compute::cast(b.column(0), &DataType::Int64)
-        .context(|| "reading a check value".into())?;
-    let arr = col
-        .as_any()
-        .downcast_ref::<datafusion::arrow::array::Int64Array>();
-    Ok(arr.and_then(|a| {
-        if datafusion::arrow::array::Array::is_null(a, 0) {
-            None
-        } else {
-            Some(a.value(0))
-        }
-    }))
 }
 
 /// Records results and refuses the publish when an error check failed.

@@ -208,8 +208,14 @@ impl Engine {
     }
 }
 
-/// The first column of the first row of a query, as an integer (0 when empty).
+/// The first column of the first row of a query, as an integer (0 when empty or null).
 pub(crate) async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<i64> {
+    Ok(scalar_opt(ctx, sql).await?.unwrap_or(0))
+}
+
+/// The first column of the first row of a query, cast to an integer (`None` when empty or null).
+pub(crate) async fn scalar_opt(ctx: &SessionContext, sql: &str) -> Result<Option<i64>> {
+    use datafusion::arrow::array::Array;
     let batches = ctx
         .sql(sql)
         .await
@@ -217,16 +223,18 @@ pub(crate) async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<i64> {
         .collect()
         .await
         .context(|| format!("running `{sql}`"))?;
-    Ok(batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::Int64Array>()
-                .map(|a| a.value(0))
-        })
-        .unwrap_or(0))
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    let col = datafusion::arrow::compute::cast(
+        b.column(0),
+        &datafusion::arrow::datatypes::DataType::Int64,
+    )
+    .context(|| "reading a query's value".into())?;
+    let ints = col
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>();
+    Ok(ints.and_then(|a| if a.is_null(0) { None } else { Some(a.value(0)) }))
 }
 
 /// The one place DataFusion sessions are made: `bronze`, `silver` and `gold`

@@ -592,6 +592,17 @@ async fn build_incremental(
 }
 
 fn check_schema(target: &DeltaTable, df: &DataFrame, model: &Model) -> Result<()> {
+    let want: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    check_columns(target, want, model, "")
+}
+
+/// Fails unless the table's columns are `want`, in order.
+fn check_columns(target: &DeltaTable, want: Vec<String>, model: &Model, note: &str) -> Result<()> {
     let snapshot = target
         .snapshot()
         .context(|| format!("reading {}", model.name))?;
@@ -602,15 +613,9 @@ fn check_schema(target: &DeltaTable, df: &DataFrame, model: &Model) -> Result<()
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let want: Vec<String> = df
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
     if have != want {
         return Err(Error::User(format!(
-            "{}: the query's columns ({}) differ from the table's ({}); run with --full-refresh to rebuild {}",
+            "{}: the query's columns ({}) differ from the table's ({}); run with --full-refresh to rebuild {}{note}",
             model.path.display(),
             want.join(", "),
             have.join(", "),
@@ -854,26 +859,7 @@ async fn build_scd2(
 }
 
 fn check_schema_scd2(target: &DeltaTable, cols: &[String], model: &Model) -> Result<()> {
-    let snapshot = target
-        .snapshot()
-        .context(|| format!("reading {}", model.name))?;
-    let have: Vec<String> = snapshot
-        .snapshot()
-        .arrow_schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
     let mut want: Vec<String> = cols.to_vec();
     want.extend(["valid_from", "valid_to", "is_current"].map(String::from));
-    if have != want {
-        return Err(Error::User(format!(
-            "{}: the query's columns ({}) differ from the table's ({}); run with --full-refresh to rebuild {} (this drops its history)",
-            model.path.display(),
-            cols.join(", "),
-            have.join(", "),
-            model.name
-        )));
-    }
-    Ok(())
+    check_columns(target, want, model, " (this drops its history)")
 }
