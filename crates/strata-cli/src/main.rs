@@ -70,9 +70,15 @@ enum Command {
         /// Rebuild incremental and scd2 models from scratch.
         #[arg(long)]
         full_refresh: bool,
+        /// Start of the run's data interval (`:start` in SQL): a date or RFC 3339 time, UTC.
+        #[arg(long, requires = "end")]
+        start: Option<String>,
+        /// End of the run's data interval (`:end`, exclusive).
+        #[arg(long, requires = "start")]
+        end: Option<String>,
         /// Finish an interrupted or failed run: only its unfinished tasks run
         /// (default: the latest such run).
-        #[arg(long, value_name = "RUN_ID", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["select", "full_refresh"])]
+        #[arg(long, value_name = "RUN_ID", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["select", "full_refresh", "start", "end"])]
         resume: Option<String>,
     },
     /// Run the unit tests under tests/ (in memory; the lake is not touched).
@@ -237,12 +243,28 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Run {
             select,
             full_refresh,
+            start,
+            end,
             resume,
         } => {
+            let interval = match (start, end) {
+                (Some(s), Some(e)) => {
+                    let (s, e) = (
+                        parse_time(&s).map_err(input)?,
+                        parse_time(&e).map_err(input)?,
+                    );
+                    if s >= e {
+                        return Err(input("--start must be before --end"));
+                    }
+                    Some((s, e))
+                }
+                _ => None,
+            };
             run(
                 &cli.project,
                 select.unwrap_or_default(),
                 full_refresh,
+                interval,
                 resume,
             )
             .await
@@ -381,16 +403,29 @@ async fn engine(dir: &std::path::Path) -> Result<Engine, Failure> {
     Ok(Engine::new(Arc::new(project), Arc::new(graph), state))
 }
 
+/// A date (`2024-01-31`, midnight UTC) or an RFC 3339 time.
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("`{s}` is not a date (YYYY-MM-DD) or an RFC 3339 time"))
+}
+
 async fn run(
     dir: &std::path::Path,
     select: String,
     full_refresh: bool,
+    interval: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
     resume: Option<String>,
 ) -> Result<(), Failure> {
     let (project, graph) = load(dir)?;
     let state = StateStore::open(&project.state).await.map_err(input)?;
-    let (select, full_refresh, resumed_from, done) = match resume {
-        None => (select, full_refresh, None, Default::default()),
+    let (select, full_refresh, interval, resumed_from, done) = match resume {
+        None => (select, full_refresh, interval, None, Default::default()),
         Some(id) => {
             let run = if id.is_empty() {
                 // The latest run, unless it succeeded.
@@ -427,7 +462,19 @@ async fn run(
                 run.run_id,
                 done.len()
             );
-            (run.selection, run.full_refresh, Some(run.run_id), done)
+            let interval = match &run.interval {
+                Some((a, b)) => {
+                    Some((parse_time(a).map_err(input)?, parse_time(b).map_err(input)?))
+                }
+                None => None,
+            };
+            (
+                run.selection,
+                run.full_refresh,
+                interval,
+                Some(run.run_id),
+                done,
+            )
         }
     };
     let selected = graph.select(&select).map_err(input)?;
@@ -448,6 +495,7 @@ async fn run(
                 full_refresh,
                 trigger: resumed_from.as_ref().map(|_| "resume".to_string()),
                 resumed_from,
+                interval,
             },
         )
         .await
@@ -480,6 +528,7 @@ async fn check(dir: &std::path::Path, select: String, format: Format) -> Result<
         run_id: format!("check-{}", now.format("%Y%m%dT%H%M%SZ")),
         started_at: now,
         full_refresh: false,
+        interval: None,
     };
     let mut all = vec![];
     for name in graph.order().iter().filter(|n| selected.contains(*n)) {

@@ -159,6 +159,9 @@ pub fn print_runs(runs: &[RunRecord], format: Format) {
                 json_line(serde_json::json!({
                     "run_id": r.run_id, "started_at": r.started_at, "ended_at": r.ended_at, "status": r.status,
                     "selection": r.selection, "full_refresh": r.full_refresh, "trigger": r.trigger,
+                    "interval_start": r.interval.as_ref().map(|i| i.0.clone()),
+                    "interval_end": r.interval.as_ref().map(|i| i.1.clone()),
+                    "resumed_from": r.resumed_from,
                 }));
             }
         }

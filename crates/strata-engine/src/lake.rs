@@ -36,6 +36,9 @@ pub struct Provenance {
     /// Row accounting of each file (sources only).
     #[serde(default)]
     pub accounts: Option<Vec<crate::ingest::FileAccount>>,
+    /// The data interval the model was built for, when its SQL reads `:start`/`:end`.
+    #[serde(default)]
+    pub interval: Option<(String, String)>,
 }
 
 impl Provenance {

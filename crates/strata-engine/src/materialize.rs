@@ -44,15 +44,39 @@ pub async fn build(engine: &Engine, model: &Model, run: &RunInfo) -> Result<Task
         .map(|n| n.tables.clone())
         .unwrap_or_default();
     match model.config.materialized {
-        Materialization::View => build_view(engine, model, &upstream).await,
+        Materialization::View => build_view(engine, model, &upstream, run).await,
         Materialization::Table => build_table(engine, model, &upstream, run).await,
         Materialization::Incremental => build_incremental(engine, model, &upstream, run).await,
         Materialization::Scd2 => build_scd2(engine, model, &upstream, run).await,
     }
 }
 
+/// The run's interval as stored, when the model reads `:start`/`:end`.
+fn interval_of(model: &Model, run: &RunInfo) -> Option<(String, String)> {
+    if !strata_graph::interval::uses_interval(&model.sql) {
+        return None;
+    }
+    run.interval
+        .map(|(a, b)| (strata_runtime::rfc3339(a), strata_runtime::rfc3339(b)))
+}
+
+/// Why a model was skipped.
+fn unchanged_note(model: &Model) -> String {
+    if strata_graph::interval::uses_interval(&model.sql) {
+        "unchanged: same SQL, same upstream versions, same interval".into()
+    } else {
+        "unchanged: same SQL, same upstream versions".into()
+    }
+}
+
+/// A timestamp literal (UTC) for `:start` / `:end`.
+pub(crate) fn ts_literal(t: chrono::DateTime<chrono::Utc>) -> String {
+    format!("CAST('{}' AS TIMESTAMP)", t.format("%Y-%m-%dT%H:%M:%S%.6f"))
+}
+
 fn provenance(model: &Model, run: &RunInfo, versions: BTreeMap<String, i64>) -> Provenance {
     Provenance {
+        interval: interval_of(model, run),
         run_id: run.run_id.clone(),
         task: model.name.clone(),
         fingerprint: fingerprint(model),
@@ -61,9 +85,20 @@ fn provenance(model: &Model, run: &RunInfo, versions: BTreeMap<String, i64>) -> 
     }
 }
 
-async fn plan(ctx: &SessionContext, model: &Model) -> Result<DataFrame> {
+async fn plan(ctx: &SessionContext, model: &Model, run: &RunInfo) -> Result<DataFrame> {
+    let sql = if strata_graph::interval::uses_interval(&model.sql) {
+        let Some((start, end)) = run.interval else {
+            return Err(Error::User(format!(
+                "{}: the model reads :start/:end; give the run its data interval with --start and --end",
+                model.path.display()
+            )));
+        };
+        strata_graph::interval::bind_interval(&model.sql, &ts_literal(start), &ts_literal(end))
+    } else {
+        model.sql.clone()
+    };
     let df = ctx
-        .sql(&model.sql)
+        .sql(&sql)
         .await
         .map_err(|e| Error::User(format!("{}: {}", model.path.display(), e.find_root())))?;
     let problems = crate::validate::contract_violations(model, df.schema().as_arrow());
@@ -77,10 +112,15 @@ async fn plan(ctx: &SessionContext, model: &Model) -> Result<DataFrame> {
     Ok(df)
 }
 
-async fn build_view(engine: &Engine, model: &Model, upstream: &[String]) -> Result<TaskOutput> {
+async fn build_view(
+    engine: &Engine,
+    model: &Model,
+    upstream: &[String],
+    run: &RunInfo,
+) -> Result<TaskOutput> {
     let ctx = engine.context();
     engine.register_current(&ctx, upstream).await?;
-    plan(&ctx, model).await?;
+    plan(&ctx, model, run).await?;
     Ok(TaskOutput {
         message: Some("view (computed when read)".into()),
         ..Default::default()
@@ -239,9 +279,17 @@ async fn write_quarantine(
 }
 
 /// Whether a previous build from the same SQL consumed exactly these versions.
-fn unchanged(prev: &Option<Provenance>, model: &Model, versions: &BTreeMap<String, i64>) -> bool {
-    prev.as_ref()
-        .is_some_and(|p| p.fingerprint == fingerprint(model) && &p.upstream_versions == versions)
+fn unchanged(
+    prev: &Option<Provenance>,
+    model: &Model,
+    versions: &BTreeMap<String, i64>,
+    run: &RunInfo,
+) -> bool {
+    prev.as_ref().is_some_and(|p| {
+        p.fingerprint == fingerprint(model)
+            && &p.upstream_versions == versions
+            && p.interval == interval_of(model, run)
+    })
 }
 
 async fn build_table(
@@ -255,16 +303,16 @@ async fn build_table(
     let versions = engine.register_current(&ctx, upstream).await?;
     if target.version().is_some() && !run.full_refresh {
         let prev = latest_provenance(&target).await?;
-        if unchanged(&prev, model, &versions) {
+        if unchanged(&prev, model, &versions, run) {
             return Ok(TaskOutput {
                 skipped: true,
                 delta_version: version_of(&target),
-                message: Some("unchanged: same SQL, same upstream versions".into()),
+                message: Some(unchanged_note(model)),
                 ..Default::default()
             });
         }
     }
-    let df = plan(&ctx, model).await?;
+    let df = plan(&ctx, model, run).await?;
     let published = version_of(&target);
     let a = audit(engine, &ctx, model, df, run, After::Replace, published).await?;
     write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await?;
@@ -467,7 +515,7 @@ async fn build_incremental(
             ..Default::default()
         });
     }
-    let df = plan(&ctx, model).await?;
+    let df = plan(&ctx, model, run).await?;
     let p = provenance(model, run, versions);
     let published = version_of(&target);
     if !exists {
@@ -689,16 +737,16 @@ async fn build_scd2(
     let versions = engine.register_current(&ctx, upstream).await?;
     if exists {
         let prev = latest_provenance(&target).await?;
-        if unchanged(&prev, model, &versions) {
+        if unchanged(&prev, model, &versions, run) {
             return Ok(TaskOutput {
                 skipped: true,
                 delta_version: version_of(&target),
-                message: Some("unchanged: same SQL, same upstream versions".into()),
+                message: Some(unchanged_note(model)),
                 ..Default::default()
             });
         }
     }
-    let src = plan(&ctx, model)
+    let src = plan(&ctx, model, run)
         .await?
         .cache()
         .await

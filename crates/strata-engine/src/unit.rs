@@ -105,8 +105,10 @@ async fn run_one(
             g.table
         )));
     }
+    let dummy = crate::materialize::ts_literal(chrono::DateTime::UNIX_EPOCH);
+    let sql = strata_graph::interval::bind_interval(&model.sql, &dummy, &dummy);
     let df = ctx
-        .sql(&model.sql)
+        .sql(&sql)
         .await
         .map_err(|e| Error::User(format!("{}: {}", model.path.display(), e.find_root())))?;
     let out_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());

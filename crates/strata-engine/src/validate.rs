@@ -70,7 +70,9 @@ pub async fn check_plans(project: &Project, graph: &Graph) -> PlanCheck {
                 let _ = ctx.register_table(t.as_str(), Arc::new(mem));
             }
         }
-        match ctx.sql(&model.sql).await {
+        let dummy = crate::materialize::ts_literal(chrono::DateTime::UNIX_EPOCH);
+        let sql = strata_graph::interval::bind_interval(&model.sql, &dummy, &dummy);
+        match ctx.sql(&sql).await {
             Ok(df) => {
                 out.planned += 1;
                 let mut schema: Schema = df.schema().as_arrow().clone();

@@ -14,6 +14,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod interval;
 pub mod refs;
 pub mod select;
 
@@ -106,7 +107,17 @@ impl Graph {
             let mut upstream = Vec::new();
             let mut tables: Vec<String> = Vec::new();
             let mut check_tables: Vec<String> = Vec::new();
-            match table_references(&m.sql) {
+            if m.config.materialized == strata_project::Materialization::View
+                && interval::uses_interval(&m.sql)
+            {
+                errors.push(
+                    LocatedError::file(&m.path, "a view cannot read :start or :end")
+                        .with_help("views are computed when read, outside any run; make it a table or incremental model"),
+                );
+            }
+            // `:start`/`:end` become same-width literals so positions stay right.
+            let sql = interval::bind_interval(&m.sql, "1     ", "1   ");
+            match table_references(&sql) {
                 Err(e) => {
                     let err = if e.line == 0 {
                         // No position (e.g. the query ends too early): point at its end.

@@ -63,6 +63,8 @@ pub struct RunInfo {
     pub started_at: DateTime<Utc>,
     /// Rebuild incremental and scd2 models from scratch.
     pub full_refresh: bool,
+    /// The data interval `[start, end)` that `:start` and `:end` stand for.
+    pub interval: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// What a task did.

@@ -20,6 +20,8 @@ pub struct RunOptions {
     pub trigger: Option<String>,
     /// The run this one resumes (its finished tasks are not in the plan).
     pub resumed_from: Option<String>,
+    /// The data interval `[start, end)` the run covers.
+    pub interval: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// What happened in a run.
@@ -143,6 +145,7 @@ impl Runner {
                 full_refresh: options.full_refresh,
                 trigger: options.trigger.clone().unwrap_or_else(|| "cli".into()),
                 resumed_from: options.resumed_from.clone(),
+                interval: options.interval.map(|(a, b)| (rfc3339(a), rfc3339(b))),
             })
             .await?;
         self.observer.on_event(&Event::RunStarted {
@@ -153,6 +156,7 @@ impl Runner {
             run_id: run_id.clone(),
             started_at: started,
             full_refresh: options.full_refresh,
+            interval: options.interval,
         };
 
         let names: BTreeSet<&str> = tasks.iter().map(|t| t.name.as_str()).collect();

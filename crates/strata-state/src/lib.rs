@@ -43,6 +43,8 @@ pub struct RunRecord {
     pub trigger: String,
     /// The interrupted or failed run this one resumed.
     pub resumed_from: Option<String>,
+    /// The data interval `[start, end)` the run covered, RFC 3339.
+    pub interval: Option<(String, String)>,
 }
 
 /// One task of a run.
@@ -245,7 +247,7 @@ impl StateStore {
 
     /// Records a new run.
     pub async fn create_run(&self, run: &RunRecord) -> Result<()> {
-        sqlx::query("INSERT INTO runs (run_id, started_at, ended_at, status, selection, full_refresh, trigger_kind, resumed_from) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        sqlx::query("INSERT INTO runs (run_id, started_at, ended_at, status, selection, full_refresh, trigger_kind, resumed_from, interval_start, interval_end) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
             .bind(&run.run_id)
             .bind(&run.started_at)
             .bind(run.ended_at.clone())
@@ -254,6 +256,8 @@ impl StateStore {
             .bind(i64::from(run.full_refresh))
             .bind(&run.trigger)
             .bind(run.resumed_from.clone())
+            .bind(run.interval.as_ref().map(|i| i.0.clone()))
+            .bind(run.interval.as_ref().map(|i| i.1.clone()))
             .execute(&self.pool)
             .await
             .ctx("create run")?;
@@ -300,7 +304,7 @@ impl StateStore {
 
     /// The latest runs, newest first.
     pub async fn runs(&self, limit: i64) -> Result<Vec<RunRecord>> {
-        let rows = sqlx::query("SELECT run_id, started_at, ended_at, status, selection, full_refresh, trigger_kind, resumed_from FROM runs ORDER BY started_at DESC, run_id DESC LIMIT $1")
+        let rows = sqlx::query("SELECT run_id, started_at, ended_at, status, selection, full_refresh, trigger_kind, resumed_from, interval_start, interval_end FROM runs ORDER BY started_at DESC, run_id DESC LIMIT $1")
             .bind(limit)
             .fetch_all(&self.pool)
             .await
@@ -313,7 +317,7 @@ impl StateStore {
 
     /// One run.
     pub async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
-        let row = sqlx::query("SELECT run_id, started_at, ended_at, status, selection, full_refresh, trigger_kind, resumed_from FROM runs WHERE run_id = $1")
+        let row = sqlx::query("SELECT run_id, started_at, ended_at, status, selection, full_refresh, trigger_kind, resumed_from, interval_start, interval_end FROM runs WHERE run_id = $1")
             .bind(run_id)
             .fetch_optional(&self.pool)
             .await
@@ -659,6 +663,13 @@ fn run_from_row(r: &AnyRow) -> std::result::Result<RunRecord, sqlx::Error> {
         full_refresh: r.try_get::<i64, _>(5)? != 0,
         trigger: r.try_get(6)?,
         resumed_from: r.try_get(7)?,
+        interval: match (
+            r.try_get::<Option<String>, _>(8)?,
+            r.try_get::<Option<String>, _>(9)?,
+        ) {
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        },
     })
 }
 

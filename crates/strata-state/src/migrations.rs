@@ -92,4 +92,12 @@ pub const MIGRATIONS: &[(i64, &str, &[&str])] = &[
         )",
         ],
     ),
+    (
+        4,
+        "run intervals",
+        &[
+            "ALTER TABLE runs ADD COLUMN interval_start TEXT",
+            "ALTER TABLE runs ADD COLUMN interval_end TEXT",
+        ],
+    ),
 ];

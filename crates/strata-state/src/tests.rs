@@ -12,8 +12,18 @@ async fn exercise(store: &StateStore) {
         full_refresh: false,
         trigger: "cli".into(),
         resumed_from: None,
+        interval: Some(("2024-01-01T00:00:00Z".into(), "2024-01-02T00:00:00Z".into())),
     };
     store.create_run(&run).await.expect("create run");
+    assert_eq!(
+        store
+            .run("r1")
+            .await
+            .expect("run")
+            .expect("exists")
+            .interval,
+        run.interval
+    );
 
     let me = LockHolder {
         run_id: "r9".into(),

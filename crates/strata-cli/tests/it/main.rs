@@ -3,6 +3,7 @@
 mod cases;
 mod checks;
 mod example;
+mod intervals;
 mod materializations;
 mod resume;
 mod support;

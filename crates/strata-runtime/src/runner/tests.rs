@@ -162,6 +162,7 @@ async fn a_dead_run_is_marked_interrupted_by_the_next() {
             full_refresh: false,
             trigger: "cli".into(),
             resumed_from: None,
+            interval: None,
         })
         .await
         .expect("create");
