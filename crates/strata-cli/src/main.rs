@@ -4,6 +4,7 @@
 
 mod output;
 mod progress;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -121,6 +122,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// One screen of health: the last run, and per table its last build, version and checks.
+    Status,
     /// Run history, or one run's tasks.
     Runs {
         /// Show this run's tasks.
@@ -307,6 +310,11 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             let engine = engine(&cli.project).await?;
             let (schema, batches) = engine.sql(&query).await.map_err(input)?;
             output::print_batches(&schema, &batches, format).map_err(input)
+        }
+        Command::Status => {
+            let (project, graph) = load(&cli.project)?;
+            let state = StateStore::open(&project.state).await.map_err(input)?;
+            status::print(&project, &graph, &state).await.map_err(input)
         }
         Command::Runs {
             run_id,

@@ -98,3 +98,18 @@ fn slice_groups_a_metric() {
         ]
     );
 }
+
+#[test]
+fn status_shows_the_last_run_and_every_table() {
+    let p = project("  { region = \"north\", total = 11.75, n = 2 },");
+    assert!(p.ok(&["status"]).contains("no run yet"));
+    p.write("data/s.csv", "id,region,amount\n1,north,10.50\n");
+    p.ok(&["run"]);
+    let out = p.ok(&["status"]);
+    assert!(out.contains("last run") && out.contains("success"), "{out}");
+    assert!(
+        out.contains("bronze.sales") && out.contains("gold.by_region"),
+        "{out}"
+    );
+    assert!(out.contains("(1 files)"), "{out}");
+}
