@@ -14,6 +14,25 @@ use strata_project::{ColumnType, CsvOptions};
 use super::infer::{SAMPLE_ROWS, infer_json, infer_text, normalize_name};
 use super::rows::{BadRow, Cell, RowSink, parse_json, parse_text};
 
+/// Opens a source file, decompressing `.gz` (gzip) and `.zst`/`.zstd` (zstd) by extension.
+pub fn open_text(path: &Path) -> Result<Box<dyn std::io::Read + Send>, String> {
+    let f = File::open(path).map_err(|e| e.to_string())?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    Ok(match ext.as_str() {
+        "gz" | "gzip" => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+            f,
+        ))),
+        "zst" | "zstd" => Box::new(
+            zstd::stream::read::Decoder::new(f).map_err(|e| format!("not a zstd file: {e}"))?,
+        ),
+        _ => Box::new(f),
+    })
+}
+
 /// What one file yielded.
 #[derive(Debug, Default)]
 pub struct FileData {
@@ -68,7 +87,7 @@ pub fn infer_csv(
 
 /// Infers NDJSON columns from a sample of lines (keys in the order serde_json keeps them: sorted).
 pub fn infer_ndjson(path: &Path) -> Result<Vec<(String, ColumnType)>, String> {
-    let f = File::open(path).map_err(|e| e.to_string())?;
+    let f = open_text(path)?;
     let mut keys: Vec<String> = vec![];
     let mut rows: Vec<serde_json::Map<String, Value>> = vec![];
     for line in BufReader::new(f).lines().take(SAMPLE_ROWS) {
@@ -95,8 +114,11 @@ pub fn infer_ndjson(path: &Path) -> Result<Vec<(String, ColumnType)>, String> {
     Ok(out)
 }
 
-fn csv_reader(path: &Path, opts: &CsvOptions) -> Result<csv::Reader<File>, String> {
-    let f = File::open(path).map_err(|e| e.to_string())?;
+fn csv_reader(
+    path: &Path,
+    opts: &CsvOptions,
+) -> Result<csv::Reader<Box<dyn std::io::Read + Send>>, String> {
+    let f = open_text(path)?;
     Ok(csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -189,7 +211,7 @@ pub fn decode_csv(
 
 /// Decodes an NDJSON file into `columns` (keys not declared are ignored).
 pub fn decode_ndjson(path: &Path, columns: &[(String, ColumnType)]) -> Result<FileData, String> {
-    let f = File::open(path).map_err(|e| e.to_string())?;
+    let f = open_text(path)?;
     let mut sink = RowSink::new(columns);
     // The key each column is read from: its name, or a key that normalizes to it
     // (`customerId` for `customerid`), learnt from the first object that has it.
@@ -422,6 +444,38 @@ mod tests {
         );
         let prices = b.column_by_name("unit_price").expect("unit_price");
         assert!(datafusion::arrow::array::Array::is_null(prices.as_ref(), 1));
+    }
+
+    #[test]
+    fn reads_gzip_and_zstd_files() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "id,name\n1,a\n2,b\n";
+        let gz = dir.path().join("c.csv.gz");
+        let mut e = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gz).expect("create"),
+            flate2::Compression::default(),
+        );
+        e.write_all(text.as_bytes()).expect("write");
+        e.finish().expect("finish");
+        let zst = dir.path().join("c.csv.zst");
+        std::fs::write(
+            &zst,
+            zstd::stream::encode_all(text.as_bytes(), 3).expect("zstd"),
+        )
+        .expect("write");
+        let cols = vec![
+            ("id".to_string(), ColumnType::Int64),
+            ("name".to_string(), ColumnType::Utf8),
+        ];
+        for p in [gz, zst] {
+            let d = decode_csv(&p, &cols, &opts(), &[String::new()]).expect("decode");
+            assert_eq!((d.rows_read, d.bad.len()), (2, 0), "{}", p.display());
+            assert_eq!(
+                infer_csv(&p, &opts(), &[String::new()]).expect("infer"),
+                cols
+            );
+        }
     }
 
     #[test]
