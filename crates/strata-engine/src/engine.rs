@@ -120,14 +120,7 @@ impl Engine {
         }
         match self.lake.open_existing(name).await? {
             Some(table) => {
-                let version = crate::lake::version_of(&table).unwrap_or(0);
-                let provider: Arc<dyn TableProvider> = table
-                    .table_provider()
-                    .await
-                    .context(|| format!("reading {name}"))?;
-                ctx.register_table(name, provider)
-                    .context(|| format!("registering {name}"))?;
-                versions.insert(name.to_string(), version);
+                versions.insert(name.to_string(), register_delta(ctx, name, &table).await?);
             }
             None if self
                 .project
@@ -171,22 +164,33 @@ impl Engine {
     /// Views are added when everything they read exists.
     pub async fn query_context(&self) -> Result<SessionContext> {
         let ctx = self.context();
-        let mut tables: Vec<String> = vec![];
-        for n in self.graph.order() {
-            if !self.is_view(n) && self.lake.open_existing(n).await?.is_some() {
-                tables.push(n.clone());
+        // Every table that exists, each opened once.
+        let model_quarantines = self
+            .project
+            .models
+            .keys()
+            .map(|m| format!("{m}_quarantine"));
+        let names: Vec<String> = self
+            .graph
+            .order()
+            .iter()
+            .filter(|n| !self.is_view(n))
+            .cloned()
+            .chain(model_quarantines)
+            .collect();
+        for n in &names {
+            if let Some(table) = self.lake.open_existing(n).await? {
+                register_delta(&ctx, n, &table).await?;
             }
         }
-        for s in self.project.sources.values() {
-            tables.push(s.quarantine_table()); // registered empty when it does not exist
-        }
-        for m in self.project.models.keys() {
-            let q = format!("{m}_quarantine");
-            if self.lake.open_existing(&q).await?.is_some() {
-                tables.push(q);
-            }
-        }
-        self.register_current(&ctx, &tables).await?;
+        // Source quarantine tables are registered empty when nothing was quarantined yet.
+        let source_quarantines: Vec<String> = self
+            .project
+            .sources
+            .values()
+            .map(|s| s.quarantine_table())
+            .collect();
+        self.register_current(&ctx, &source_quarantines).await?;
         for n in self.graph.order().iter().filter(|n| self.is_view(n)) {
             if let Err(e) = self.register_table(&ctx, n, &mut BTreeMap::new()).await {
                 tracing::debug!(view = %n, error = %e, "view not queryable yet");
@@ -206,6 +210,21 @@ impl Engine {
         let batches = df.collect().await.context(|| "running the query".into())?;
         Ok((schema, batches))
     }
+}
+
+/// Registers a Delta table's current snapshot under `name`; returns its version.
+async fn register_delta(
+    ctx: &SessionContext,
+    name: &str,
+    table: &deltalake::DeltaTable,
+) -> Result<i64> {
+    let provider: Arc<dyn TableProvider> = table
+        .table_provider()
+        .await
+        .context(|| format!("reading {name}"))?;
+    ctx.register_table(name, provider)
+        .context(|| format!("registering {name}"))?;
+    Ok(crate::lake::version_of(table).unwrap_or(0))
 }
 
 /// The first column of the first row of a query, as an integer (0 when empty or null).

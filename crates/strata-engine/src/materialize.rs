@@ -69,6 +69,13 @@ fn unchanged_note(model: &Model) -> String {
     }
 }
 
+/// A model's SQL with any `:start`/`:end` bound to a fixed time: for planning
+/// and unit tests, where no run interval exists.
+pub(crate) fn sql_for_planning(model: &Model) -> String {
+    let t = ts_literal(chrono::DateTime::UNIX_EPOCH);
+    strata_graph::interval::bind_interval(&model.sql, &t, &t)
+}
+
 /// A timestamp literal (UTC) for `:start` / `:end`.
 pub(crate) fn ts_literal(t: chrono::DateTime<chrono::Utc>) -> String {
     format!("CAST('{}' AS TIMESTAMP)", t.format("%Y-%m-%dT%H:%M:%S%.6f"))

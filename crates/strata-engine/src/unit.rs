@@ -105,8 +105,7 @@ async fn run_one(
             g.table
         )));
     }
-    let dummy = crate::materialize::ts_literal(chrono::DateTime::UNIX_EPOCH);
-    let sql = strata_graph::interval::bind_interval(&model.sql, &dummy, &dummy);
+    let sql = crate::materialize::sql_for_planning(model);
     let df = ctx
         .sql(&sql)
         .await

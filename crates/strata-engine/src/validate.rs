@@ -12,7 +12,7 @@ use strata_graph::{Graph, NodeKind};
 use strata_project::{Errors, LocatedError, Materialization, Project};
 
 use crate::engine::session_context;
-use crate::ingest::{METADATA_COLUMNS, quarantine_schema, rows::schema_of};
+use crate::ingest::{quarantine_schema, rows::schema_of, with_metadata_schema};
 use crate::lake::Lake;
 
 /// What planning found.
@@ -37,7 +37,7 @@ pub async fn check_plans(project: &Project, graph: &Graph) -> PlanCheck {
     let mut known: BTreeMap<String, SchemaRef> = BTreeMap::new();
     for s in project.sources.values() {
         let schema = match &s.columns {
-            Some(cols) => Some(with_metadata(&schema_of(cols))),
+            Some(cols) => Some(with_metadata_schema(&schema_of(cols))),
             None => match existing_schema(&lake, &s.table()).await {
                 Some(schema) => Some(schema),
                 None => inferred_schema(s),
@@ -70,9 +70,7 @@ pub async fn check_plans(project: &Project, graph: &Graph) -> PlanCheck {
                 let _ = ctx.register_table(t.as_str(), Arc::new(mem));
             }
         }
-        let dummy = crate::materialize::ts_literal(chrono::DateTime::UNIX_EPOCH);
-        let sql = strata_graph::interval::bind_interval(&model.sql, &dummy, &dummy);
-        match ctx.sql(&sql).await {
+        match ctx.sql(&crate::materialize::sql_for_planning(model)).await {
             Ok(df) => {
                 out.planned += 1;
                 let mut schema: Schema = df.schema().as_arrow().clone();
@@ -144,15 +142,6 @@ fn locate(
     }
 }
 
-fn with_metadata(schema: &SchemaRef) -> SchemaRef {
-    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new(METADATA_COLUMNS[0], ts, true));
-    fields.push(Field::new(METADATA_COLUMNS[1], DataType::Utf8, true));
-    fields.push(Field::new(METADATA_COLUMNS[2], DataType::Utf8, true));
-    Arc::new(Schema::new(fields))
-}
-
 async fn existing_schema(lake: &Lake, table: &str) -> Option<SchemaRef> {
     let t = lake.open_existing(table).await.ok()??;
     let snapshot = t.snapshot().ok()?;
@@ -174,7 +163,7 @@ fn inferred_schema(source: &strata_project::Source) -> Option<SchemaRef> {
             schema_of(&crate::ingest::files::infer_ndjson(&first).ok()?)
         }
     };
-    Some(with_metadata(&data))
+    Some(with_metadata_schema(&data))
 }
 
 /// How the query's output breaks the model's column contract, if it has one.

@@ -234,17 +234,7 @@ impl Project {
 
         let mut models = BTreeMap::new();
         for layer in Layer::ALL {
-            let dir = root.join("models").join(layer.as_str());
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            let mut files: Vec<PathBuf> =
-                entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-            files.sort();
-            for path in files {
-                if path.extension().and_then(|e| e.to_str()) != Some("sql") {
-                    continue;
-                }
+            for path in files_with_extension(&root.join("models").join(layer.as_str()), "sql") {
                 let rel = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
                 let Some(short) = path.file_stem().and_then(|s| s.to_str()) else {
                     continue;
@@ -287,14 +277,8 @@ impl Project {
             }
         }
         let mut sql_checks = vec![];
-        if let Ok(entries) = std::fs::read_dir(root.join("checks")) {
-            let mut files: Vec<PathBuf> =
-                entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-            files.sort();
-            for path in files
-                .into_iter()
-                .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("sql"))
-            {
+        {
+            for path in files_with_extension(&root.join("checks"), "sql") {
                 let rel = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
                 let name = path
                     .file_stem()
@@ -378,14 +362,8 @@ impl Project {
             );
         }
         let mut unit_tests = vec![];
-        if let Ok(entries) = std::fs::read_dir(root.join("tests")) {
-            let mut files: Vec<PathBuf> =
-                entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-            files.sort();
-            for path in files
-                .into_iter()
-                .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("toml"))
-            {
+        {
+            for path in files_with_extension(&root.join("tests"), "toml") {
                 let rel = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
                 let tname = path
                     .file_stem()
@@ -590,6 +568,20 @@ fn resolve_source(
         description: raw.description.clone(),
         checks,
     })
+}
+
+/// The files of `dir` ending in `.ext`, sorted (none when `dir` is missing).
+fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some(ext))
+        .collect();
+    files.sort();
+    files
 }
 
 /// The keys allowed in the `[table]` that holds byte `offset` of `strata.toml`.

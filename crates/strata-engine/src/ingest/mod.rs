@@ -471,11 +471,20 @@ fn data_schema(bronze: &deltalake::DeltaTable) -> Result<SchemaRef> {
     )))
 }
 
-fn with_metadata_schema(schema: &SchemaRef) -> SchemaRef {
+/// A source's data columns plus the metadata columns Strata adds in bronze.
+pub fn with_metadata_schema(schema: &SchemaRef) -> SchemaRef {
     let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new("_ingested_at", ts_type(), true)));
-    fields.push(Arc::new(Field::new("_source", DataType::Utf8, true)));
-    fields.push(Arc::new(Field::new("_batch_id", DataType::Utf8, true)));
+    fields.push(Arc::new(Field::new(METADATA_COLUMNS[0], ts_type(), true)));
+    fields.push(Arc::new(Field::new(
+        METADATA_COLUMNS[1],
+        DataType::Utf8,
+        true,
+    )));
+    fields.push(Arc::new(Field::new(
+        METADATA_COLUMNS[2],
+        DataType::Utf8,
+        true,
+    )));
     Arc::new(Schema::new(fields))
 }
 
