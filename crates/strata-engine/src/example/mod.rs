@@ -79,7 +79,7 @@ pub enum ExampleError {
 }
 
 /// What one call of the generator wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExampleSummary {
     /// Files written (project files and data files).
     pub files_written: usize,
@@ -325,13 +325,7 @@ pub fn init_shop(dir: &Path, scale: u32) -> Result<ExampleSummary, ExampleError>
         pending_late_days: vec![LATE_DAY],
     };
     let plan = Plan::of(&state);
-    let mut summary = ExampleSummary {
-        files_written: 0,
-        orders: 0,
-        customers: 0,
-        products: 0,
-        days: Vec::new(),
-    };
+    let mut summary = ExampleSummary::default();
 
     for (rel, text) in project::PROJECT_FILES {
         write_text(&dir.join(rel), text)?;
@@ -381,13 +375,7 @@ pub fn next_day(dir: &Path) -> Result<ExampleSummary, ExampleError> {
     let mut state = read_state(dir)?;
     let plan = Plan::of(&state);
     let day = state.days_generated + 1;
-    let mut summary = ExampleSummary {
-        files_written: 0,
-        orders: 0,
-        customers: 0,
-        products: 0,
-        days: Vec::new(),
-    };
+    let mut summary = ExampleSummary::default();
 
     // Replay the customer history from the initial snapshot, remembering who
     // existed on each day an update in today's file may reach back to.
