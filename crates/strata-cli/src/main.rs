@@ -4,6 +4,7 @@
 
 mod output;
 mod progress;
+mod schedule;
 mod status;
 
 use std::path::PathBuf;
@@ -11,10 +12,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use strata_engine::{Engine, EngineExecutor};
+use strata_engine::Engine;
 use strata_graph::Graph;
 use strata_project::{Errors, Project};
-use strata_runtime::{RunOptions, Runner};
+use strata_runtime::RunOptions;
 use strata_state::StateStore;
 
 /// Strata: ingest, transform, check and serve a bronze → silver → gold lakehouse.
@@ -81,6 +82,33 @@ enum Command {
         /// (default: the latest such run).
         #[arg(long, value_name = "RUN_ID", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["select", "full_refresh", "start", "end"])]
         resume: Option<String>,
+    },
+    /// Run every missing or failed interval of the selected partitioned
+    /// (replace_range) models in a range, N at a time; a repeat runs only what
+    /// is still missing or failed.
+    Backfill {
+        /// First day or time of the range (a date or RFC 3339 time, UTC).
+        #[arg(long)]
+        start: String,
+        /// End of the range (exclusive).
+        #[arg(long)]
+        end: String,
+        /// Which tables (as for `run`; default everything).
+        #[arg(long, short)]
+        select: Option<String>,
+        /// Intervals run at once (default: `max_parallel`).
+        #[arg(long)]
+        parallel: Option<usize>,
+        /// Only show what would run.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Run the scheduler: cron schedules and file sensors from strata.toml.
+    Serve {
+        /// Evaluate the schedules once, as if it were this time (a date or
+        /// RFC 3339 time), run what is due, and exit.
+        #[arg(long)]
+        once_at: Option<String>,
     },
     /// Run the unit tests under tests/ (in memory; the lake is not touched).
     Test {
@@ -225,6 +253,11 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         } => init(&dir, example.as_deref(), scale),
         Command::Validate => {
             let (project, graph) = load(&cli.project)?;
+            for s in project.schedules.values() {
+                graph
+                    .select(&s.select)
+                    .map_err(|e| input(format!("strata.toml: schedule `{}`: {e}", s.name)))?;
+            }
             let check = strata_engine::validate::check_plans(&project, &graph).await;
             if !check.errors.is_empty() {
                 return Err(check.errors.into());
@@ -271,6 +304,37 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 resume,
             )
             .await
+        }
+        Command::Backfill {
+            start,
+            end,
+            select,
+            parallel,
+            dry_run,
+        } => {
+            let (s, e) = (
+                parse_time(&start).map_err(input)?,
+                parse_time(&end).map_err(input)?,
+            );
+            if s >= e {
+                return Err(input("--start must be before --end"));
+            }
+            schedule::backfill(
+                &cli.project,
+                select.unwrap_or_default(),
+                s,
+                e,
+                parallel,
+                dry_run,
+            )
+            .await
+        }
+        Command::Serve { once_at } => {
+            let at = match once_at {
+                Some(t) => Some(parse_time(&t).map_err(input)?),
+                None => None,
+            };
+            schedule::serve(&cli.project, at).await
         }
         Command::Test { select } => {
             let (project, graph) = load(&cli.project)?;
@@ -413,13 +477,7 @@ async fn engine(dir: &std::path::Path) -> Result<Engine, Failure> {
 
 /// A date (`2024-01-31`, midnight UTC) or an RFC 3339 time.
 fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
+    strata_project::parse_time(s)
         .ok_or_else(|| format!("`{s}` is not a date (YYYY-MM-DD) or an RFC 3339 time"))
 }
 
@@ -457,6 +515,12 @@ async fn run(
                     run.run_id
                 )));
             }
+            if run.trigger == "backfill" {
+                return Err(input(format!(
+                    "run {} was a backfill: run the same `strata backfill` again; it runs only the intervals still missing or failed",
+                    run.run_id
+                )));
+            }
             let done: std::collections::BTreeSet<String> = state
                 .tasks(&run.run_id)
                 .await
@@ -486,29 +550,29 @@ async fn run(
         }
     };
     let selected = graph.select(&select).map_err(input)?;
-    let tasks: Vec<_> = strata_runtime::plan(&project, &graph, &selected)
-        .into_iter()
-        .filter(|t| !done.contains(&t.name))
-        .collect();
+    let tasks: Vec<_> =
+        strata_runtime::plan(&project, &graph, &selected, interval, chrono::Utc::now())
+            .into_iter()
+            .filter(|t| !done.contains(&t.name))
+            .collect();
     let max_parallel = project.max_parallel;
-    let engine = Engine::new(Arc::new(project), Arc::new(graph), state.clone());
-    let progress = Arc::new(progress::Progress::new());
-    let runner = Runner::new(state.clone(), max_parallel).with_observer(progress.clone());
-    let summary = runner
-        .run(
-            Arc::new(EngineExecutor::new(engine)),
-            tasks,
-            RunOptions {
-                selection: select,
-                full_refresh,
-                trigger: resumed_from.as_ref().map(|_| "resume".to_string()),
-                resumed_from,
-                interval,
-            },
-        )
-        .await
-        .map_err(input)?;
-    progress.finish();
+    let summary = schedule::execute(
+        &Arc::new(project),
+        &Arc::new(graph),
+        &state,
+        tasks,
+        RunOptions {
+            selection: select,
+            full_refresh,
+            trigger: resumed_from.as_ref().map(|_| "resume".to_string()),
+            resumed_from,
+            interval,
+        },
+        max_parallel,
+        true,
+    )
+    .await
+    .map_err(input)?;
     for id in &summary.interrupted {
         eprintln!(
             "note: run {id} had been interrupted (its process died); it is marked interrupted"

@@ -8,7 +8,7 @@ use strata_state::{CheckResult, RunRecord, TaskRecord};
 
 use crate::Format;
 
-fn table(header: &[&str]) -> Table {
+pub(crate) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
@@ -16,7 +16,7 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
-fn right(s: impl ToString) -> Cell {
+pub(crate) fn right(s: impl ToString) -> Cell {
     Cell::new(s.to_string()).set_alignment(CellAlignment::Right)
 }
 

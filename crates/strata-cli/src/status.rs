@@ -90,5 +90,64 @@ pub async fn print(
         ]);
     }
     println!("{t}");
+    print_intervals(project, state).await
+}
+
+/// Gaps shown per partitioned model; more are summarised.
+const GAPS_SHOWN: usize = 10;
+
+/// Per partitioned model: its intervals done, late, failed and missing, and the gaps.
+async fn print_intervals(project: &Project, state: &StateStore) -> Result<(), strata_state::Error> {
+    for m in project.models.values() {
+        let Some(p) = &m.config.partitioning else {
+            continue;
+        };
+        let st = strata_runtime::interval_status(state, &m.name, p.grain).await?;
+        let Some((first, last)) = st.span else {
+            println!(
+                "\nintervals of {} ({}): none built yet — `strata backfill --start D --end D --select {}`",
+                m.name,
+                p.grain.as_str(),
+                m.name
+            );
+            continue;
+        };
+        println!(
+            "\nintervals of {} ({}) from {} to {}: {} done, {} late, {} failed, {} missing",
+            m.name,
+            p.grain.as_str(),
+            strata_runtime::rfc3339(first),
+            strata_runtime::rfc3339(last),
+            st.done,
+            st.late,
+            st.failed,
+            st.missing
+        );
+        if st.gaps.is_empty() {
+            continue;
+        }
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header(vec!["gap from", "to", "status", "intervals"]);
+        for (a, b, kind, n) in st.gaps.iter().take(GAPS_SHOWN) {
+            t.add_row(vec![
+                Cell::new(strata_runtime::rfc3339(*a)),
+                Cell::new(strata_runtime::rfc3339(*b)),
+                Cell::new(kind),
+                Cell::new(n),
+            ]);
+        }
+        println!("{t}");
+        if st.gaps.len() > GAPS_SHOWN {
+            println!("… and {} more gaps", st.gaps.len() - GAPS_SHOWN);
+        }
+        println!(
+            "fill them: strata backfill --start {} --end {} --select {}",
+            strata_runtime::rfc3339(first),
+            strata_runtime::rfc3339(last),
+            m.name
+        );
+    }
     Ok(())
 }

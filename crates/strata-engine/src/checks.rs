@@ -61,6 +61,8 @@ pub struct Subject<'a> {
     pub file_checks: Vec<Check>,
     /// Other tables its checks read.
     pub tables: Vec<String>,
+    /// The data interval checked (RFC 3339), for a partitioned model's run.
+    pub interval: Option<(String, String)>,
 }
 
 impl<'a> Subject<'a> {
@@ -92,6 +94,7 @@ impl<'a> Subject<'a> {
             checks: &model.config.checks,
             file_checks,
             tables,
+            interval: None,
         }
     }
 
@@ -103,6 +106,7 @@ impl<'a> Subject<'a> {
             checks,
             file_checks: vec![],
             tables: vec![],
+            interval: None,
         }
     }
 }
@@ -216,6 +220,7 @@ fn result_for(
         action: None,
         sample,
         checked_at: strata_state::now(),
+        interval: model.interval.clone(),
     }
 }
 

@@ -27,6 +27,9 @@ pub struct Engine {
     pub(crate) state: StateStore,
     pub(crate) lake: Lake,
     runtime: Arc<RuntimeEnv>,
+    /// One lock per table, held while a task commits to it, so tasks of one
+    /// run that write the same table (a backfill's intervals) take turns.
+    write_locks: Arc<std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Engine {
@@ -39,7 +42,17 @@ impl Engine {
             state,
             lake,
             runtime: Arc::new(RuntimeEnv::default()),
+            write_locks: Default::default(),
         }
+    }
+
+    /// Waits for, and holds until dropped, the right to commit to `table`.
+    pub(crate) async fn write_lock(&self, table: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.write_locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(table.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 
     /// The project.

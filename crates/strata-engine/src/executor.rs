@@ -27,8 +27,8 @@ impl TaskExecutor for EngineExecutor {
         let e = &self.engine;
         let node = e
             .graph
-            .node(&task.name)
-            .ok_or_else(|| Error::Internal(format!("task {} is not in the graph", task.name)))?;
+            .node(&task.table)
+            .ok_or_else(|| Error::Internal(format!("task {} is not in the graph", task.table)))?;
         match &node.kind {
             NodeKind::Source(name) => {
                 let source = e.project.sources.get(name).ok_or_else(|| {
@@ -37,10 +37,10 @@ impl TaskExecutor for EngineExecutor {
                 Ok(ingest::ingest(e, source, run).await?)
             }
             NodeKind::Model => {
-                let model = e.project.models.get(&task.name).ok_or_else(|| {
-                    Error::Internal(format!("model {} is not in the project", task.name))
+                let model = e.project.models.get(&task.table).ok_or_else(|| {
+                    Error::Internal(format!("model {} is not in the project", task.table))
                 })?;
-                let out = materialize::build(e, model, run).await?;
+                let out = materialize::build(e, model, run, &task.intervals).await?;
                 if !out.skipped {
                     let upstream_versions = match e.lake.open_existing(&model.name).await? {
                         Some(t) => crate::lake::latest_provenance(&t)

@@ -22,6 +22,7 @@ mod executor;
 pub mod ingest;
 pub mod lake;
 pub mod materialize;
+mod replace_range;
 pub mod unit;
 pub mod validate;
 

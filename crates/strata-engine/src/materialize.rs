@@ -36,13 +36,21 @@ pub fn fingerprint(model: &Model) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
-/// Builds one model for a run.
-pub async fn build(engine: &Engine, model: &Model, run: &RunInfo) -> Result<TaskOutput> {
+/// Builds one model for a run; a partitioned model builds `intervals`.
+pub async fn build(
+    engine: &Engine,
+    model: &Model,
+    run: &RunInfo,
+    intervals: &[strata_runtime::Interval],
+) -> Result<TaskOutput> {
     let upstream: Vec<String> = engine
         .graph
         .node(&model.name)
         .map(|n| n.tables.clone())
         .unwrap_or_default();
+    if let Some(p) = &model.config.partitioning {
+        return crate::replace_range::build(engine, model, p, &upstream, run, intervals).await;
+    }
     match model.config.materialized {
         Materialization::View => build_view(engine, model, &upstream, run).await,
         Materialization::Table => build_table(engine, model, &upstream, run).await,
@@ -81,7 +89,11 @@ pub(crate) fn ts_literal(t: chrono::DateTime<chrono::Utc>) -> String {
     format!("CAST('{}' AS TIMESTAMP)", t.format("%Y-%m-%dT%H:%M:%S%.6f"))
 }
 
-fn provenance(model: &Model, run: &RunInfo, versions: BTreeMap<String, i64>) -> Provenance {
+pub(crate) fn provenance(
+    model: &Model,
+    run: &RunInfo,
+    versions: BTreeMap<String, i64>,
+) -> Provenance {
     Provenance {
         interval: interval_of(model, run),
         run_id: run.run_id.clone(),
@@ -92,7 +104,7 @@ fn provenance(model: &Model, run: &RunInfo, versions: BTreeMap<String, i64>) -> 
     }
 }
 
-async fn plan(ctx: &SessionContext, model: &Model, run: &RunInfo) -> Result<DataFrame> {
+pub(crate) async fn plan(ctx: &SessionContext, model: &Model, run: &RunInfo) -> Result<DataFrame> {
     let sql = if strata_graph::interval::uses_interval(&model.sql) {
         let Some((start, end)) = run.interval else {
             return Err(Error::User(format!(
@@ -135,7 +147,7 @@ async fn build_view(
 }
 
 /// What the table would look like after publishing, for table checks.
-enum After<'a> {
+pub(crate) enum After<'a> {
     /// The new rows are the whole table.
     Replace,
     /// Appended to the current table.
@@ -145,16 +157,16 @@ enum After<'a> {
 }
 
 /// Rows that passed the audit, ready to publish.
-struct Audited {
-    kept: DataFrame,
-    quarantine: Option<DataFrame>,
-    quarantined: i64,
+pub(crate) struct Audited {
+    pub(crate) kept: DataFrame,
+    pub(crate) quarantine: Option<DataFrame>,
+    pub(crate) quarantined: i64,
 }
 
 /// Write-audit-publish: applies expectations to `new`, runs table checks on the
 /// table as it would be after publishing, records the results, and fails the
 /// task (publishing nothing) when an error check fails.
-async fn audit(
+pub(crate) async fn audit(
     engine: &Engine,
     ctx: &SessionContext,
     model: &Model,
@@ -171,7 +183,13 @@ async fn audit(
         });
     }
     let what = || format!("auditing {}", model.name);
-    let subject = checks::Subject::model(engine, model);
+    let mut subject = checks::Subject::model(engine, model);
+    if model.config.partitioning.is_some() {
+        // A partitioned model's checks run on (and are recorded for) its intervals.
+        subject.interval = run
+            .interval
+            .map(|(a, b)| (strata_runtime::rfc3339(a), strata_runtime::rfc3339(b)));
+    }
     let exp = checks::expectations(ctx, &subject, new, run).await?;
     let after_df = match after {
         After::Replace => exp.kept.clone(),
@@ -223,7 +241,7 @@ async fn audit(
 /// whose model commit never happened (the quarantine's last writer is not the
 /// model's last writer) are replaced in the same commit, so a rerun or
 /// `--resume` does not quarantine them twice.
-async fn write_quarantine(
+pub(crate) async fn write_quarantine(
     engine: &Engine,
     ctx: &SessionContext,
     model: &Model,
@@ -547,6 +565,10 @@ async fn build_incremental(
     }
     check_schema(&target, &df, model)?;
     match model.config.strategy {
+        Strategy::ReplaceRange => Err(Error::Internal(format!(
+            "{} is partitioned and is built by replace_range",
+            model.name
+        ))),
         Strategy::Append => {
             let a = audit(
                 engine,
@@ -646,7 +668,7 @@ async fn build_incremental(
     }
 }
 
-fn check_schema(target: &DeltaTable, df: &DataFrame, model: &Model) -> Result<()> {
+pub(crate) fn check_schema(target: &DeltaTable, df: &DataFrame, model: &Model) -> Result<()> {
     let want: Vec<String> = df
         .schema()
         .fields()

@@ -17,6 +17,33 @@ pub struct RawConfig {
     /// `[products.NAME]`: data products exposed to consumers.
     #[serde(default)]
     pub products: BTreeMap<String, Spanned<RawProduct>>,
+    /// `[schedules.NAME]`: cron schedules and file sensors run by `strata serve`.
+    #[serde(default)]
+    pub schedules: BTreeMap<String, Spanned<RawSchedule>>,
+}
+
+/// `[schedules.NAME]`: when `strata serve` starts runs, and of what.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// A cron expression (5 fields, or 6 with seconds first; `@daily` …).
+    pub cron: Option<Spanned<String>>,
+    /// The IANA time zone the cron expression is read in (default `UTC`).
+    pub timezone: Option<Spanned<String>>,
+    /// Which models to run (a selection expression; default everything, or for
+    /// a sensor the source's downstream).
+    pub select: Option<Spanned<String>>,
+    /// After downtime, run every missed interval oldest first (`true`, default)
+    /// or only the latest (`false`).
+    pub catchup: Option<bool>,
+    /// Runs of this schedule queued or running at once (default 1).
+    pub max_active_runs: Option<u32>,
+    /// The first tick considered for catch-up (default: when the schedule was first served).
+    pub start: Option<Spanned<String>>,
+    /// A sensor instead of a clock: run when new files of this source land.
+    pub on_new_files: Option<Spanned<String>>,
+    /// How often a sensor looks for new files (default `"60s"`).
+    pub poll: Option<Spanned<String>>,
 }
 
 /// `[products.NAME]`: a data product — models offered to consumers with an owner and an SLA.
@@ -112,6 +139,12 @@ pub struct RawModelConfig {
     pub timeout: Option<Spanned<String>>,
     /// The contract: columns the query must produce, in order (`[columns.NAME]`).
     pub columns: Option<indexmap::IndexMap<String, Spanned<RawColumn>>>,
+    /// `replace_range`: the date or timestamp column that places a row in an interval.
+    pub partition_by: Option<Spanned<String>>,
+    /// `replace_range`: `hour`, `day` (default) or `month`.
+    pub grain: Option<Spanned<String>>,
+    /// `replace_range`: earlier intervals re-processed on every run (default 0).
+    pub lookback: Option<Spanned<u32>>,
 }
 
 /// `[columns.NAME]` in a model header: one column of the model's contract.
@@ -141,6 +174,9 @@ pub const MODEL_KEYS: &[&str] = &[
     "retries",
     "retry_delay",
     "timeout",
+    "partition_by",
+    "grain",
+    "lookback",
 ];
 
 /// The keys allowed under `[sources.NAME]`, for "did you mean" hints.
@@ -160,6 +196,18 @@ pub const SOURCE_KEYS: &[&str] = &[
 
 /// The keys allowed under `[project]`, for "did you mean" hints.
 pub const PROJECT_KEYS: &[&str] = &["name", "lake", "state", "engine", "max_parallel"];
+
+/// The keys allowed under `[schedules.NAME]`, for "did you mean" hints.
+pub const SCHEDULE_KEYS: &[&str] = &[
+    "cron",
+    "timezone",
+    "select",
+    "catchup",
+    "max_active_runs",
+    "start",
+    "on_new_files",
+    "poll",
+];
 
 /// The keys allowed under `[products.NAME]`, for "did you mean" hints.
 pub const PRODUCT_KEYS: &[&str] = &[

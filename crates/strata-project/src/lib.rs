@@ -17,7 +17,9 @@
 pub mod check;
 pub mod config;
 pub mod error;
+pub mod grain;
 pub mod model;
+pub mod schedule;
 pub mod source;
 pub mod types;
 pub mod unit;
@@ -27,7 +29,9 @@ use std::path::{Path, PathBuf};
 
 pub use check::{Check, CheckKind, OnFail, Severity, SqlCheckFile};
 pub use error::{Errors, LocatedError};
-pub use model::{ColumnSpec, Materialization, Model, ModelConfig, Strategy};
+pub use grain::{Grain, Interval, parse_time};
+pub use model::{ColumnSpec, Materialization, Model, ModelConfig, Partitioning, Strategy};
+pub use schedule::{Schedule, Trigger};
 pub use source::{CsvOptions, Format, OnBadRows, Source, SourceMode};
 pub use types::ColumnType;
 
@@ -90,6 +94,8 @@ pub struct Project {
     pub sql_checks: Vec<SqlCheckFile>,
     /// Data products by name.
     pub products: BTreeMap<String, Product>,
+    /// `[schedules.NAME]`, run by `strata serve`.
+    pub schedules: BTreeMap<String, Schedule>,
     /// Unit tests under `tests/`.
     pub unit_tests: Vec<unit::UnitTest>,
 }
@@ -361,6 +367,15 @@ impl Project {
                 },
             );
         }
+        let mut schedules = BTreeMap::new();
+        for (sname, spanned) in &raw.schedules {
+            match schedule::resolve(sname, spanned, &sources, &at) {
+                Ok(s) => {
+                    schedules.insert(sname.clone(), s);
+                }
+                Err(es) => errors.0.extend(es.0),
+            }
+        }
         let mut unit_tests = vec![];
         {
             for path in files_with_extension(&root.join("tests"), "toml") {
@@ -407,6 +422,7 @@ impl Project {
             models,
             sql_checks,
             products,
+            schedules,
             unit_tests,
         })
     }
@@ -599,8 +615,10 @@ fn keys_for_section(text: &str, offset: usize) -> Vec<&'static str> {
         SOURCE_KEYS.to_vec()
     } else if header.starts_with("[products.") {
         config::PRODUCT_KEYS.to_vec()
+    } else if header.starts_with("[schedules.") {
+        config::SCHEDULE_KEYS.to_vec()
     } else {
-        vec!["project", "sources", "products"]
+        vec!["project", "sources", "products", "schedules"]
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::Grain;
 use crate::config::{MODEL_KEYS, RawModelConfig};
 use crate::error::{Errors, LocatedError, did_you_mean};
 use crate::{Layer, toml_error};
@@ -39,6 +40,30 @@ pub enum Strategy {
     Append,
     /// Upsert the new rows on `unique_key`.
     Merge,
+    /// Replace the run's data intervals of `partition_by`, one [`Grain`] each.
+    ReplaceRange,
+}
+
+impl Strategy {
+    /// The name used in headers and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Append => "append",
+            Strategy::Merge => "merge",
+            Strategy::ReplaceRange => "replace_range",
+        }
+    }
+}
+
+/// How a `replace_range` model is partitioned in time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partitioning {
+    /// The date or timestamp column whose value places a row in an interval.
+    pub column: String,
+    /// The size of one interval.
+    pub grain: Grain,
+    /// Earlier intervals re-processed on every run, for late-arriving data.
+    pub lookback: u32,
 }
 
 /// A model's resolved configuration.
@@ -69,6 +94,8 @@ pub struct ModelConfig {
     pub retry_delay_seconds: i64,
     /// Seconds a run of the model may take.
     pub timeout_seconds: Option<i64>,
+    /// For `strategy = "replace_range"`: the time partitioning.
+    pub partitioning: Option<Partitioning>,
 }
 
 /// One column of a model's contract.
@@ -169,10 +196,15 @@ pub fn parse_model(
             match s.get_ref().as_str() {
                 "append" => Strategy::Append,
                 "merge" => Strategy::Merge,
+                "replace_range" => Strategy::ReplaceRange,
                 other => {
+                    let help = match did_you_mean(other, ["append", "merge", "replace_range"]) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => "use `append`, `merge` or `replace_range`".into(),
+                    };
                     errors.push(
                         at(s.span(), format!("unknown incremental strategy `{other}`"))
-                            .with_help("use `append` or `merge`"),
+                            .with_help(help),
                     );
                     Strategy::Append
                 }
@@ -241,6 +273,7 @@ pub fn parse_model(
     let retry_delay_seconds = duration(&raw.retry_delay, "retry_delay", &mut errors).unwrap_or(5);
     let timeout_seconds = duration(&raw.timeout, "timeout", &mut errors);
     let retries = raw.retries.unwrap_or(0);
+    let partitioning = partitioning(&raw, strategy, &at, &mut errors);
     let mut columns = vec![];
     for (name, c) in raw.columns.unwrap_or_default() {
         let span = c.span();
@@ -306,7 +339,63 @@ pub fn parse_model(
             retries,
             retry_delay_seconds,
             timeout_seconds,
+            partitioning,
         },
+    })
+}
+
+/// `partition_by`, `grain` and `lookback`: required by, and only allowed with,
+/// `strategy = "replace_range"`.
+fn partitioning(
+    raw: &RawModelConfig,
+    strategy: Strategy,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> LocatedError,
+    errors: &mut Errors,
+) -> Option<Partitioning> {
+    if strategy != Strategy::ReplaceRange {
+        let stray = [
+            ("partition_by", raw.partition_by.as_ref().map(|v| v.span())),
+            ("grain", raw.grain.as_ref().map(|v| v.span())),
+            ("lookback", raw.lookback.as_ref().map(|v| v.span())),
+        ];
+        for (key, span) in stray {
+            if let Some(span) = span {
+                errors.push(
+                    at(span, format!("`{key}` only applies to strategy = \"replace_range\"")).with_help(
+                        "set materialized = \"incremental\" and strategy = \"replace_range\", or remove it",
+                    ),
+                );
+            }
+        }
+        return None;
+    }
+    let Some(column) = &raw.partition_by else {
+        let span = raw.strategy.as_ref().map(|s| s.span()).unwrap_or(0..0);
+        errors.push(
+            at(span, "strategy = \"replace_range\" needs `partition_by`".into())
+                .with_help("name the date or timestamp column that places a row in an interval: partition_by = \"order_date\""),
+        );
+        return None;
+    };
+    let grain = match &raw.grain {
+        None => Grain::Day,
+        Some(g) => match Grain::parse(g.get_ref()) {
+            Some(g) => g,
+            None => {
+                let help = match did_you_mean(g.get_ref(), ["hour", "day", "month"]) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "use hour, day or month".into(),
+                };
+                errors
+                    .push(at(g.span(), format!("unknown grain `{}`", g.get_ref())).with_help(help));
+                Grain::Day
+            }
+        },
+    };
+    Some(Partitioning {
+        column: column.get_ref().clone(),
+        grain,
+        lookback: raw.lookback.as_ref().map(|l| *l.get_ref()).unwrap_or(0),
     })
 }
 
@@ -398,6 +487,36 @@ mod tests {
         );
         let e = parse("/*\ntimeout = \"soon\"\n*/\nselect 1").expect_err("bad timeout");
         assert!(e.to_string().contains(":2:11: bad timeout `soon`"), "{e}");
+    }
+
+    #[test]
+    fn replace_range_needs_a_partition_column() {
+        let m = parse("/*\nmaterialized = \"incremental\"\nstrategy = \"replace_range\"\npartition_by = \"d\"\ngrain = \"hour\"\nlookback = 3\n*/\nselect 1 as d")
+            .expect("parses");
+        assert_eq!(
+            m.config.partitioning,
+            Some(Partitioning {
+                column: "d".into(),
+                grain: Grain::Hour,
+                lookback: 3
+            })
+        );
+        let e =
+            parse("/*\nmaterialized = \"incremental\"\nstrategy = \"replace_range\"\n*/\nselect 1")
+                .expect_err("no column");
+        assert!(
+            e.to_string()
+                .contains(":3:12: strategy = \"replace_range\" needs `partition_by`"),
+            "{e}"
+        );
+        let e = parse("/*\nmaterialized = \"incremental\"\nstrategy = \"replace_range\"\npartition_by = \"d\"\ngrain = \"days\"\n*/\nselect 1")
+            .expect_err("bad grain");
+        assert!(e.to_string().contains("did you mean `day`?"), "{e}");
+        let e = parse("/*\nlookback = 2\n*/\nselect 1").expect_err("stray");
+        assert!(
+            e.to_string().contains(":2:12: `lookback` only applies"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -15,19 +15,55 @@
 //! ```
 #![warn(missing_docs)]
 
+/// Generates, for each listed `async fn NAME(state: StateStore)`, a test on
+/// SQLite (`sqlite::NAME`) and one on PostgreSQL (`postgres::NAME`).
+#[cfg(test)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let t = strata_state::testing::TestStore::new(strata_state::testing::Backend::Sqlite).await;
+                    super::$name(t.store.clone()).await;
+                    t.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let t = strata_state::testing::TestStore::new(strata_state::testing::Backend::Postgres).await;
+                    super::$name(t.store.clone()).await;
+                    t.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+mod intervals;
 mod runner;
+mod scheduler;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+pub use strata_project::{Grain, Interval};
 
+pub use intervals::{BackfillPlan, IntervalStatus, ModelIntervals, backfill_plan, interval_status};
 pub use runner::{Event, Observer, RunOptions, RunSummary, Runner};
+pub use scheduler::{Fired, Launcher, RunRequest, Scheduler};
 
-/// One task of a plan: build one table.
+/// One task of a plan: build one table (or some data intervals of one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskSpec {
-    /// The table the task writes (`silver.orders`).
+    /// The task's name, unique in its run: the table, or for one interval of a
+    /// backfill `silver.events[2024-01-01]`.
     pub name: String,
+    /// The table the task writes (`silver.orders`).
+    pub table: String,
     /// `ingest` or the model's materialization, for display.
     pub kind: String,
     /// Tasks of the same plan that must succeed first.
@@ -38,18 +74,27 @@ pub struct TaskSpec {
     pub retry_delay: std::time::Duration,
     /// Longest one attempt may take.
     pub timeout: Option<std::time::Duration>,
+    /// This task's own data interval, overriding the run's.
+    pub interval: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// For a partitioned model: the whole intervals of its grain it replaces
+    /// (recorded in the state store as done or failed).
+    pub intervals: Vec<Interval>,
 }
 
 impl TaskSpec {
     /// A task with no retries and no timeout.
     pub fn new(name: impl Into<String>, kind: impl Into<String>, upstream: Vec<String>) -> Self {
+        let name = name.into();
         Self {
-            name: name.into(),
+            table: name.clone(),
+            name,
             kind: kind.into(),
             upstream,
             retries: 0,
             retry_delay: std::time::Duration::from_secs(5),
             timeout: None,
+            interval: None,
+            intervals: vec![],
         }
     }
 }
@@ -82,6 +127,19 @@ pub struct TaskOutput {
     pub delta_version: Option<i64>,
     /// A note for people.
     pub message: Option<String>,
+    /// For a partitioned model: rows per interval written.
+    pub intervals: Vec<IntervalRows>,
+}
+
+/// What a partitioned model's task wrote into one interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntervalRows {
+    /// The interval.
+    pub interval: Interval,
+    /// Rows it holds now.
+    pub rows: i64,
+    /// It had been built before and its rows changed: data arrived late.
+    pub late: bool,
 }
 
 /// Whose fault a failure is: decides whether it is worth retrying.
@@ -161,10 +219,16 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// The tasks for `selected` nodes of `graph`, in dependency order, each with
 /// its upstream nodes (those outside the selection count as already built).
+///
+/// A partitioned model's task replaces the whole intervals of its grain that
+/// end within the run's interval (plus its `lookback`); without a run
+/// interval, the latest complete interval before `now`.
 pub fn plan(
     project: &strata_project::Project,
     graph: &strata_graph::Graph,
     selected: &std::collections::BTreeSet<String>,
+    interval: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    now: DateTime<Utc>,
 ) -> Vec<TaskSpec> {
     graph
         .order()
@@ -172,24 +236,43 @@ pub fn plan(
         .filter(|n| selected.contains(*n))
         .filter_map(|n| graph.node(n))
         .map(|node| {
-            let model = project.models.get(&node.name);
-            let kind = match &node.kind {
-                strata_graph::NodeKind::Source(_) => "ingest".to_string(),
-                strata_graph::NodeKind::Model => model
-                    .map(|m| m.config.materialized.as_str().to_string())
-                    .unwrap_or_default(),
-            };
-            let mut t = TaskSpec::new(node.name.clone(), kind, node.upstream.clone());
-            if let Some(m) = model {
-                t.retries = m.config.retries;
-                t.retry_delay =
-                    std::time::Duration::from_secs(m.config.retry_delay_seconds.max(0) as u64);
-                t.timeout = m
-                    .config
-                    .timeout_seconds
-                    .map(|s| std::time::Duration::from_secs(s.max(0) as u64));
+            let mut t = task_for(project, node);
+            if let Some(p) = project
+                .models
+                .get(&node.name)
+                .and_then(|m| m.config.partitioning.as_ref())
+            {
+                let (start, end) = interval.unwrap_or_else(|| {
+                    let end = p.grain.floor(now);
+                    (p.grain.prev(end), end)
+                });
+                t.intervals = p.grain.run_intervals(start, end, p.lookback);
             }
             t
         })
         .collect()
+}
+
+/// The task building one node, with its retry and timeout settings.
+pub(crate) fn task_for(project: &strata_project::Project, node: &strata_graph::Node) -> TaskSpec {
+    let model = project.models.get(&node.name);
+    let kind = match &node.kind {
+        strata_graph::NodeKind::Source(_) => "ingest".to_string(),
+        strata_graph::NodeKind::Model => model
+            .map(|m| match m.config.partitioning {
+                Some(_) => "replace_range".to_string(),
+                None => m.config.materialized.as_str().to_string(),
+            })
+            .unwrap_or_default(),
+    };
+    let mut t = TaskSpec::new(node.name.clone(), kind, node.upstream.clone());
+    if let Some(m) = model {
+        t.retries = m.config.retries;
+        t.retry_delay = std::time::Duration::from_secs(m.config.retry_delay_seconds.max(0) as u64);
+        t.timeout = m
+            .config
+            .timeout_seconds
+            .map(|s| std::time::Duration::from_secs(s.max(0) as u64));
+    }
+    t
 }

@@ -207,7 +207,10 @@ impl Runner {
                 self.observer
                     .on_event(&Event::TaskStarted { task: name.clone() });
                 let exec = executor.clone();
-                let info = info.clone();
+                let mut info = info.clone();
+                if spec.interval.is_some() {
+                    info.interval = spec.interval;
+                }
                 let handle = running.spawn(async move {
                     let (r, attempts) = attempt(exec.as_ref(), &spec, &info).await;
                     (spec.name, start, r, attempts)
@@ -253,6 +256,23 @@ impl Runner {
                 attempts,
                 ..Default::default()
             };
+            let spec_intervals = by_name
+                .get(&name)
+                .map(|s| s.intervals.clone())
+                .unwrap_or_default();
+            if !spec_intervals.is_empty() {
+                let records = crate::intervals::outcome(
+                    by_name
+                        .get(&name)
+                        .map(|s| s.table.as_str())
+                        .unwrap_or(&name),
+                    &spec_intervals,
+                    &result,
+                    &run_id,
+                    &rfc3339(end),
+                );
+                self.state.record_intervals(&records).await?;
+            }
             let ok = match result {
                 Ok(out) => {
                     rec.status = if out.skipped {

@@ -14,7 +14,11 @@
 #![warn(missing_docs)]
 
 mod error;
+mod intervals;
 mod migrations;
+mod schedules;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -23,6 +27,8 @@ use sqlx::{AnyPool, Row};
 
 use error::Ctx;
 pub use error::{Error, Result};
+pub use intervals::IntervalRecord;
+pub use schedules::TickRecord;
 
 /// A run as recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +153,9 @@ pub struct CheckResult {
     pub sample: String,
     /// RFC 3339.
     pub checked_at: String,
+    /// The data interval checked `[start, end)` (RFC 3339), when the check ran
+    /// on one interval of a partitioned model rather than the whole table.
+    pub interval: Option<(String, String)>,
 }
 
 /// Which database backs the store.
@@ -593,9 +602,9 @@ impl StateStore {
         let mut tx = self.pool.begin().await.ctx("begin check results")?;
         for r in results {
             sqlx::query(
-                "INSERT INTO check_results (run_id, model, check_name, kind, severity, status, failing_rows, action, sample, checked_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                 ON CONFLICT (run_id, model, check_name) DO UPDATE SET kind = excluded.kind, severity = excluded.severity,
+                "INSERT INTO check_results (run_id, model, check_name, kind, severity, status, failing_rows, action, sample, checked_at, interval_start, interval_end)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 ON CONFLICT (run_id, model, check_name, interval_start) DO UPDATE SET interval_end = excluded.interval_end, kind = excluded.kind, severity = excluded.severity,
                    status = excluded.status, failing_rows = excluded.failing_rows, action = excluded.action,
                    sample = excluded.sample, checked_at = excluded.checked_at",
             )
@@ -609,6 +618,8 @@ impl StateStore {
             .bind(r.action.clone())
             .bind(&r.sample)
             .bind(&r.checked_at)
+            .bind(r.interval.as_ref().map(|i| i.0.clone()).unwrap_or_default())
+            .bind(r.interval.as_ref().map(|i| i.1.clone()).unwrap_or_default())
             .execute(&mut *tx)
             .await
             .ctx("record check result")?;
@@ -619,12 +630,12 @@ impl StateStore {
 
     /// The check results of one run, by model then check.
     pub async fn check_results(&self, run_id: &str) -> Result<Vec<CheckResult>> {
-        self.query_checks("SELECT run_id, model, check_name, kind, severity, status, failing_rows, action, sample, checked_at FROM check_results WHERE run_id = $1 ORDER BY model, checked_at, check_name", run_id).await
+        self.query_checks("SELECT run_id, model, check_name, kind, severity, status, failing_rows, action, sample, checked_at, interval_start, interval_end FROM check_results WHERE run_id = $1 ORDER BY model, checked_at, interval_start, check_name", run_id).await
     }
 
     /// A model's check history, newest first.
     pub async fn check_history(&self, model: &str) -> Result<Vec<CheckResult>> {
-        self.query_checks("SELECT run_id, model, check_name, kind, severity, status, failing_rows, action, sample, checked_at FROM check_results WHERE model = $1 ORDER BY checked_at DESC, check_name", model).await
+        self.query_checks("SELECT run_id, model, check_name, kind, severity, status, failing_rows, action, sample, checked_at, interval_start, interval_end FROM check_results WHERE model = $1 ORDER BY checked_at DESC, interval_start DESC, check_name", model).await
     }
 
     async fn query_checks(&self, sql: &str, arg: &str) -> Result<Vec<CheckResult>> {
@@ -646,6 +657,10 @@ impl StateStore {
                     action: r.try_get(7)?,
                     sample: r.try_get(8)?,
                     checked_at: r.try_get(9)?,
+                    interval: match (r.try_get::<String, _>(10)?, r.try_get::<String, _>(11)?) {
+                        (a, b) if !a.is_empty() => Some((a, b)),
+                        _ => None,
+                    },
                 })
             })
             .collect::<std::result::Result<_, sqlx::Error>>()

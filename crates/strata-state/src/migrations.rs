@@ -100,4 +100,55 @@ pub const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             "ALTER TABLE runs ADD COLUMN interval_end TEXT",
         ],
     ),
+    (
+        5,
+        "data intervals, schedule ticks, check results per interval",
+        &[
+            "CREATE TABLE intervals (
+            model TEXT NOT NULL,
+            interval_start TEXT NOT NULL,
+            interval_end TEXT NOT NULL,
+            status TEXT NOT NULL,
+            rows_written BIGINT,
+            run_id TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            error TEXT,
+            attempts BIGINT NOT NULL,
+            PRIMARY KEY (model, interval_start)
+        )",
+            "CREATE TABLE schedules (
+            name TEXT PRIMARY KEY,
+            first_seen TEXT NOT NULL
+        )",
+            "CREATE TABLE schedule_ticks (
+            schedule TEXT NOT NULL,
+            tick TEXT NOT NULL,
+            status TEXT NOT NULL,
+            run_id TEXT,
+            claimed_by TEXT NOT NULL,
+            claimed_at TEXT NOT NULL,
+            PRIMARY KEY (schedule, tick)
+        )",
+            "CREATE TABLE check_results_v5 (
+            run_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            check_name TEXT NOT NULL,
+            interval_start TEXT NOT NULL,
+            interval_end TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            status TEXT NOT NULL,
+            failing_rows BIGINT NOT NULL,
+            action TEXT,
+            sample TEXT NOT NULL,
+            checked_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, model, check_name, interval_start)
+        )",
+            "INSERT INTO check_results_v5 (run_id, model, check_name, interval_start, interval_end, kind, severity, status, failing_rows, action, sample, checked_at)
+             SELECT run_id, model, check_name, '', '', kind, severity, status, failing_rows, action, sample, checked_at FROM check_results",
+            "DROP TABLE check_results",
+            "ALTER TABLE check_results_v5 RENAME TO check_results",
+            "CREATE INDEX check_results_by_model_v5 ON check_results (model, checked_at)",
+        ],
+    ),
 ];

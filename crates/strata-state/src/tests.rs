@@ -148,6 +148,7 @@ async fn exercise(store: &StateStore) {
         action: None,
         sample: "[{\"id\":null}]".into(),
         checked_at: now(),
+        interval: None,
     };
     store
         .record_checks(std::slice::from_ref(&c))
@@ -163,9 +164,89 @@ async fn exercise(store: &StateStore) {
     );
     assert_eq!(
         store.check_history("silver.a").await.expect("history"),
-        vec![c]
+        vec![c.clone()]
     );
     assert_eq!(store.model_state("silver.a").await.expect("get"), None);
+
+    // The same check on two intervals of one run: two results.
+    let day = |d: u32| format!("2024-01-{d:02}T00:00:00.000000Z");
+    let per_interval: Vec<CheckResult> = [1, 2]
+        .iter()
+        .map(|d| CheckResult {
+            run_id: "r5".into(),
+            interval: Some((day(*d), day(d + 1))),
+            ..c.clone()
+        })
+        .collect();
+    store.record_checks(&per_interval).await.expect("checks");
+    assert_eq!(store.check_results("r5").await.expect("read"), per_interval);
+
+    // Intervals: recorded, replaced, counted.
+    let iv = |d: u32, status: &str| IntervalRecord {
+        model: "silver.p".into(),
+        start: day(d),
+        end: day(d + 1),
+        status: status.into(),
+        rows: Some(10),
+        run_id: "r1".into(),
+        updated_at: now(),
+        error: None,
+        attempts: 1,
+    };
+    store
+        .record_intervals(&[iv(2, "failed"), iv(1, "done")])
+        .await
+        .expect("intervals");
+    store
+        .record_intervals(&[iv(2, "done")])
+        .await
+        .expect("again");
+    let got = store.intervals("silver.p").await.expect("read");
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (got[0].start.as_str(), got[0].attempts),
+        (day(1).as_str(), 1)
+    );
+    assert_eq!((got[1].status.as_str(), got[1].attempts), ("done", 2));
+    store.clear_intervals("silver.p").await.expect("clear");
+    assert!(store.intervals("silver.p").await.expect("read").is_empty());
+
+    // Ticks: claimed once.
+    let first = store
+        .schedule_first_seen("nightly", &day(1))
+        .await
+        .expect("seen");
+    assert_eq!(
+        store
+            .schedule_first_seen("nightly", &day(9))
+            .await
+            .expect("seen"),
+        first
+    );
+    let tick = TickRecord {
+        schedule: "nightly".into(),
+        tick: day(2),
+        status: "claimed".into(),
+        run_id: None,
+        claimed_by: "h:1".into(),
+        claimed_at: now(),
+    };
+    assert!(store.claim_tick(&tick).await.expect("claim"));
+    assert!(!store.claim_tick(&tick).await.expect("claim twice"));
+    store
+        .set_tick("nightly", &day(2), "success", Some("r1"))
+        .await
+        .expect("set");
+    assert_eq!(
+        store.last_tick("nightly").await.expect("last"),
+        Some(day(2))
+    );
+    assert_eq!(store.last_tick("other").await.expect("last"), None);
+    let ticks = store.ticks("nightly").await.expect("ticks");
+    assert_eq!(
+        (ticks[0].status.as_str(), ticks[0].run_id.as_deref()),
+        ("success", Some("r1"))
+    );
 }
 
 #[tokio::test]

@@ -5,6 +5,8 @@ mod checks;
 mod example;
 mod intervals;
 mod materializations;
+mod partitions;
 mod resume;
+mod schedules;
 mod support;
 mod unit_tests;

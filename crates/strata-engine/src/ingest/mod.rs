@@ -348,6 +348,7 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
         rows_quarantined,
         delta_version: version,
         message: Some(format!("{files} file{}", if files == 1 { "" } else { "s" })),
+        ..Default::default()
     })
 }
 
@@ -397,6 +398,22 @@ fn to_manifest(
         run_id: run_id.to_string(),
         ingested_at: strata_state::now(),
     }
+}
+
+/// Files of `source` that have landed and are not in its manifest yet, as
+/// named in the manifest (relative to the project): what a sensor waits for.
+pub async fn pending_files(engine: &Engine, source: &Source) -> Result<Vec<String>> {
+    let all = list_files(source, &engine.project.root)?;
+    let seen = engine
+        .state
+        .ingested_files(&source.name)
+        .await
+        .context(|| "reading the manifest".into())?;
+    Ok(all
+        .into_iter()
+        .map(|(_, rel)| rel)
+        .filter(|r| !seen.contains(r))
+        .collect())
 }
 
 /// Matching files, sorted, each with its name relative to the project root.

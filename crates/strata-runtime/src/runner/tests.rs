@@ -1,4 +1,4 @@
-//! Runner tests with a fake executor and a SQLite state store.
+//! Runner tests with a fake executor, each run on SQLite and on PostgreSQL.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,17 +46,7 @@ fn spec(name: &str, up: &[&str]) -> TaskSpec {
     TaskSpec::new(name, "table", up.iter().map(|s| s.to_string()).collect())
 }
 
-async fn store() -> (tempfile::TempDir, StateStore) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = StateStore::open(&format!("sqlite://{}/s.db", dir.path().display()))
-        .await
-        .expect("open");
-    (dir, s)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_in_dependency_order_and_overlaps_independent_tasks() {
-    let (_d, state) = store().await;
+async fn runs_in_dependency_order_and_overlaps_independent_tasks(state: StateStore) {
     let fake = Arc::new(Fake::default());
     let plan = vec![
         spec("a", &[]),
@@ -94,9 +84,7 @@ async fn runs_in_dependency_order_and_overlaps_independent_tasks() {
     );
 }
 
-#[tokio::test]
-async fn failure_skips_downstream_but_not_independent_branches() {
-    let (_d, state) = store().await;
+async fn failure_skips_downstream_but_not_independent_branches(state: StateStore) {
     let fake = Arc::new(Fake {
         fail: vec!["a".into()],
         ..Default::default()
@@ -134,9 +122,7 @@ async fn failure_skips_downstream_but_not_independent_branches() {
     );
 }
 
-#[tokio::test]
-async fn upstream_outside_the_plan_counts_as_done() {
-    let (_d, state) = store().await;
+async fn upstream_outside_the_plan_counts_as_done(state: StateStore) {
     let s = Runner::new(state, 2)
         .run(
             Arc::new(Fake::default()),
@@ -149,9 +135,7 @@ async fn upstream_outside_the_plan_counts_as_done() {
     assert_eq!(s.tasks.len(), 1);
 }
 
-#[tokio::test]
-async fn a_dead_run_is_marked_interrupted_by_the_next() {
-    let (_d, state) = store().await;
+async fn a_dead_run_is_marked_interrupted_by_the_next(state: StateStore) {
     state
         .create_run(&strata_state::RunRecord {
             run_id: "old".into(),
@@ -183,9 +167,7 @@ async fn a_dead_run_is_marked_interrupted_by_the_next() {
     );
 }
 
-#[tokio::test]
-async fn a_panicking_task_fails_alone() {
-    let (_d, state) = store().await;
+async fn a_panicking_task_fails_alone(state: StateStore) {
     let fake = Arc::new(Fake {
         panic: vec!["a".into()],
         ..Default::default()
@@ -244,9 +226,7 @@ fn flaky(failures: usize, kind: ErrorKind) -> Arc<Flaky> {
     })
 }
 
-#[tokio::test]
-async fn outside_failures_are_retried_with_exponential_backoff() {
-    let (_d, state) = store().await;
+async fn outside_failures_are_retried_with_exponential_backoff(state: StateStore) {
     let f = flaky(2, ErrorKind::External);
     let mut t = spec("a", &[]);
     t.retries = 3;
@@ -268,9 +248,7 @@ async fn outside_failures_are_retried_with_exponential_backoff() {
     assert_eq!(state.tasks(&s.run_id).await.expect("tasks")[0].attempts, 3);
 }
 
-#[tokio::test]
-async fn retries_run_out_and_user_errors_are_not_retried() {
-    let (_d, state) = store().await;
+async fn retries_run_out_and_user_errors_are_not_retried(state: StateStore) {
     let f = flaky(5, ErrorKind::External);
     let mut t = spec("a", &[]);
     t.retries = 2;
@@ -302,9 +280,7 @@ async fn retries_run_out_and_user_errors_are_not_retried() {
     );
 }
 
-#[tokio::test]
-async fn a_task_over_its_timeout_fails_and_its_downstream_is_skipped() {
-    let (_d, state) = store().await;
+async fn a_task_over_its_timeout_fails_and_its_downstream_is_skipped(state: StateStore) {
     let f = Arc::new(Flaky {
         failures: AtomicUsize::new(0),
         kind: ErrorKind::External,
@@ -328,9 +304,7 @@ async fn a_task_over_its_timeout_fails_and_its_downstream_is_skipped() {
     assert_eq!(s.tasks[1].status, "upstream_failed");
 }
 
-#[tokio::test]
-async fn a_live_run_holds_the_lock() {
-    let (_d, state) = store().await;
+async fn a_live_run_holds_the_lock(state: StateStore) {
     // This very process holds the lock under another run id.
     let holder = strata_state::LockHolder {
         run_id: "other".into(),
@@ -373,3 +347,15 @@ async fn a_live_run_holds_the_lock() {
         .expect("run");
     assert!(s.ok());
 }
+
+on_both_backends!(
+    runs_in_dependency_order_and_overlaps_independent_tasks,
+    failure_skips_downstream_but_not_independent_branches,
+    upstream_outside_the_plan_counts_as_done,
+    a_dead_run_is_marked_interrupted_by_the_next,
+    a_panicking_task_fails_alone,
+    outside_failures_are_retried_with_exponential_backoff,
+    retries_run_out_and_user_errors_are_not_retried,
+    a_task_over_its_timeout_fails_and_its_downstream_is_skipped,
+    a_live_run_holds_the_lock
+);

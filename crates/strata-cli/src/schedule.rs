@@ -1,0 +1,341 @@
+//! `strata backfill` and `strata serve` (the scheduler).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use strata_engine::{Engine, EngineExecutor};
+use strata_graph::Graph;
+use strata_project::Project;
+use strata_runtime::{
+    BackfillPlan, Fired, Launcher, RunOptions, RunRequest, RunSummary, Runner, Scheduler, TaskSpec,
+    rfc3339,
+};
+use strata_state::StateStore;
+
+use crate::output::{right, table};
+use crate::{Failure, input, progress};
+
+/// Runs `tasks` as one run with a progress bar.
+pub(crate) async fn execute(
+    project: &Arc<Project>,
+    graph: &Arc<Graph>,
+    state: &StateStore,
+    tasks: Vec<TaskSpec>,
+    options: RunOptions,
+    max_parallel: usize,
+    show_progress: bool,
+) -> Result<RunSummary, strata_state::Error> {
+    let engine = Engine::new(project.clone(), graph.clone(), state.clone());
+    let mut runner = Runner::new(state.clone(), max_parallel);
+    let bar = show_progress.then(|| Arc::new(progress::Progress::new()));
+    if let Some(b) = &bar {
+        runner = runner.with_observer(b.clone());
+    }
+    let summary = runner
+        .run(Arc::new(EngineExecutor::new(engine)), tasks, options)
+        .await;
+    if let Some(b) = bar {
+        b.finish();
+    }
+    summary
+}
+
+/// `strata backfill`: previews, then runs, every missing or failed interval.
+pub(crate) async fn backfill(
+    dir: &std::path::Path,
+    select: String,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    parallel: Option<usize>,
+    dry_run: bool,
+) -> Result<(), Failure> {
+    let (project, graph) = crate::load(dir)?;
+    let state = StateStore::open(&project.state).await.map_err(input)?;
+    let selected = graph.select(&select).map_err(input)?;
+    if !selected.iter().any(|n| {
+        project
+            .models
+            .get(n)
+            .is_some_and(|m| m.config.partitioning.is_some())
+    }) {
+        return Err(input(format!(
+            "no partitioned model in the selection `{select}`: backfill runs the intervals of replace_range models (use `strata run --start --end` for the others)"
+        )));
+    }
+    let plan = strata_runtime::backfill_plan(&project, &graph, &selected, start, end, &state)
+        .await
+        .map_err(input)?;
+    print_plan(&plan, start, end);
+    let to_run: usize = plan
+        .models
+        .iter()
+        .filter(|m| m.grain.is_some())
+        .map(|m| m.to_run.len())
+        .sum();
+    if dry_run {
+        println!("dry run: nothing was run");
+        return Ok(());
+    }
+    if to_run == 0 {
+        println!("nothing to backfill: every interval in the range is done");
+        return Ok(());
+    }
+    let parallel = parallel.unwrap_or(project.max_parallel).max(1);
+    let (project, graph) = (Arc::new(project), Arc::new(graph));
+    let summary = execute(
+        &project,
+        &graph,
+        &state,
+        plan.tasks,
+        RunOptions {
+            selection: select,
+            trigger: Some("backfill".into()),
+            interval: Some((start, end)),
+            ..Default::default()
+        },
+        parallel,
+        true,
+    )
+    .await
+    .map_err(input)?;
+    print_backfill_summary(&summary);
+    crate::output::print_failures(&summary);
+    if summary.ok() {
+        Ok(())
+    } else {
+        eprintln!("\nrun the same backfill again to retry only the failed intervals");
+        Err(Failure::Failed)
+    }
+}
+
+fn print_plan(plan: &BackfillPlan, start: DateTime<Utc>, end: DateTime<Utc>) {
+    println!("backfill [{}, {}):", rfc3339(start), rfc3339(end));
+    let mut t = table(&[
+        "table",
+        "grain",
+        "intervals",
+        "done",
+        "to run",
+        "failed before",
+        "first to run",
+        "last to run",
+    ]);
+    for m in &plan.models {
+        let (first, last) = match (m.to_run.first(), m.to_run.last()) {
+            (Some(a), Some(b)) if m.grain.is_some() => (rfc3339(a.start), rfc3339(b.start)),
+            _ => ("-".into(), "-".into()),
+        };
+        t.add_row(vec![
+            comfy_table::Cell::new(&m.model),
+            comfy_table::Cell::new(m.grain.map(|g| g.as_str()).unwrap_or("(whole table)")),
+            right(m.total),
+            right(m.done),
+            right(m.to_run.len()),
+            right(m.failed),
+            comfy_table::Cell::new(first),
+            comfy_table::Cell::new(last),
+        ]);
+    }
+    println!("{t}");
+}
+
+/// Per table: how its tasks ended (a backfill has one task per interval).
+fn print_backfill_summary(s: &RunSummary) {
+    let mut by: std::collections::BTreeMap<&str, [i64; 5]> = Default::default();
+    for t in &s.tasks {
+        let table = t.task.split('[').next().unwrap_or(&t.task);
+        let e = by.entry(table).or_default();
+        match t.status.as_str() {
+            "success" => e[0] += 1,
+            "skipped" => e[1] += 1,
+            "failed" => e[2] += 1,
+            _ => e[3] += 1,
+        }
+        e[4] += t.rows_written;
+    }
+    let mut t = table(&[
+        "table",
+        "succeeded",
+        "skipped",
+        "failed",
+        "not run",
+        "rows written",
+    ]);
+    for (name, c) in by {
+        t.add_row(vec![
+            comfy_table::Cell::new(name),
+            right(c[0]),
+            right(c[1]),
+            right(c[2]),
+            right(c[3]),
+            right(c[4]),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "run {}: {} in {:.2}s — {} tasks",
+        s.run_id,
+        s.status,
+        s.duration.as_secs_f64(),
+        s.tasks.len()
+    );
+}
+
+/// Runs what schedules ask for in this process.
+struct CliLauncher {
+    project: Arc<Project>,
+    graph: Arc<Graph>,
+    state: StateStore,
+}
+
+#[async_trait::async_trait]
+impl Launcher for CliLauncher {
+    async fn launch(&self, req: &RunRequest) -> Result<(String, bool), String> {
+        let selected = self.graph.select(&req.select).map_err(|e| e.to_string())?;
+        let tasks = strata_runtime::plan(
+            &self.project,
+            &self.graph,
+            &selected,
+            req.interval,
+            Utc::now(),
+        );
+        let options = RunOptions {
+            selection: req.select.clone(),
+            trigger: Some(req.trigger.clone()),
+            interval: req.interval,
+            ..Default::default()
+        };
+        // Runs of one project take turns: wait while another holds the lock.
+        let mut waited = 0u64;
+        loop {
+            match execute(
+                &self.project,
+                &self.graph,
+                &self.state,
+                tasks.clone(),
+                options.clone(),
+                self.project.max_parallel,
+                false,
+            )
+            .await
+            {
+                Ok(s) => {
+                    print_fired_run(req, &s);
+                    return Ok((s.run_id.clone(), s.ok()));
+                }
+                Err(strata_state::Error::Busy(why)) if waited < 6 * 3600 => {
+                    if waited == 0 {
+                        eprintln!("{}: waiting: {why}", req.trigger);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    waited += 5;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    async fn new_files(&self, source: &str) -> Result<usize, String> {
+        let s = self
+            .project
+            .sources
+            .get(source)
+            .ok_or_else(|| format!("unknown source {source}"))?;
+        let engine = Engine::new(self.project.clone(), self.graph.clone(), self.state.clone());
+        strata_engine::ingest::pending_files(&engine, s)
+            .await
+            .map(|f| f.len())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn print_fired_run(req: &RunRequest, s: &RunSummary) {
+    let count = |st: &str| s.tasks.iter().filter(|t| t.status == st).count();
+    let interval = req
+        .interval
+        .map(|(a, b)| format!(" [{}, {})", rfc3339(a), rfc3339(b)))
+        .unwrap_or_default();
+    println!(
+        "{}{interval}: run {} {} in {:.2}s — {} succeeded, {} skipped, {} failed, {} not run",
+        req.trigger,
+        s.run_id,
+        s.status,
+        s.duration.as_secs_f64(),
+        count("success"),
+        count("skipped"),
+        count("failed"),
+        count("upstream_failed")
+    );
+    crate::output::print_failures(s);
+}
+
+/// `strata serve`: the scheduler (the HTTP API, dashboard and SQL endpoint
+/// join it in later releases). With `once_at`, evaluates the schedules once
+/// as if it were that time, runs what is due, and exits.
+pub(crate) async fn serve(
+    dir: &std::path::Path,
+    once_at: Option<DateTime<Utc>>,
+) -> Result<(), Failure> {
+    let (project, graph) = crate::load(dir)?;
+    let state = StateStore::open(&project.state).await.map_err(input)?;
+    for s in project.schedules.values() {
+        graph
+            .select(&s.select)
+            .map_err(|e| input(format!("schedule `{}`: {e}", s.name)))?;
+    }
+    let schedules: Vec<_> = project.schedules.values().cloned().collect();
+    let names: Vec<_> = schedules.iter().map(|s| s.name.clone()).collect();
+    let (project, graph) = (Arc::new(project), Arc::new(graph));
+    let launcher = Arc::new(CliLauncher {
+        project: project.clone(),
+        graph: graph.clone(),
+        state: state.clone(),
+    });
+    let who = format!("{}:{}", host(), std::process::id());
+    let scheduler = Scheduler::new(state, schedules, launcher, who);
+    if let Some(at) = once_at {
+        let fired = scheduler.tick(at).await.map_err(input)?;
+        report(&fired, at);
+        return if fired.iter().all(|f| matches!(f.result, Ok((_, true)))) {
+            Ok(())
+        } else {
+            Err(Failure::Failed)
+        };
+    }
+    if names.is_empty() {
+        eprintln!("note: strata.toml has no [schedules]; nothing will run (Ctrl-C to stop)");
+    } else {
+        eprintln!("serving schedules: {} (Ctrl-C to stop)", names.join(", "));
+    }
+    loop {
+        let now = Utc::now();
+        let fired = scheduler.tick(now).await.map_err(input)?;
+        report(&fired, now);
+        let wake = scheduler.next_wake(Utc::now());
+        let wait = (wake - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("stopping");
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn report(fired: &[Fired], at: DateTime<Utc>) {
+    if fired.is_empty() {
+        println!("{}: nothing due", rfc3339(at));
+    }
+    for f in fired {
+        if let Err(e) = &f.result {
+            eprintln!("{} at {}: could not run: {e}", f.schedule, rfc3339(f.at));
+        }
+    }
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
