@@ -54,5 +54,5 @@ t() { /usr/bin/time -f "%e" -o "$work/t.txt" "$@" > "$work/out.txt" 2>&1; cat "$
 status=$(t "$strata" status --project "$work")
 grep -m1 "intervals of" "$work/out.txt" >&2
 plan=$(t "$strata" backfill --project "$work" --start 2020-01-01 --end "$end" --select silver.hourly --dry-run)
-to_run=$(grep "silver.hourly" "$work/out.txt" | awk -F'│' '{gsub(/ /,"",$6); print $6}')
+to_run=$(grep "silver.hourly" "$work/out.txt" | python3 -c "import sys; print(sys.stdin.read().split('┆')[4].strip())")
 echo "intervals: n=${n} status=${status} backfill_plan=${plan} to_run=${to_run}"

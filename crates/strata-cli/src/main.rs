@@ -2,6 +2,7 @@
 //! work to the runtime and engine, and renders progress, tables and errors.
 //! Exit codes: 0 ok, 1 a run or check failed, 2 bad input.
 
+mod docs;
 mod output;
 mod progress;
 mod schedule;
@@ -152,6 +153,12 @@ enum Command {
     },
     /// One screen of health: the last run, and per table its last build, version and checks.
     Status,
+    /// Write the data catalog as a static site (index.html + catalog.json).
+    Docs {
+        /// Folder to write into (default: target/docs in the project).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run history, or one run's tasks.
     Runs {
         /// Show this run's tasks.
@@ -379,6 +386,21 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             let (project, graph) = load(&cli.project)?;
             let state = StateStore::open(&project.state).await.map_err(input)?;
             status::print(&project, &graph, &state).await.map_err(input)
+        }
+        Command::Docs { out } => {
+            let out = out.unwrap_or_else(|| cli.project.join("target/docs"));
+            let engine = engine(&cli.project).await?;
+            let catalog = strata_engine::catalog::catalog(&engine)
+                .await
+                .map_err(input)?;
+            docs::write_site(&catalog, &out).map_err(input)?;
+            println!(
+                "wrote the catalog of {} tables and {} data products to {}",
+                catalog.tables.len(),
+                catalog.products.len(),
+                out.join("index.html").display()
+            );
+            Ok(())
         }
         Command::Runs {
             run_id,

@@ -215,6 +215,8 @@ pub fn print_checks(results: &[CheckResult], format: Format) {
                     "severity": r.severity, "status": r.status, "failing_rows": r.failing_rows,
                     "action": r.action, "sample": serde_json::from_str::<serde_json::Value>(&r.sample).unwrap_or_default(),
                     "checked_at": r.checked_at,
+                    "interval_start": r.interval.as_ref().map(|i| &i.0),
+                    "interval_end": r.interval.as_ref().map(|i| &i.1),
                 }));
             }
         }
@@ -234,18 +236,24 @@ pub fn print_checks(results: &[CheckResult], format: Format) {
             }
         }
         Format::Table => {
-            let mut t = table(&[
-                "table",
-                "check",
-                "kind",
-                "on failure",
-                "status",
-                "failing",
-                "action",
-            ]);
+            let per_interval = results.iter().any(|r| r.interval.is_some());
+            let mut header = vec!["table"];
+            if per_interval {
+                header.push("interval from");
+            }
+            header.extend(["check", "kind", "on failure", "status", "failing", "action"]);
+            let mut t = table(&header);
             for r in results {
-                t.add_row(vec![
-                    Cell::new(&r.model),
+                let mut row = vec![Cell::new(&r.model)];
+                if per_interval {
+                    row.push(Cell::new(
+                        r.interval
+                            .as_ref()
+                            .map(|i| i.0.as_str())
+                            .unwrap_or("(whole table)"),
+                    ));
+                }
+                row.extend([
                     Cell::new(&r.check_name),
                     Cell::new(&r.kind),
                     Cell::new(&r.severity),
@@ -253,6 +261,7 @@ pub fn print_checks(results: &[CheckResult], format: Format) {
                     right(r.failing_rows),
                     Cell::new(r.action.clone().unwrap_or_default()),
                 ]);
+                t.add_row(row);
             }
             println!("{t}");
         }

@@ -99,6 +99,17 @@ pub(crate) async fn backfill(
     .await
     .map_err(input)?;
     print_backfill_summary(&summary);
+    let not_passed: Vec<_> = state
+        .check_results(&summary.run_id)
+        .await
+        .map_err(input)?
+        .into_iter()
+        .filter(|c| c.status != "pass")
+        .collect();
+    if !not_passed.is_empty() {
+        println!("checks that did not pass:");
+        crate::output::print_checks(&not_passed, crate::Format::Table);
+    }
     crate::output::print_failures(&summary);
     if summary.ok() {
         Ok(())

@@ -90,7 +90,37 @@ pub async fn print(
         ]);
     }
     println!("{t}");
-    print_intervals(project, state).await
+    print_intervals(project, state).await?;
+    print_schema_changes(project, state).await
+}
+
+/// Schema changes shown per source.
+const CHANGES_SHOWN: usize = 5;
+
+/// The latest schema changes of each source.
+async fn print_schema_changes(
+    project: &Project,
+    state: &StateStore,
+) -> Result<(), strata_state::Error> {
+    for s in project.sources.values() {
+        let events = state.schema_events(&s.name).await?;
+        if events.is_empty() {
+            continue;
+        }
+        println!("\nschema changes of {} (newest first):", s.table());
+        for e in events.iter().take(CHANGES_SHOWN) {
+            let what = match e.change.as_str() {
+                "column_added" => format!("+ {} ({}) added", e.column, e.column_type),
+                "column_missing" => format!("- {} missing (read as null)", e.column),
+                other => format!("{other} {}", e.column),
+            };
+            println!("  {what} — in {} at {} (run {})", e.file, e.at, e.run_id);
+        }
+        if events.len() > CHANGES_SHOWN {
+            println!("  … and {} earlier", events.len() - CHANGES_SHOWN);
+        }
+    }
+    Ok(())
 }
 
 /// Gaps shown per partitioned model; more are summarised.
@@ -98,24 +128,37 @@ const GAPS_SHOWN: usize = 10;
 
 /// Per partitioned model: its intervals done, late, failed and missing, and the gaps.
 async fn print_intervals(project: &Project, state: &StateStore) -> Result<(), strata_state::Error> {
-    for m in project.models.values() {
-        let Some(p) = &m.config.partitioning else {
-            continue;
-        };
-        let st = strata_runtime::interval_status(state, &m.name, p.grain).await?;
+    let tracked: Vec<(String, strata_project::Grain, bool)> = project
+        .sources
+        .values()
+        .filter_map(|s| s.time.as_ref().map(|(_, g)| (s.table(), *g, false)))
+        .chain(project.models.values().filter_map(|m| {
+            m.config
+                .partitioning
+                .as_ref()
+                .map(|p| (m.name.clone(), p.grain, true))
+        }))
+        .collect();
+    for (name, grain, is_model) in tracked {
+        let st = strata_runtime::interval_status(state, &name, grain).await?;
         let Some((first, last)) = st.span else {
-            println!(
-                "\nintervals of {} ({}): none built yet — `strata backfill --start D --end D --select {}`",
-                m.name,
-                p.grain.as_str(),
-                m.name
-            );
+            if is_model {
+                println!(
+                    "\nintervals of {name} ({}): none built yet — `strata backfill --start D --end D --select {name}`",
+                    grain.as_str()
+                );
+            } else {
+                println!(
+                    "\nintervals of {name} ({}): no data loaded yet",
+                    grain.as_str()
+                );
+            }
             continue;
         };
         println!(
             "\nintervals of {} ({}) from {} to {}: {} done, {} late, {} failed, {} missing",
-            m.name,
-            p.grain.as_str(),
+            name,
+            grain.as_str(),
             strata_runtime::rfc3339(first),
             strata_runtime::rfc3339(last),
             st.done,
@@ -142,12 +185,17 @@ async fn print_intervals(project: &Project, state: &StateStore) -> Result<(), st
         if st.gaps.len() > GAPS_SHOWN {
             println!("… and {} more gaps", st.gaps.len() - GAPS_SHOWN);
         }
-        println!(
-            "fill them: strata backfill --start {} --end {} --select {}",
-            strata_runtime::rfc3339(first),
-            strata_runtime::rfc3339(last),
-            m.name
-        );
+        if is_model {
+            println!(
+                "fill them: strata backfill --start {} --end {} --select {name}",
+                strata_runtime::rfc3339(first),
+                strata_runtime::rfc3339(last),
+            );
+        } else {
+            println!(
+                "(`missing`: no row of {name} falls in that interval; `late` intervals got rows after their first load)"
+            );
+        }
     }
     Ok(())
 }

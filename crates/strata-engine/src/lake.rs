@@ -39,6 +39,9 @@ pub struct Provenance {
     /// The data interval the model was built for, when its SQL reads `:start`/`:end`.
     #[serde(default)]
     pub interval: Option<(String, String)>,
+    /// A cursor source's watermark after this commit (sources only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<crate::ingest::db::Watermark>,
 }
 
 impl Provenance {
@@ -125,6 +128,20 @@ pub async fn latest_provenance(table: &DeltaTable) -> Result<Option<Provenance>>
         }
     }
     Ok(None)
+}
+
+/// The watermark of the newest of the table's last 100 commits that carries one.
+pub async fn latest_watermark(table: &DeltaTable) -> Result<Option<crate::ingest::db::Watermark>> {
+    let infos: Vec<_> = table
+        .history(Some(100))
+        .try_collect()
+        .await
+        .context(|| "reading table history".into())?;
+    Ok(infos
+        .iter()
+        .filter_map(|i| i.info.get(COMMIT_KEY))
+        .filter_map(|v| serde_json::from_value::<Provenance>(v.clone()).ok())
+        .find_map(|p| p.watermark))
 }
 
 /// The runs that made the table's recent commits (none when it does not exist).

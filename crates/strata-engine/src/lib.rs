@@ -14,6 +14,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod catalog;
 pub mod checks;
 mod engine;
 mod error;

@@ -197,7 +197,7 @@ fn describe(start: chrono::DateTime<chrono::Utc>, end: chrono::DateTime<chrono::
 }
 
 /// Rows of `__strata_range` per interval start (UTC microseconds).
-async fn rows_per_interval(
+pub(crate) async fn rows_per_interval(
     ctx: &SessionContext,
     col: &str,
     grain: Grain,

@@ -240,7 +240,13 @@ fn fixture_batch(schema: &SchemaRef, rows: &Rows) -> std::result::Result<RecordB
                 delimiter: b',',
                 quote: b'"',
             };
-            let data = crate::ingest::files::decode_csv(path, &cols, &opts, &[String::new()])?;
+            let data = crate::ingest::files::decode_csv(
+                path,
+                &cols,
+                &opts,
+                &[String::new()],
+                strata_project::SchemaDrift::Fail,
+            )?;
             if let Some(b) = data.bad.first() {
                 return Err(format!("line {}: {}", b.line, b.error));
             }

@@ -36,10 +36,14 @@ pub async fn check_plans(project: &Project, graph: &Graph) -> PlanCheck {
     let mut out = PlanCheck::default();
     let mut known: BTreeMap<String, SchemaRef> = BTreeMap::new();
     for s in project.sources.values() {
-        let schema = match &s.columns {
-            Some(cols) => Some(with_metadata_schema(&schema_of(cols))),
-            None => match existing_schema(&lake, &s.table()).await {
-                Some(schema) => Some(schema),
+        // The table as it is (columns added by drift included), else as declared or inferred.
+        let schema = match existing_schema(&lake, &s.table()).await {
+            Some(schema) => Some(schema),
+            None => match &s.columns {
+                Some(cols) => Some(with_metadata_schema(&crate::ingest::write_schema(
+                    cols,
+                    s.schema_drift,
+                ))),
                 None => inferred_schema(s),
             },
         };
@@ -150,6 +154,9 @@ async fn existing_schema(lake: &Lake, table: &str) -> Option<SchemaRef> {
 
 /// The schema the first matching file would give (as the first ingest infers it).
 fn inferred_schema(source: &strata_project::Source) -> Option<SchemaRef> {
+    if source.format.is_database() {
+        return None; // known once ingested, or from declared columns
+    }
     let first = glob::glob(&source.path)
         .ok()?
         .filter_map(Result::ok)
@@ -162,6 +169,7 @@ fn inferred_schema(source: &strata_project::Source) -> Option<SchemaRef> {
         strata_project::Format::Ndjson => {
             schema_of(&crate::ingest::files::infer_ndjson(&first).ok()?)
         }
+        strata_project::Format::Postgres | strata_project::Format::Mysql => return None,
     };
     Some(with_metadata_schema(&data))
 }

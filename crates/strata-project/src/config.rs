@@ -86,12 +86,30 @@ pub struct RawProject {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
-    /// `csv`, `ndjson`, `json` or `parquet`.
+    /// `csv`, `ndjson`, `json`, `parquet`, `postgres` or `mysql`.
     pub format: Spanned<String>,
-    /// A glob relative to the project (or absolute).
-    pub path: Spanned<String>,
-    /// `snapshot` or `new_files` (default).
+    /// Files: a glob relative to the project (or absolute).
+    pub path: Option<Spanned<String>>,
+    /// Files: `snapshot` or `new_files` (default); databases: `snapshot`
+    /// (default) or `cursor`.
     pub mode: Option<Spanned<String>>,
+    /// Databases: the connection URL (`${ENV}` references are expanded).
+    pub url: Option<Spanned<String>>,
+    /// Databases: the table to read (`schema.table`).
+    pub table: Option<Spanned<String>>,
+    /// Databases: a SELECT to read instead of a table.
+    pub query: Option<Spanned<String>>,
+    /// Databases, `mode = "cursor"`: the watermark column.
+    pub cursor: Option<Spanned<String>>,
+    /// The date or timestamp column that places a row in a data interval:
+    /// `strata status` then shows days (hours, months) with no data and data
+    /// that arrived late.
+    pub time_column: Option<Spanned<String>>,
+    /// With `time_column`: `hour`, `day` (default) or `month`.
+    pub grain: Option<Spanned<String>>,
+    /// What a column the source did not have before does: `add_columns`
+    /// (default), `fail`, or `rescue` (into a `_rescued` JSON column).
+    pub schema_drift: Option<Spanned<String>>,
     /// `quarantine` (default) or `fail`.
     pub on_bad_rows: Option<Spanned<String>>,
     /// Declared columns and their types, in order; inferred when absent.
@@ -184,6 +202,13 @@ pub const SOURCE_KEYS: &[&str] = &[
     "format",
     "path",
     "mode",
+    "url",
+    "table",
+    "query",
+    "cursor",
+    "time_column",
+    "grain",
+    "schema_drift",
     "on_bad_rows",
     "columns",
     "header",

@@ -32,7 +32,9 @@ pub use error::{Errors, LocatedError};
 pub use grain::{Grain, Interval, parse_time};
 pub use model::{ColumnSpec, Materialization, Model, ModelConfig, Partitioning, Strategy};
 pub use schedule::{Schedule, Trigger};
-pub use source::{CsvOptions, Format, OnBadRows, Source, SourceMode};
+pub use source::{
+    CsvOptions, Database, Format, OnBadRows, Relation, SchemaDrift, Source, SourceMode,
+};
 pub use types::ColumnType;
 
 use config::{PROJECT_KEYS, RawConfig, RawSource, SOURCE_KEYS};
@@ -448,26 +450,71 @@ fn resolve_source(
         "csv" => Format::Csv,
         "ndjson" | "json" | "jsonl" => Format::Ndjson,
         "parquet" => Format::Parquet,
+        "postgres" | "postgresql" => Format::Postgres,
+        "mysql" | "mariadb" => Format::Mysql,
         other => {
+            let help = match did_you_mean(
+                other,
+                ["csv", "ndjson", "json", "parquet", "postgres", "mysql"],
+            ) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "use csv, ndjson, parquet, postgres or mysql".into(),
+            };
             errors.push(
                 at(
                     raw.format.span(),
                     format!("unknown format `{other}` for source `{name}`"),
                 )
-                .with_help("use csv, ndjson or parquet"),
+                .with_help(help),
             );
             Format::Csv
         }
     };
+    let is_db = format.is_database();
     let mode = match raw.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
-        None | Some(("new_files", _)) => SourceMode::NewFiles,
+        None if is_db => SourceMode::Snapshot,
+        None => SourceMode::NewFiles,
         Some(("snapshot", _)) => SourceMode::Snapshot,
+        Some(("new_files", _)) if !is_db => SourceMode::NewFiles,
+        Some(("cursor", _)) if is_db => SourceMode::Cursor,
         Some((other, span)) => {
             errors.push(
-                at(span, format!("unknown mode `{other}`")).with_help("use new_files or snapshot"),
+                at(
+                    span,
+                    format!(
+                        "mode `{other}` does not apply to a {} source",
+                        raw.format.get_ref()
+                    ),
+                )
+                .with_help(if is_db {
+                    "databases are read in `snapshot` or `cursor` mode"
+                } else {
+                    "files are read in `new_files` or `snapshot` mode"
+                }),
             );
-            SourceMode::NewFiles
+            SourceMode::Snapshot
         }
+    };
+    let database = if is_db {
+        database_of(name, raw, mode, at, &mut errors)
+    } else {
+        for (key, v) in [
+            ("url", &raw.url),
+            ("table", &raw.table),
+            ("query", &raw.query),
+            ("cursor", &raw.cursor),
+        ] {
+            if let Some(v) = v {
+                errors.push(
+                    at(
+                        v.span(),
+                        format!("`{key}` only applies to database sources"),
+                    )
+                    .with_help("set format = \"postgres\" or \"mysql\", or remove it"),
+                );
+            }
+        }
+        None
     };
     let on_bad_rows = match raw
         .on_bad_rows
@@ -554,21 +601,85 @@ fn resolve_source(
             Err(es) => errors.0.extend(es.0),
         }
     }
-    let path = match expand_env(raw.path.get_ref()) {
-        Ok(p) => absolutize(root, &p),
-        Err(var) => {
-            errors.push(at(
-                raw.path.span(),
-                format!("environment variable `{var}` is not set"),
-            ));
+    let path = match (&raw.path, is_db) {
+        (Some(p), true) => {
+            errors.push(
+                at(
+                    p.span(),
+                    format!("`path` does not apply to a {} source", raw.format.get_ref()),
+                )
+                .with_help("a database source reads `table` or `query` at `url`"),
+            );
             String::new()
+        }
+        (None, true) => String::new(),
+        (None, false) => {
+            errors.push(
+                at(raw.format.span(), format!("source `{name}` has no `path`"))
+                    .with_help("add path = \"data/NAME/*.csv\" (a glob relative to the project)"),
+            );
+            String::new()
+        }
+        (Some(p), false) => match expand_env(p.get_ref()) {
+            Ok(v) => absolutize(root, &v),
+            Err(var) => {
+                errors.push(at(
+                    p.span(),
+                    format!("environment variable `{var}` is not set"),
+                ));
+                String::new()
+            }
+        },
+    };
+    let grain = match &raw.grain {
+        None => Grain::Day,
+        Some(g) => Grain::parse(g.get_ref()).unwrap_or_else(|| {
+            errors.push(
+                at(g.span(), format!("unknown grain `{}`", g.get_ref()))
+                    .with_help("use hour, day or month"),
+            );
+            Grain::Day
+        }),
+    };
+    if let (Some(g), None) = (&raw.grain, &raw.time_column) {
+        errors.push(
+            at(g.span(), "`grain` needs `time_column`".into())
+                .with_help("name the date or timestamp column: time_column = \"order_ts\""),
+        );
+    }
+    let time = raw
+        .time_column
+        .as_ref()
+        .map(|c| (normalize_name(c.get_ref()), grain));
+    let schema_drift = match raw
+        .schema_drift
+        .as_ref()
+        .map(|d| (d.get_ref().as_str(), d.span()))
+    {
+        None | Some(("add_columns", _)) => source::SchemaDrift::AddColumns,
+        Some(("fail", _)) => source::SchemaDrift::Fail,
+        Some(("rescue", _)) => source::SchemaDrift::Rescue,
+        Some((other, span)) => {
+            let help = match did_you_mean(other, ["add_columns", "fail", "rescue"]) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "use add_columns, fail or rescue".into(),
+            };
+            errors.push(at(span, format!("unknown schema_drift `{other}`")).with_help(help));
+            source::SchemaDrift::AddColumns
         }
     };
     errors.into_result(Source {
         name: name.to_string(),
         format,
         path,
-        path_as_written: raw.path.get_ref().clone(),
+        time,
+        schema_drift,
+        path_as_written: raw
+            .path
+            .as_ref()
+            .map(|p| p.get_ref().clone())
+            .unwrap_or_default(),
+        database,
         mode,
         on_bad_rows,
         columns,
@@ -583,6 +694,104 @@ fn resolve_source(
             .unwrap_or_else(|| vec![String::new()]),
         description: raw.description.clone(),
         checks,
+    })
+}
+
+/// `url`, `table` or `query`, and `cursor` of a database source.
+fn database_of(
+    name: &str,
+    raw: &RawSource,
+    mode: SourceMode,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> LocatedError,
+    errors: &mut Errors,
+) -> Option<source::Database> {
+    let url = match &raw.url {
+        None => {
+            errors.push(
+                at(raw.format.span(), format!("source `{name}` has no `url`")).with_help(
+                    "add url = \"${DATABASE_URL}\" (the connection URL, from the environment)",
+                ),
+            );
+            return None;
+        }
+        Some(u) => match expand_env(u.get_ref()) {
+            Ok(v) => v,
+            Err(var) => {
+                errors.push(
+                    at(u.span(), format!("environment variable `{var}` is not set"))
+                        .with_help(format!("export {var}=… before running strata")),
+                );
+                return None;
+            }
+        },
+    };
+    let relation = match (&raw.table, &raw.query) {
+        (Some(t), None) => {
+            let ok = t
+                .get_ref()
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+            if !ok {
+                errors.push(
+                    at(t.span(), format!("`{}` is not a table name", t.get_ref()))
+                        .with_help("write schema.table or table; use `query` for anything else"),
+                );
+                return None;
+            }
+            source::Relation::Table(t.get_ref().clone())
+        }
+        (None, Some(q)) => {
+            source::Relation::Query(q.get_ref().trim().trim_end_matches(';').to_string())
+        }
+        (Some(_), Some(q)) => {
+            errors.push(
+                at(
+                    q.span(),
+                    format!("source `{name}` has both `table` and `query`"),
+                )
+                .with_help("keep one"),
+            );
+            return None;
+        }
+        (None, None) => {
+            errors.push(
+                at(
+                    raw.format.span(),
+                    format!("source `{name}` has neither `table` nor `query`"),
+                )
+                .with_help("add table = \"public.customers\" or query = \"select …\""),
+            );
+            return None;
+        }
+    };
+    let cursor = match (&raw.cursor, mode) {
+        (Some(c), SourceMode::Cursor) => Some(normalize_name(c.get_ref())),
+        (None, SourceMode::Cursor) => {
+            errors.push(
+                at(
+                    raw.format.span(),
+                    format!("source `{name}` is in cursor mode but has no `cursor`"),
+                )
+                .with_help("name the watermark column: cursor = \"updated_at\""),
+            );
+            return None;
+        }
+        (Some(c), _) => {
+            errors.push(
+                at(
+                    c.span(),
+                    "`cursor` only applies to mode = \"cursor\"".into(),
+                )
+                .with_help("set mode = \"cursor\" or remove `cursor`"),
+            );
+            None
+        }
+        (None, _) => None,
+    };
+    Some(source::Database {
+        url,
+        relation,
+        cursor,
     })
 }
 

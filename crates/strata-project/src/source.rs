@@ -11,6 +11,38 @@ pub enum Format {
     Ndjson,
     /// Parquet files.
     Parquet,
+    /// A PostgreSQL table or query.
+    Postgres,
+    /// A MySQL or MariaDB table or query.
+    Mysql,
+}
+
+impl Format {
+    /// Whether the source reads a database rather than files.
+    pub fn is_database(self) -> bool {
+        matches!(self, Format::Postgres | Format::Mysql)
+    }
+}
+
+/// What a database source reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relation {
+    /// A table (or view), possibly schema-qualified: `public.customers`.
+    Table(String),
+    /// A SELECT query.
+    Query(String),
+}
+
+/// Where a database source reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    /// The connection URL, with `${ENV}` references expanded (never logged:
+    /// show it with `strata_state::redact`).
+    pub url: String,
+    /// The table or query.
+    pub relation: Relation,
+    /// For `mode = "cursor"`: the watermark column (an increasing id or time).
+    pub cursor: Option<String>,
 }
 
 /// Which files a run ingests.
@@ -20,6 +52,21 @@ pub enum SourceMode {
     Snapshot,
     /// Only files not ingested before (a manifest in the state store).
     NewFiles,
+    /// Only database rows whose cursor column is past the stored watermark.
+    Cursor,
+}
+
+/// What happens when a source's data has columns it did not have before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaDrift {
+    /// New columns are added to bronze (older rows read as null) and the
+    /// change is recorded as a schema event.
+    AddColumns,
+    /// The ingest fails, naming the file and the columns; nothing is loaded.
+    Fail,
+    /// Values of unexpected columns, and values that do not fit their
+    /// column's type, go into a `_rescued` JSON column; the row is loaded.
+    Rescue,
 }
 
 /// What happens to a row that does not parse.
@@ -67,6 +114,12 @@ pub struct Source {
     pub description: Option<String>,
     /// Checks and expectations run on each ingested batch before it is committed.
     pub checks: Vec<crate::check::Check>,
+    /// For `postgres` and `mysql` sources: where to read.
+    pub database: Option<Database>,
+    /// `time_column` and its grain: which data interval each row belongs to.
+    pub time: Option<(String, crate::Grain)>,
+    /// What new columns do.
+    pub schema_drift: SchemaDrift,
 }
 
 impl Source {

@@ -92,10 +92,10 @@ pub async fn interval_status(
     model: &str,
     grain: Grain,
 ) -> Result<IntervalStatus, strata_state::Error> {
-    let records = state.intervals(model).await?;
+    let records = state.interval_states(model).await?;
     let by_start: BTreeMap<DateTime<Utc>, &str> = records
         .iter()
-        .filter_map(|r| Some((parse(&r.start)?, r.status.as_str())))
+        .filter_map(|(start, status)| Some((parse(start)?, status.as_str())))
         .collect();
     let mut st = IntervalStatus {
         model: model.to_string(),
@@ -109,7 +109,7 @@ pub async fn interval_status(
     };
     let (Some(first), Some(last)) = (
         by_start.keys().next().copied(),
-        records.last().and_then(|r| parse(&r.end)),
+        by_start.keys().next_back().map(|l| grain.next(*l)),
     ) else {
         return Ok(st);
     };
@@ -239,10 +239,10 @@ pub async fn backfill_plan(
             Some(p) => {
                 let all = p.grain.intervals(start, end);
                 let done: BTreeMap<DateTime<Utc>, String> = state
-                    .intervals(&node.name)
+                    .interval_states(&node.name)
                     .await?
                     .into_iter()
-                    .filter_map(|r| Some((parse(&r.start)?, r.status)))
+                    .filter_map(|(start, status)| Some((parse(&start)?, status)))
                     .collect();
                 let mut m = ModelIntervals {
                     model: node.name.clone(),

@@ -126,6 +126,7 @@ impl Runner {
             host: host_name(),
             pid: i64::from(std::process::id()),
             acquired_at: rfc3339(started),
+            heartbeat_at: rfc3339(started),
         };
         if let Err(holder) = self.state.acquire_run_lock(&me, is_alive).await? {
             return Err(strata_state::Error::Busy(format!(
@@ -135,6 +136,21 @@ impl Runner {
         }
         // Holding the lock, every other run still marked running is dead.
         let interrupted = self.state.mark_interrupted(&run_id).await?;
+        // A sign of life for processes on other hosts, until the run ends.
+        // Dropping the set (however the run ends) stops the heartbeat.
+        let mut _heartbeat = JoinSet::new();
+        {
+            let (state, clock, id) = (self.state.clone(), self.clock.clone(), run_id.clone());
+            _heartbeat.spawn(async move {
+                let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+                loop {
+                    every.tick().await;
+                    if let Err(e) = state.heartbeat(&id, &rfc3339(clock.now())).await {
+                        tracing::warn!("cannot refresh the run lock: {e}");
+                    }
+                }
+            });
+        }
         self.state
             .create_run(&RunRecord {
                 run_id: run_id.clone(),
@@ -403,11 +419,20 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// How often a running run refreshes its lock's heartbeat.
+const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A holder on another host without a heartbeat for this long is dead.
+const HEARTBEAT_TIMEOUT: chrono::Duration = chrono::Duration::seconds(60);
+
 /// Whether a lock holder's process still runs. On this host the process table
-/// tells; a holder on another host is assumed alive.
+/// tells; on another host, a heartbeat in the last minute (the hosts' clocks
+/// must roughly agree).
 fn is_alive(h: &LockHolder) -> bool {
     if h.host != host_name() {
-        return true;
+        return chrono::DateTime::parse_from_rfc3339(&h.heartbeat_at)
+            .map(|t| Utc::now() - t.with_timezone(&Utc) < HEARTBEAT_TIMEOUT)
+            .unwrap_or(false);
     }
     std::path::Path::new(&format!("/proc/{}", h.pid)).exists()
 }

@@ -99,6 +99,22 @@ impl StateStore {
             .ctx("read intervals")
     }
 
+    /// Just the start and status of every recorded interval of `model`,
+    /// oldest first: the light read behind gap reports and backfill plans.
+    pub async fn interval_states(&self, model: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT interval_start, status FROM intervals WHERE model = $1 ORDER BY interval_start",
+        )
+        .bind(model)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("read intervals")?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .ctx("read intervals")
+    }
+
     /// Forgets every interval of `model` (after a full refresh rebuilds it).
     pub async fn clear_intervals(&self, model: &str) -> Result<()> {
         sqlx::query("DELETE FROM intervals WHERE model = $1")

@@ -519,6 +519,25 @@ impl StateStore {
     }
 }
 
+/// A change in a source's columns, seen while ingesting.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SchemaEvent {
+    /// The source.
+    pub source: String,
+    /// `column_added` (added to bronze) or `column_missing` (a file lacked it).
+    pub change: String,
+    /// The column.
+    pub column: String,
+    /// Its type, when added.
+    pub column_type: String,
+    /// The file (or database) it was seen in.
+    pub file: String,
+    /// The run.
+    pub run_id: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
 /// Who holds the run lock.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LockHolder {
@@ -530,6 +549,8 @@ pub struct LockHolder {
     pub pid: i64,
     /// RFC 3339.
     pub acquired_at: String,
+    /// RFC 3339: the holder's last sign of life (refreshed while it runs).
+    pub heartbeat_at: String,
 }
 
 impl StateStore {
@@ -544,12 +565,13 @@ impl StateStore {
         let mut replaced = None;
         for _ in 0..3 {
             let inserted = sqlx::query(
-                "INSERT INTO run_lock (name, run_id, host, pid, acquired_at) VALUES ('run', $1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO run_lock (name, run_id, host, pid, acquired_at, heartbeat_at) VALUES ('run', $1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
             )
             .bind(&me.run_id)
             .bind(&me.host)
             .bind(me.pid)
             .bind(&me.acquired_at)
+            .bind(&me.heartbeat_at)
             .execute(&self.pool)
             .await
             .ctx("take the run lock")?
@@ -558,7 +580,7 @@ impl StateStore {
                 return Ok(Ok(replaced));
             }
             let row = sqlx::query(
-                "SELECT run_id, host, pid, acquired_at FROM run_lock WHERE name = 'run'",
+                "SELECT run_id, host, pid, acquired_at, COALESCE(heartbeat_at, acquired_at) FROM run_lock WHERE name = 'run'",
             )
             .fetch_optional(&self.pool)
             .await
@@ -569,6 +591,7 @@ impl StateStore {
                 host: r.try_get(1).ctx("read the run lock")?,
                 pid: r.try_get(2).ctx("read the run lock")?,
                 acquired_at: r.try_get(3).ctx("read the run lock")?,
+                heartbeat_at: r.try_get(4).ctx("read the run lock")?,
             };
             if alive(&holder) {
                 return Ok(Err(holder));
@@ -585,6 +608,87 @@ impl StateStore {
             what: "run_lock",
             detail: "the run lock kept changing hands".into(),
         })
+    }
+
+    /// Records a cursor source's watermark after a committed batch (a copy of
+    /// what the bronze commit carries, for display and monitoring).
+    pub async fn set_watermark(&self, source: &str, watermark: &str, run_id: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO watermarks (source, watermark, run_id, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (source) DO UPDATE SET watermark = excluded.watermark, run_id = excluded.run_id, updated_at = excluded.updated_at",
+        )
+        .bind(source)
+        .bind(watermark)
+        .bind(run_id)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .ctx("record watermark")?;
+        Ok(())
+    }
+
+    /// A cursor source's last recorded watermark.
+    pub async fn watermark(&self, source: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT watermark FROM watermarks WHERE source = $1")
+            .bind(source)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("read watermark")?;
+        row.map(|r| r.try_get(0)).transpose().ctx("read watermark")
+    }
+
+    /// Records schema changes of sources.
+    pub async fn record_schema_events(&self, events: &[SchemaEvent]) -> Result<()> {
+        let mut tx = self.pool.begin().await.ctx("begin schema events")?;
+        for e in events {
+            sqlx::query("INSERT INTO schema_events (source, change, column_name, column_type, file, run_id, at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(&e.source)
+                .bind(&e.change)
+                .bind(&e.column)
+                .bind(&e.column_type)
+                .bind(&e.file)
+                .bind(&e.run_id)
+                .bind(&e.at)
+                .execute(&mut *tx)
+                .await
+                .ctx("record schema event")?;
+        }
+        tx.commit().await.ctx("commit schema events")?;
+        Ok(())
+    }
+
+    /// A source's schema changes, newest first.
+    pub async fn schema_events(&self, source: &str) -> Result<Vec<SchemaEvent>> {
+        let rows = sqlx::query("SELECT source, change, column_name, column_type, file, run_id, at FROM schema_events WHERE source = $1 ORDER BY at DESC, column_name")
+            .bind(source)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("read schema events")?;
+        rows.iter()
+            .map(|r| {
+                Ok(SchemaEvent {
+                    source: r.try_get(0)?,
+                    change: r.try_get(1)?,
+                    column: r.try_get(2)?,
+                    column_type: r.try_get(3)?,
+                    file: r.try_get(4)?,
+                    run_id: r.try_get(5)?,
+                    at: r.try_get(6)?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .ctx("read schema events")
+    }
+
+    /// Refreshes the lock holder's sign of life, if `run_id` still holds it.
+    pub async fn heartbeat(&self, run_id: &str, now: &str) -> Result<()> {
+        sqlx::query("UPDATE run_lock SET heartbeat_at = $2 WHERE name = 'run' AND run_id = $1")
+            .bind(run_id)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .ctx("refresh the run lock")?;
+        Ok(())
     }
 
     /// Releases the run lock if `run_id` holds it.

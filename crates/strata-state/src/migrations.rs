@@ -151,4 +151,32 @@ pub const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             "CREATE INDEX check_results_by_model_v5 ON check_results (model, checked_at)",
         ],
     ),
+    (
+        6,
+        "run lock heartbeat",
+        &["ALTER TABLE run_lock ADD COLUMN heartbeat_at TEXT"],
+    ),
+    (
+        7,
+        "watermarks of cursor sources",
+        &["CREATE TABLE watermarks (
+            source TEXT PRIMARY KEY,
+            watermark TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )"],
+    ),
+    (
+        8,
+        "schema changes of sources",
+        &["CREATE TABLE schema_events (
+            source TEXT NOT NULL,
+            change TEXT NOT NULL,
+            column_name TEXT NOT NULL,
+            column_type TEXT NOT NULL,
+            file TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            at TEXT NOT NULL
+        )", "CREATE INDEX schema_events_by_source ON schema_events (source, at)"],
+    ),
 ];

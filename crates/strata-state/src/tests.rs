@@ -30,6 +30,7 @@ async fn exercise(store: &StateStore) {
         host: "h".into(),
         pid: 1,
         acquired_at: now(),
+        heartbeat_at: now(),
     };
     let other = LockHolder {
         run_id: "r8".into(),
@@ -60,6 +61,18 @@ async fn exercise(store: &StateStore) {
         store.acquire_run_lock(&me, |_| true).await.expect("lock"),
         Ok(None)
     );
+    store
+        .heartbeat("r9", "2030-01-01T00:00:00.000000Z")
+        .await
+        .expect("heartbeat");
+    match store
+        .acquire_run_lock(&other, |_| true)
+        .await
+        .expect("lock")
+    {
+        Err(h) => assert_eq!(h.heartbeat_at, "2030-01-01T00:00:00.000000Z"),
+        Ok(_) => panic!("the holder is alive"),
+    }
     store.release_run_lock("r9").await.expect("release");
     let mut t = TaskRecord {
         run_id: "r1".into(),

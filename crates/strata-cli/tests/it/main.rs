@@ -2,6 +2,9 @@
 
 mod cases;
 mod checks;
+mod databases;
+mod docs;
+mod drift;
 mod example;
 mod intervals;
 mod materializations;

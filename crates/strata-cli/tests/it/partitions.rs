@@ -163,6 +163,14 @@ fn backfill_runs_missing_and_failed_intervals_only() {
             .any(|l| l.starts_with("│ silver.events") && l.contains(" 29 ") && l.contains(" 1 ")),
         "{stdout}"
     );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("2024-01-15T00:00:00.000000Z")
+                && l.contains("expression: amount >= 0")
+                && l.contains("fail")),
+        "the failed check is shown with its interval: {stdout}"
+    );
     assert_eq!(p.count("select count(*) from silver.events"), 87);
     let status = p.ok(&["status"]);
     assert!(
@@ -234,4 +242,37 @@ fn status_shows_missing_intervals_as_gaps() {
         "{status}"
     );
     assert!(status.contains("fill them: strata backfill"), "{status}");
+}
+
+#[test]
+fn a_source_time_column_shows_days_without_data_and_late_rows() {
+    let p = TestProject::new();
+    p.write(
+        "strata.toml",
+        "[project]\nname = \"src\"\n[sources.ev]\nformat = \"csv\"\npath = \"data/*.csv\"\ntime_column = \"at\"\ncolumns = { id = \"bigint\", at = \"timestamp\" }\n",
+    );
+    p.write(
+        "data/1.csv",
+        "id,at\n1,2024-01-01T10:00:00\n2,2024-01-02T10:00:00\n3,2024-01-04T10:00:00\n",
+    );
+    p.ok(&["run"]);
+    let status = p.ok(&["status"]);
+    assert!(
+        status.contains("intervals of bronze.ev (day) from 2024-01-01T00:00:00.000000Z to 2024-01-05T00:00:00.000000Z: 3 done, 0 late, 0 failed, 1 missing"),
+        "{status}"
+    );
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("2024-01-03T00:00:00.000000Z") && l.contains("missing")),
+        "{status}"
+    );
+    // A later file with a row for Jan 2: late data.
+    p.write("data/2.csv", "id,at\n4,2024-01-02T23:00:00\n");
+    p.ok(&["run"]);
+    let status = p.ok(&["status"]);
+    assert!(
+        status.contains("2 done, 1 late, 0 failed, 1 missing"),
+        "{status}"
+    );
 }

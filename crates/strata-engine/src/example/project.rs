@@ -10,6 +10,7 @@ format = "ndjson"
 path = "data/orders/*.ndjson"
 mode = "new_files"
 on_bad_rows = "quarantine"
+time_column = "order_ts"
 description = "Orders exported by the shop, one NDJSON file per day."
 columns = { order_id = "bigint", customer_id = "bigint", product_id = "bigint", quantity = "bigint", unit_price = "decimal(10,2)", status = "string", order_ts = "timestamp" }
 
@@ -27,6 +28,14 @@ format = "parquet"
 path = "data/products/*.parquet"
 mode = "new_files"
 description = "The product catalogue."
+
+[products.revenue]
+description = "Orders and revenue per day and region, for finance and sales dashboards."
+owner = "analytics"
+consumers = ["finance", "sales-ops"]
+models = ["gold.daily_revenue"]
+freshness = "26h"
+access = ["sql", "dashboard"]
 "#;
 
 /// `.gitignore` of the example project: the lake and the state stay local.

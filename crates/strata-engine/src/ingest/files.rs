@@ -9,7 +9,7 @@ use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
-use strata_project::{ColumnType, CsvOptions};
+use strata_project::{ColumnType, CsvOptions, SchemaDrift};
 
 use super::infer::{SAMPLE_ROWS, infer_json, infer_text, normalize_name};
 use super::rows::{BadRow, Cell, RowSink, parse_json, parse_text};
@@ -42,6 +42,30 @@ pub struct FileData {
     pub bad: Vec<BadRow>,
     /// Rows read = loaded + bad.
     pub rows_read: i64,
+    /// Columns the file has that the source did not, with types inferred
+    /// from this file (`schema_drift = "add_columns"`).
+    pub new_columns: Vec<(String, ColumnType)>,
+    /// Columns of the source the file lacks (read as null).
+    pub missing_columns: Vec<String>,
+}
+
+/// Values of one unexpected column, sampled for type inference.
+#[derive(Default)]
+struct Extra {
+    name: String,
+    text: Vec<String>,
+    json: Vec<Value>,
+}
+
+fn drift_error(what: &str, names: &[String]) -> String {
+    format!(
+        "{what} {} (schema_drift = \"fail\": nothing of this batch was loaded; declare the columns, or set schema_drift = \"add_columns\" or \"rescue\")",
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// Reads a CSV file's header (or the column count) and infers types from a sample.
@@ -133,14 +157,22 @@ pub fn decode_csv(
     columns: &[(String, ColumnType)],
     opts: &CsvOptions,
     nulls: &[String],
+    drift: SchemaDrift,
 ) -> Result<FileData, String> {
     let mut rdr = csv_reader(path, opts)?;
-    let mut sink = RowSink::new(columns);
+    let mut sink = if drift == SchemaDrift::Rescue {
+        RowSink::rescuing(columns)
+    } else {
+        RowSink::new(columns)
+    };
     let mut record = csv::StringRecord::new();
-    // Which field holds each column.
+    // Which field holds each column (usize::MAX: the file lacks it).
     let mut index: Vec<usize> = (0..columns.len()).collect();
     let mut width = columns.len();
     let mut first = true;
+    // Header fields that are no column of the source: (field, samples).
+    let mut extras: Vec<(usize, Extra)> = vec![];
+    let mut missing_columns = vec![];
     loop {
         let line = rdr.position().line() as i64;
         match rdr.read_record(&mut record) {
@@ -161,16 +193,40 @@ pub fn decode_csv(
             for (i, (name, _)) in columns.iter().enumerate() {
                 match header.iter().position(|h| h == name) {
                     Some(p) => index[i] = p,
-                    None => missing.push(name.as_str()),
+                    None => {
+                        index[i] = usize::MAX;
+                        missing.push(name.clone());
+                    }
                 }
             }
-            if !missing.is_empty() {
-                return Err(format!(
-                    "line {line}: the header has no column {} (header: {})",
-                    missing.join(", "),
-                    header.join(", ")
-                ));
+            for (f, h) in header.iter().enumerate() {
+                if !columns.iter().any(|(n, _)| n == h) && !h.is_empty() {
+                    extras.push((
+                        f,
+                        Extra {
+                            name: h.clone(),
+                            ..Default::default()
+                        },
+                    ));
+                }
             }
+            if drift == SchemaDrift::Fail {
+                if !missing.is_empty() {
+                    return Err(format!(
+                        "line {line}: the header has no column {} (header: {})",
+                        missing.join(", "),
+                        header.join(", ")
+                    ));
+                }
+                if !extras.is_empty() {
+                    let names: Vec<String> = extras.iter().map(|(_, e)| e.name.clone()).collect();
+                    return Err(format!(
+                        "line {line}: {}",
+                        drift_error("new columns", &names)
+                    ));
+                }
+            }
+            missing_columns = missing;
             continue;
         }
         first = false;
@@ -188,31 +244,70 @@ pub fn decode_csv(
             continue;
         }
         let rec = &record;
-        sink.push_row(
+        let is_null = |v: &str| nulls.iter().any(|n| n == v);
+        let mut extra = serde_json::Map::new();
+        for (f, e) in extras.iter_mut() {
+            let v = rec.get(*f).unwrap_or("");
+            if is_null(v) {
+                continue;
+            }
+            if drift == SchemaDrift::Rescue {
+                extra.insert(e.name.clone(), Value::String(v.to_string()));
+            } else if e.text.len() < SAMPLE_ROWS {
+                e.text.push(v.to_string());
+            }
+        }
+        sink.push_row_rescuing(
             line,
             || rec.iter().collect::<Vec<_>>().join(&delim),
             |c, t| {
                 let v = rec.get(index[c]).unwrap_or("");
-                if nulls.iter().any(|n| n == v) {
+                if index[c] == usize::MAX || is_null(v) {
                     Ok(Cell::Null)
                 } else {
                     parse_text(v, t).map_err(|e| format!("column {}: {e}", columns[c].0))
                 }
             },
+            |c| rec.get(index[c]).map(|v| Value::String(v.to_string())),
+            extra,
         )?;
     }
     sink.flush()?;
+    let new_columns = if drift == SchemaDrift::AddColumns {
+        extras
+            .into_iter()
+            .map(|(_, e)| {
+                let t = infer_text(e.text.iter().map(String::as_str));
+                (e.name, t)
+            })
+            .collect()
+    } else {
+        vec![]
+    };
     Ok(FileData {
         rows_read: sink.rows_read,
         batches: std::mem::take(&mut sink.batches),
         bad: std::mem::take(&mut sink.bad),
+        new_columns,
+        missing_columns,
     })
 }
 
-/// Decodes an NDJSON file into `columns` (keys not declared are ignored).
-pub fn decode_ndjson(path: &Path, columns: &[(String, ColumnType)]) -> Result<FileData, String> {
+/// Decodes an NDJSON file into `columns`; keys that are no column are drift.
+pub fn decode_ndjson(
+    path: &Path,
+    columns: &[(String, ColumnType)],
+    drift: SchemaDrift,
+) -> Result<FileData, String> {
     let f = open_text(path)?;
-    let mut sink = RowSink::new(columns);
+    let mut sink = if drift == SchemaDrift::Rescue {
+        RowSink::rescuing(columns)
+    } else {
+        RowSink::new(columns)
+    };
+    let known: std::collections::HashSet<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+    // Unexpected keys, normalized, in order of appearance, with samples.
+    let mut extras: Vec<Extra> = vec![];
     // The key each column is read from: its name, or a key that normalizes to it
     // (`customerId` for `customerid`), learnt from the first object that has it.
     let mut key_for: Vec<Option<String>> = vec![None; columns.len()];
@@ -243,7 +338,51 @@ pub fn decode_ndjson(path: &Path, columns: &[(String, ColumnType)]) -> Result<Fi
                 continue;
             }
         };
-        sink.push_row(
+        let mut extra = serde_json::Map::new();
+        for (k, v) in &obj {
+            let name = normalize_name(k);
+            if known.contains(name.as_str()) || v.is_null() {
+                continue;
+            }
+            match drift {
+                SchemaDrift::Fail => {
+                    return Err(format!(
+                        "line {n}: {}",
+                        drift_error("new key", std::slice::from_ref(k))
+                    ));
+                }
+                SchemaDrift::Rescue => {
+                    extra.insert(k.clone(), v.clone());
+                }
+                SchemaDrift::AddColumns => {
+                    let e = match extras.iter().position(|e| e.name == name) {
+                        Some(i) => &mut extras[i],
+                        None => {
+                            extras.push(Extra {
+                                name: name.clone(),
+                                ..Default::default()
+                            });
+                            let last = extras.len() - 1;
+                            &mut extras[last]
+                        }
+                    };
+                    if e.json.len() < SAMPLE_ROWS {
+                        e.json.push(v.clone());
+                    }
+                }
+            }
+        }
+        let original = |c: usize| {
+            let name = &columns[c].0;
+            obj.get(name)
+                .or_else(|| {
+                    obj.iter()
+                        .find(|(k, _)| normalize_name(k) == *name)
+                        .map(|(_, v)| v)
+                })
+                .cloned()
+        };
+        sink.push_row_rescuing(
             n,
             || line.clone(),
             |c, t| {
@@ -266,6 +405,8 @@ pub fn decode_ndjson(path: &Path, columns: &[(String, ColumnType)]) -> Result<Fi
                     Some(v) => parse_json(v, t).map_err(|e| format!("column {name}: {e}")),
                 }
             },
+            original,
+            extra,
         )?;
     }
     sink.flush()?;
@@ -273,6 +414,14 @@ pub fn decode_ndjson(path: &Path, columns: &[(String, ColumnType)]) -> Result<Fi
         rows_read: sink.rows_read,
         batches: std::mem::take(&mut sink.batches),
         bad: std::mem::take(&mut sink.bad),
+        new_columns: extras
+            .into_iter()
+            .map(|e| {
+                let t = infer_json(e.json.iter());
+                (e.name, t)
+            })
+            .collect(),
+        missing_columns: vec![],
     })
 }
 
@@ -373,7 +522,14 @@ mod tests {
             ("name".into(), ColumnType::Utf8),
             ("born".into(), ColumnType::Date),
         ];
-        let d = decode_csv(&p, &cols, &opts(), &[String::new()]).expect("decode");
+        let d = decode_csv(
+            &p,
+            &cols,
+            &opts(),
+            &[String::new()],
+            SchemaDrift::AddColumns,
+        )
+        .expect("decode");
         assert_eq!(d.rows_read, 4);
         assert_eq!(d.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
         assert_eq!(d.bad.len(), 2);
@@ -390,8 +546,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("c.csv");
         std::fs::write(&p, "a,b\n1,2\n").expect("write");
-        let e = decode_csv(&p, &[("c".into(), ColumnType::Int64)], &opts(), &[])
-            .expect_err("missing column");
+        let e = decode_csv(
+            &p,
+            &[("c".into(), ColumnType::Int64)],
+            &opts(),
+            &[],
+            SchemaDrift::Fail,
+        )
+        .expect_err("missing column");
         assert!(e.contains("no column c"), "{e}");
     }
 
@@ -408,7 +570,7 @@ mod tests {
             ("id".to_string(), ColumnType::Int64),
             ("q".into(), ColumnType::Int64),
         ];
-        let d = decode_ndjson(&p, &cols).expect("decode");
+        let d = decode_ndjson(&p, &cols, SchemaDrift::AddColumns).expect("decode");
         assert_eq!(d.rows_read, 5);
         assert_eq!(d.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
         let lines: Vec<i64> = d.bad.iter().map(|b| b.line).collect();
@@ -430,7 +592,7 @@ mod tests {
                 ("unit_price".to_string(), ColumnType::Float64)
             ]
         );
-        let d = decode_ndjson(&p, &cols).expect("decode");
+        let d = decode_ndjson(&p, &cols, SchemaDrift::AddColumns).expect("decode");
         assert_eq!(d.rows_read, 2);
         assert!(d.bad.is_empty());
         let b = &d.batches[0];
@@ -469,7 +631,14 @@ mod tests {
             ("name".to_string(), ColumnType::Utf8),
         ];
         for p in [gz, zst] {
-            let d = decode_csv(&p, &cols, &opts(), &[String::new()]).expect("decode");
+            let d = decode_csv(
+                &p,
+                &cols,
+                &opts(),
+                &[String::new()],
+                SchemaDrift::AddColumns,
+            )
+            .expect("decode");
             assert_eq!((d.rows_read, d.bad.len()), (2, 0), "{}", p.display());
             assert_eq!(
                 infer_csv(&p, &opts(), &[String::new()]).expect("infer"),

@@ -6,6 +6,7 @@
 //! For every file: rows read = rows loaded + rows quarantined (+ rows dropped
 //! by an explicit rule, none yet), recorded in the state store.
 
+pub mod db;
 pub mod files;
 pub mod infer;
 pub mod rows;
@@ -21,7 +22,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use deltalake::protocol::SaveMode;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use strata_project::{ColumnType, Format, OnBadRows, Source, SourceMode};
+use strata_project::{ColumnType, Format, OnBadRows, SchemaDrift, Source, SourceMode};
 use strata_runtime::{RunInfo, TaskOutput};
 use strata_state::IngestedFile;
 
@@ -72,6 +73,9 @@ pub struct FileAccount {
 
 /// Ingests one source for a run.
 pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<TaskOutput> {
+    if source.format.is_database() {
+        return ingest_database(engine, source, run).await;
+    }
     let table_name = source.table();
     let root = engine.project.root.clone();
     let all = list_files(source, &root)?;
@@ -184,30 +188,50 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
         _ => target.clone(),
     };
 
-    // Decode files two at a time, off the async threads.
-    let decoded: Vec<(PathBuf, String, std::result::Result<FileData, String>)> =
-        futures::stream::iter(todo)
-            .map(|(path, rel)| {
-                let source = source.clone();
-                let columns = columns.clone();
-                let pt = parquet_target.clone();
-                async move {
-                    let p = path.clone();
-                    let r = tokio::task::spawn_blocking(move || match source.format {
-                        Format::Csv => {
-                            files::decode_csv(&p, &columns, &source.csv, &source.null_values)
-                        }
-                        Format::Ndjson => files::decode_ndjson(&p, &columns),
-                        Format::Parquet => files::decode_parquet(&p, &pt),
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(format!("decoder crashed: {e}")));
-                    (path, rel, r)
+    let mut columns = columns;
+    let mut decoded = decode_all(source, &todo, &columns, &parquet_target).await;
+    // Schema drift: columns a file has that the source did not.
+    let mut events: Vec<strata_state::SchemaEvent> = vec![];
+    let event = |change: &str, column: &str, ty: String, file: &str| strata_state::SchemaEvent {
+        source: source.name.clone(),
+        change: change.into(),
+        column: column.into(),
+        column_type: ty,
+        file: file.into(),
+        run_id: run.run_id.clone(),
+        at: strata_state::now(),
+    };
+    if source.schema_drift == SchemaDrift::AddColumns {
+        let mut added: Vec<(String, ColumnType, String)> = vec![];
+        for (_, rel, r) in &decoded {
+            for (n, t) in r
+                .as_ref()
+                .map(|d| d.new_columns.clone())
+                .unwrap_or_default()
+            {
+                if !columns.iter().any(|(c, _)| *c == n) && !added.iter().any(|(c, _, _)| *c == n) {
+                    added.push((n, t, rel.clone()));
                 }
-            })
-            .buffered(2)
-            .collect()
-            .await;
+            }
+        }
+        if !added.is_empty() {
+            for (n, t, rel) in &added {
+                columns.push((n.clone(), *t));
+                events.push(event("column_added", n, t.to_string(), rel));
+            }
+            decoded = decode_all(source, &todo, &columns, &parquet_target).await;
+        }
+    }
+    for (_, rel, r) in &decoded {
+        for m in r
+            .as_ref()
+            .map(|d| d.missing_columns.clone())
+            .unwrap_or_default()
+        {
+            events.push(event("column_missing", &m, String::new(), rel));
+        }
+    }
+    let target = write_schema(&columns, source.schema_drift);
 
     let ingested_at = run.started_at.timestamp_micros();
     let mut data_batches = vec![];
@@ -245,6 +269,60 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
         }
     }
 
+    let data_schema_with_meta =
+        with_metadata_schema(&target_for_write(source, &parquet_target, &target));
+    commit_batch(
+        engine,
+        source,
+        run,
+        bronze,
+        Batch {
+            batch_id,
+            data: data_batches,
+            quarantine: quarantine_batches,
+            accounts,
+            schema: data_schema_with_meta,
+            watermark: None,
+            events,
+        },
+    )
+    .await
+}
+
+/// One batch of a source, read and converted, ready to audit and commit.
+struct Batch {
+    batch_id: String,
+    data: Vec<RecordBatch>,
+    quarantine: Vec<RecordBatch>,
+    accounts: Vec<FileAccount>,
+    /// The bronze schema, metadata columns included.
+    schema: SchemaRef,
+    /// A cursor source's watermark after this batch.
+    watermark: Option<db::Watermark>,
+    /// Schema changes this batch brings (recorded once it is committed).
+    events: Vec<strata_state::SchemaEvent>,
+}
+
+/// Audits a batch with the source's checks, commits the quarantine rows, then
+/// the bronze rows with the batch's provenance (files, accounts, watermark),
+/// then records the manifest and the watermark in the state store.
+async fn commit_batch(
+    engine: &Engine,
+    source: &Source,
+    run: &RunInfo,
+    bronze: deltalake::DeltaTable,
+    batch: Batch,
+) -> Result<TaskOutput> {
+    let table_name = source.table();
+    let Batch {
+        batch_id,
+        data: mut data_batches,
+        quarantine: mut quarantine_batches,
+        mut accounts,
+        schema: data_schema_with_meta,
+        watermark,
+        events,
+    } = batch;
     // Source checks audit the batch before anything is committed.
     if !source.checks.is_empty() && !data_batches.is_empty() {
         let audited = audit_batch(
@@ -282,6 +360,7 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
         batch_id: batch_id.clone(),
         files: accounts.iter().map(|a| a.file.clone()).collect(),
         accounts: Some(accounts.clone()),
+        watermark: watermark.clone(),
         ..Default::default()
     };
 
@@ -314,10 +393,14 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
         w.await
             .context(|| format!("writing {}", source.quarantine_table()))?;
     }
-    let data_schema_with_meta =
-        with_metadata_schema(&target_for_write(source, &parquet_target, &target));
+    let per_interval = match &source.time {
+        Some((col, grain)) if !data_batches.is_empty() => {
+            Some(interval_counts(engine, source, &data_batches, col, *grain).await?)
+        }
+        _ => None,
+    };
     let props = stats::bronze_writer_properties(&data_schema_with_meta);
-    let table = if data_batches.is_empty() {
+    let mut w = if data_batches.is_empty() {
         // Every row was bad: still commit an empty version so the batch is recorded.
         let empty = RecordBatch::new_empty(data_schema_with_meta);
         bronze.write(vec![empty])
@@ -326,10 +409,34 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
     }
     .with_writer_properties(props)
     .with_save_mode(SaveMode::Append)
-    .with_commit_properties(provenance.commit_properties())
-    .await
-    .context(|| format!("writing {table_name}"))?;
+    .with_commit_properties(provenance.commit_properties());
+    if source.schema_drift != SchemaDrift::Fail {
+        // New columns (or `_rescued`) join the table; older rows read them as null.
+        w = w.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);
+    }
+    let table = w.await.context(|| format!("writing {table_name}"))?;
     let version = version_of(&table);
+    if let (Some(counts), Some((_, grain))) = (per_interval, &source.time) {
+        record_source_intervals(engine, &table_name, *grain, counts, &run.run_id).await?;
+    }
+    if !events.is_empty() {
+        engine
+            .state
+            .record_schema_events(&events)
+            .await
+            .context(|| "recording schema changes".into())?;
+    }
+    if let Some(w) = &watermark {
+        engine
+            .state
+            .set_watermark(
+                &source.name,
+                &serde_json::to_string(w).unwrap_or_default(),
+                &run.run_id,
+            )
+            .await
+            .context(|| "recording the watermark".into())?;
+    }
 
     let manifest: Vec<IngestedFile> = accounts
         .into_iter()
@@ -347,9 +454,381 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
         rows_written: rows_loaded,
         rows_quarantined,
         delta_version: version,
-        message: Some(format!("{files} file{}", if files == 1 { "" } else { "s" })),
+        message: Some(match (&watermark, source.format.is_database()) {
+            (Some(w), _) => format!(
+                "read up to {} = {}",
+                source
+                    .database
+                    .as_ref()
+                    .and_then(|d| d.cursor.clone())
+                    .unwrap_or_default(),
+                w.value
+            ),
+            (None, true) => "snapshot".to_string(),
+            (None, false) => format!("{files} file{}", if files == 1 { "" } else { "s" }),
+        }),
         ..Default::default()
     })
+}
+
+/// Decodes files two at a time, off the async threads.
+async fn decode_all(
+    source: &Source,
+    todo: &[(PathBuf, String)],
+    columns: &[(String, ColumnType)],
+    parquet_target: &SchemaRef,
+) -> Vec<(PathBuf, String, std::result::Result<FileData, String>)> {
+    futures::stream::iter(todo.to_vec())
+        .map(|(path, rel)| {
+            let source = source.clone();
+            let columns = columns.to_vec();
+            let pt = parquet_target.clone();
+            async move {
+                let p = path.clone();
+                let r = tokio::task::spawn_blocking(move || match source.format {
+                    Format::Csv => files::decode_csv(
+                        &p,
+                        &columns,
+                        &source.csv,
+                        &source.null_values,
+                        source.schema_drift,
+                    ),
+                    Format::Ndjson => files::decode_ndjson(&p, &columns, source.schema_drift),
+                    Format::Parquet => files::decode_parquet(&p, &pt),
+                    Format::Postgres | Format::Mysql => {
+                        Err("a database source has no files".to_string())
+                    }
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("decoder crashed: {e}")));
+                (path, rel, r)
+            }
+        })
+        .buffered(2)
+        .collect()
+        .await
+}
+
+/// The data schema bronze is written with: the columns, plus `_rescued` when
+/// the source rescues.
+pub fn write_schema(columns: &[(String, ColumnType)], drift: SchemaDrift) -> SchemaRef {
+    let base = rows::schema_of(columns);
+    if drift != SchemaDrift::Rescue {
+        return base;
+    }
+    let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(rows::RESCUED, DataType::Utf8, true));
+    Arc::new(Schema::new(fields))
+}
+
+/// Rows of a batch per data interval of the source's `time_column`.
+async fn interval_counts(
+    engine: &Engine,
+    source: &Source,
+    batches: &[RecordBatch],
+    col: &str,
+    grain: strata_project::Grain,
+) -> Result<std::collections::BTreeMap<i64, i64>> {
+    let schema = batches[0].schema();
+    if schema.field_with_name(col).is_err() {
+        return Err(Error::User(format!(
+            "strata.toml: source `{}`: time_column `{col}` is not a column of the source",
+            source.name
+        )));
+    }
+    let ctx = engine.context();
+    let table = datafusion::datasource::MemTable::try_new(schema, vec![batches.to_vec()])
+        .context(|| "counting rows per interval".into())?;
+    ctx.register_table("__strata_range", Arc::new(table))
+        .context(|| "counting rows per interval".into())?;
+    crate::replace_range::rows_per_interval(&ctx, col, grain).await
+}
+
+/// Records the intervals a batch brought data to: `done` when new, `late`
+/// when an earlier batch had already loaded data for that interval.
+async fn record_source_intervals(
+    engine: &Engine,
+    table: &str,
+    grain: strata_project::Grain,
+    counts: std::collections::BTreeMap<i64, i64>,
+    run_id: &str,
+) -> Result<()> {
+    let (Some(first), Some(last)) = (counts.keys().next(), counts.keys().last()) else {
+        return Ok(());
+    };
+    let ts = |micros: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros);
+    let (Some(from), Some(to)) = (ts(*first), ts(*last)) else {
+        return Ok(());
+    };
+    let before: std::collections::BTreeMap<String, Option<i64>> = engine
+        .state
+        .intervals_in(
+            table,
+            &strata_runtime::rfc3339(from),
+            &strata_runtime::rfc3339(grain.next(to)),
+        )
+        .await
+        .context(|| "reading interval state".into())?
+        .into_iter()
+        .map(|r| (r.start, r.rows))
+        .collect();
+    let now = strata_state::now();
+    let records: Vec<strata_state::IntervalRecord> = counts
+        .iter()
+        .filter_map(|(start, n)| {
+            let s = ts(*start)?;
+            let key = strata_runtime::rfc3339(s);
+            let old = before.get(&key).copied().flatten();
+            Some(strata_state::IntervalRecord {
+                model: table.to_string(),
+                start: key,
+                end: strata_runtime::rfc3339(grain.next(s)),
+                status: if before.contains_key(&strata_runtime::rfc3339(s)) {
+                    "late".into()
+                } else {
+                    "done".into()
+                },
+                rows: Some(old.unwrap_or(0) + n),
+                run_id: run_id.to_string(),
+                updated_at: now.clone(),
+                error: None,
+                attempts: 1,
+            })
+        })
+        .collect();
+    engine
+        .state
+        .record_intervals(&records)
+        .await
+        .context(|| "recording intervals".into())
+}
+
+/// Ingests a database source: the whole table or query (`snapshot`), or the
+/// rows past the watermark of the last commit (`cursor`). The watermark is part
+/// of the bronze commit itself, so a crash after the commit cannot make the
+/// next run read those rows again, and a crash before it re-reads them.
+async fn ingest_database(engine: &Engine, source: &Source, run: &RunInfo) -> Result<TaskOutput> {
+    let Some(db) = &source.database else {
+        return Err(Error::Internal(format!(
+            "source `{}` has no database",
+            source.name
+        )));
+    };
+    let table_name = source.table();
+    let bronze = engine.lake.open(&table_name).await?;
+    let exists = bronze.version().is_some();
+    let batch_id = format!("{}:{}", run.run_id, source.name);
+    let last = if exists {
+        latest_provenance(&bronze).await?
+    } else {
+        None
+    };
+    if let Some(p) = &last
+        && p.batch_id == batch_id
+    {
+        // A retry of this very batch after its commit landed.
+        let accounts = p.accounts.clone().unwrap_or_default();
+        return Ok(TaskOutput {
+            rows_read: accounts.iter().map(|a| a.rows_read).sum(),
+            rows_written: accounts.iter().map(|a| a.rows_loaded).sum(),
+            rows_quarantined: accounts.iter().map(|a| a.rows_quarantined).sum(),
+            delta_version: version_of(&bronze),
+            message: Some("already committed by this run".into()),
+            ..Default::default()
+        });
+    }
+    let watermark = match source.mode {
+        SourceMode::Cursor => {
+            // The newest commit that carries one (a commit of another kind,
+            // e.g. a maintenance operation, carries none).
+            let mut w = last.as_ref().and_then(|p| p.watermark.clone());
+            if w.is_none() && exists {
+                w = crate::lake::latest_watermark(&bronze).await?;
+            }
+            w
+        }
+        _ => None,
+    };
+    let fetched = db::fetch(source, db, watermark.as_ref()).await?;
+    if source.mode == SourceMode::Cursor && fetched.rows.is_empty() {
+        return Ok(TaskOutput {
+            skipped: true,
+            delta_version: version_of(&bronze),
+            message: Some(match &watermark {
+                Some(w) => format!("no rows past {}", w.value),
+                None => "the table is empty".into(),
+            }),
+            ..Default::default()
+        });
+    }
+    let columns: Vec<(String, ColumnType)> = match (&source.columns, exists) {
+        (Some(c), _) => c.clone(),
+        (None, true) => data_schema(&bronze)?
+            .fields()
+            .iter()
+            .map(|f| {
+                (
+                    f.name().clone(),
+                    rows::column_type(f.data_type()).unwrap_or(ColumnType::Utf8),
+                )
+            })
+            .collect(),
+        (None, false) => fetched.columns.clone(),
+    };
+    if columns.is_empty() {
+        return Ok(TaskOutput {
+            skipped: true,
+            message: Some("the query returned no rows and no columns are declared yet".into()),
+            ..Default::default()
+        });
+    }
+    // Schema drift: columns the database returns that the source did not have.
+    let mut columns = columns;
+    let origin = db::origin(source, db);
+    let new: Vec<(String, ColumnType)> = fetched
+        .columns
+        .iter()
+        .filter(|(n, _)| !columns.iter().any(|(c, _)| c == n))
+        .cloned()
+        .collect();
+    let mut events = vec![];
+    if !new.is_empty() {
+        match source.schema_drift {
+            SchemaDrift::Fail => {
+                return Err(Error::User(format!(
+                    "source `{}`: the database returned new columns {} (schema_drift = \"fail\": nothing was loaded)",
+                    source.name,
+                    new.iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            SchemaDrift::AddColumns => {
+                for (n, t) in &new {
+                    columns.push((n.clone(), *t));
+                    events.push(strata_state::SchemaEvent {
+                        source: source.name.clone(),
+                        change: "column_added".into(),
+                        column: n.clone(),
+                        column_type: t.to_string(),
+                        file: origin.clone(),
+                        run_id: run.run_id.clone(),
+                        at: strata_state::now(),
+                    });
+                }
+            }
+            SchemaDrift::Rescue => {}
+        }
+    }
+    // Each declared column is read from the fetched column of the same name.
+    let index: Vec<Option<usize>> = columns
+        .iter()
+        .map(|(n, _)| fetched.columns.iter().position(|(f, _)| f == n))
+        .collect();
+    let missing: Vec<&str> = columns
+        .iter()
+        .zip(&index)
+        .filter(|(_, i)| i.is_none())
+        .map(|((n, _), _)| n.as_str())
+        .collect();
+    if !missing.is_empty() && !fetched.rows.is_empty() {
+        return Err(Error::User(format!(
+            "source `{}`: the database returned no column {} (it returned {})",
+            source.name,
+            missing.join(", "),
+            fetched
+                .columns
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let rescue = source.schema_drift == SchemaDrift::Rescue;
+    let mut sink = if rescue {
+        rows::RowSink::rescuing(&columns)
+    } else {
+        rows::RowSink::new(&columns)
+    };
+    let unexpected: Vec<usize> = fetched
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, (n, _))| !columns.iter().any(|(c, _)| c == n))
+        .map(|(i, _)| i)
+        .collect();
+    for (n, row) in fetched.rows.iter().enumerate() {
+        let mut extra = serde_json::Map::new();
+        if rescue {
+            for &j in &unexpected {
+                if let Some(v) = row.get(j).filter(|v| !v.is_null()) {
+                    extra.insert(fetched.columns[j].0.clone(), v.clone());
+                }
+            }
+        }
+        sink.push_row_rescuing(
+            n as i64 + 1,
+            || db::raw_record(&fetched.columns, row),
+            |i, t| match index[i].and_then(|j| row.get(j)) {
+                Some(v) => rows::parse_json(v, t),
+                None => Ok(rows::Cell::Null),
+            },
+            |i| index[i].and_then(|j| row.get(j)).cloned(),
+            extra,
+        )
+        .map_err(Error::Internal)?;
+    }
+    sink.flush().map_err(Error::Internal)?;
+    if source.on_bad_rows == OnBadRows::Fail
+        && let Some(b) = sink.bad.first()
+    {
+        return Err(Error::User(format!(
+            "source `{}`, row {}: {} (on_bad_rows = \"fail\": nothing of this batch was loaded)",
+            source.name, b.line, b.error
+        )));
+    }
+    let ingested_at = run.started_at.timestamp_micros();
+    let loaded = sink.rows_loaded();
+    let account = FileAccount {
+        file: origin.clone(),
+        size_bytes: 0,
+        modified: strata_runtime::rfc3339(run.started_at),
+        rows_read: sink.rows_read,
+        rows_loaded: loaded,
+        rows_quarantined: sink.bad.len() as i64,
+        rows_dropped: 0,
+    };
+    let mut data = vec![];
+    for b in std::mem::take(&mut sink.batches) {
+        data.push(with_metadata(&b, ingested_at, &origin, &batch_id)?);
+    }
+    let quarantine = if sink.bad.is_empty() {
+        vec![]
+    } else {
+        vec![quarantine_batch(
+            &sink.bad,
+            ingested_at,
+            &origin,
+            &batch_id,
+        )?]
+    };
+    commit_batch(
+        engine,
+        source,
+        run,
+        bronze,
+        Batch {
+            batch_id,
+            data,
+            quarantine,
+            accounts: vec![account],
+            schema: with_metadata_schema(&write_schema(&columns, source.schema_drift)),
+            watermark: fetched.watermark.or(watermark),
+            events,
+        },
+    )
+    .await
 }
 
 /// Quarantine rows already stored for these files (left by a run that died
@@ -448,6 +927,24 @@ fn columns_for(
     first: &Path,
 ) -> Result<Vec<(String, ColumnType)>> {
     if let Some(c) = &source.columns {
+        // Columns added to bronze by schema drift come after the declared ones.
+        if bronze.version().is_some() {
+            let have: Vec<(String, Option<ColumnType>)> = data_schema(bronze)?
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), rows::column_type(f.data_type())))
+                .collect();
+            let prefix = have.len() > c.len()
+                && c.iter()
+                    .zip(&have)
+                    .all(|((n, t), (hn, ht))| n == hn && Some(*t) == *ht);
+            if prefix {
+                return Ok(have
+                    .into_iter()
+                    .map(|(n, t)| (n, t.unwrap_or(ColumnType::Utf8)))
+                    .collect());
+            }
+        }
         return Ok(c.clone());
     }
     if bronze.version().is_some() {
@@ -467,7 +964,7 @@ fn columns_for(
     match source.format {
         Format::Csv => files::infer_csv(first, &source.csv, &source.null_values),
         Format::Ndjson => files::infer_ndjson(first),
-        Format::Parquet => Ok(vec![]),
+        Format::Parquet | Format::Postgres | Format::Mysql => Ok(vec![]),
     }
     .map_err(|e| Error::User(format!("cannot infer the columns of source `{}` from {shown}: {e}; declare them with `columns = {{ … }}`", source.name)))
 }
@@ -482,7 +979,7 @@ fn data_schema(bronze: &deltalake::DeltaTable) -> Result<SchemaRef> {
         arrow
             .fields()
             .iter()
-            .filter(|f| !METADATA_COLUMNS.contains(&f.name().as_str()))
+            .filter(|f| !METADATA_COLUMNS.contains(&f.name().as_str()) && f.name() != rows::RESCUED)
             .cloned()
             .collect::<Vec<_>>(),
     )))

@@ -139,6 +139,12 @@ fn parse_timestamp(s: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_micros());
     }
+    // With an offset, as databases print them: `2024-01-01 10:00:00.5+00`.
+    for f in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+        if let Ok(t) = DateTime::parse_from_str(s, f) {
+            return Some(t.timestamp_micros());
+        }
+    }
     for f in [
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%d %H:%M:%S%.f",
@@ -254,9 +260,16 @@ pub struct BadRow {
     pub line: i64,
 }
 
+/// The column holding rescued values (`schema_drift = "rescue"`): a JSON
+/// object of the row's unexpected fields and of values that did not fit their
+/// column, by column name; null when nothing was rescued.
+pub const RESCUED: &str = "_rescued";
+
 /// Accumulates converted rows into Arrow batches.
 pub struct RowSink {
     schema: SchemaRef,
+    names: Vec<String>,
+    rescue: Option<StringBuilder>,
     types: Vec<ColumnType>,
     builders: Vec<Builder>,
     rows: usize,
@@ -275,6 +288,8 @@ impl RowSink {
         let types: Vec<ColumnType> = columns.iter().map(|(_, t)| *t).collect();
         Self {
             schema: schema_of(columns),
+            names: columns.iter().map(|(n, _)| n.clone()).collect(),
+            rescue: None,
             builders: types.iter().map(|t| Builder::new(*t)).collect(),
             types,
             rows: 0,
@@ -283,6 +298,23 @@ impl RowSink {
             rows_read: 0,
             cells: vec![],
         }
+    }
+
+    /// A sink that rescues instead of rejecting: a value that does not fit
+    /// its column is loaded as null and kept in the `_rescued` column (the
+    /// last column), with any unexpected fields of the row.
+    pub fn rescuing(columns: &[(String, ColumnType)]) -> Self {
+        let mut s = Self::new(columns);
+        let mut fields: Vec<Field> = s
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(RESCUED, DataType::Utf8, true));
+        s.schema = Arc::new(Schema::new(fields));
+        s.rescue = Some(StringBuilder::new());
+        s
     }
 
     /// The column types, in order.
@@ -296,14 +328,36 @@ impl RowSink {
         &mut self,
         line: i64,
         raw: impl FnOnce() -> String,
+        convert: impl FnMut(usize, ColumnType) -> Result<Cell, String>,
+    ) -> Result<(), String> {
+        self.push_row_rescuing(line, raw, convert, |_| None, serde_json::Map::new())
+    }
+
+    /// As [`RowSink::push_row`]; in a rescuing sink a cell that fails is
+    /// loaded as null and `original(column_index)` is kept in `_rescued`, with
+    /// the row's unexpected fields `extra`.
+    pub fn push_row_rescuing(
+        &mut self,
+        line: i64,
+        raw: impl FnOnce() -> String,
         mut convert: impl FnMut(usize, ColumnType) -> Result<Cell, String>,
+        original: impl Fn(usize) -> Option<Value>,
+        extra: serde_json::Map<String, Value>,
     ) -> Result<(), String> {
         self.rows_read += 1;
         self.cells.clear();
+        let mut rescued = extra;
         for (i, t) in self.types.iter().enumerate() {
             match convert(i, *t) {
                 Ok(c) => self.cells.push(c),
                 Err(e) => {
+                    if self.rescue.is_some()
+                        && let Some(v) = original(i)
+                    {
+                        rescued.insert(self.names[i].clone(), v);
+                        self.cells.push(Cell::Null);
+                        continue;
+                    }
                     self.bad.push(BadRow {
                         raw: raw(),
                         error: e,
@@ -315,6 +369,13 @@ impl RowSink {
         }
         for (b, c) in self.builders.iter_mut().zip(self.cells.drain(..)) {
             b.push(c);
+        }
+        if let Some(r) = &mut self.rescue {
+            if rescued.is_empty() {
+                r.append_null();
+            } else {
+                r.append_value(Value::Object(rescued).to_string());
+            }
         }
         self.rows += 1;
         if self.rows >= BATCH_ROWS {
@@ -334,11 +395,14 @@ impl RowSink {
         if self.rows == 0 {
             return Ok(());
         }
-        let arrays = self
+        let mut arrays = self
             .builders
             .iter_mut()
             .map(Builder::finish)
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(r) = &mut self.rescue {
+            arrays.push(Arc::new(r.finish()) as ArrayRef);
+        }
         let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| e.to_string())?;
         self.batches.push(batch);
         self.rows = 0;
@@ -377,6 +441,13 @@ mod tests {
             Ok(Cell::Ts(0))
         );
         assert!(parse_text("2024-01-32T10:00:00", ColumnType::Timestamp).is_err());
+        for db in ["1970-01-01 01:00:00.000000+01", "1970-01-01 01:00:00+01:00"] {
+            assert_eq!(
+                parse_text(db, ColumnType::Timestamp),
+                Ok(Cell::Ts(0)),
+                "{db}"
+            );
+        }
         assert_eq!(
             parse_text("-12.5", ColumnType::Decimal(5, 2)),
             Ok(Cell::Dec(-1250))

@@ -311,6 +311,7 @@ async fn a_live_run_holds_the_lock(state: StateStore) {
         host: host_name(),
         pid: i64::from(std::process::id()),
         acquired_at: "2026-01-01T00:00:00Z".into(),
+        heartbeat_at: "2026-01-01T00:00:00Z".into(),
     };
     assert_eq!(
         state
@@ -359,3 +360,16 @@ on_both_backends!(
     a_task_over_its_timeout_fails_and_its_downstream_is_skipped,
     a_live_run_holds_the_lock
 );
+
+#[test]
+fn a_holder_on_another_host_lives_by_its_heartbeat() {
+    let h = |ago: i64| strata_state::LockHolder {
+        run_id: "r".into(),
+        host: "some-other-host".into(),
+        pid: 1,
+        acquired_at: rfc3339(Utc::now() - chrono::Duration::hours(1)),
+        heartbeat_at: rfc3339(Utc::now() - chrono::Duration::seconds(ago)),
+    };
+    assert!(is_alive(&h(5)), "a fresh heartbeat");
+    assert!(!is_alive(&h(300)), "silent for five minutes: dead");
+}
