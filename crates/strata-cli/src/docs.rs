@@ -235,35 +235,40 @@ fn table_section(t: &TableDoc) -> String {
     h
 }
 
-/// The table-level lineage as an SVG: one column per layer, edges from each
-/// table to its readers.
+/// The table-level lineage as an SVG: one column per depth in the DAG (so
+/// every edge runs left to right), each table outlined in its layer's colour.
 fn lineage_svg(tables: &[TableDoc]) -> String {
-    const W: i64 = 230;
-    const GAP_X: i64 = 110;
+    const W: i64 = 220;
+    const GAP_X: i64 = 70;
     const H: i64 = 26;
     const GAP_Y: i64 = 10;
-    let layers = ["bronze", "silver", "gold"];
-    let mut pos: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
-    let mut rows = [0i64; 3];
+    // Tables come upstream first, so each depth is known when it is needed.
+    let mut depth: std::collections::BTreeMap<&str, usize> = Default::default();
     for t in tables {
-        let col = layers.iter().position(|l| *l == t.layer).unwrap_or(0);
+        let d = t
+            .upstream
+            .iter()
+            .filter_map(|u| depth.get(u.as_str()))
+            .map(|d| d + 1)
+            .max()
+            .unwrap_or(0);
+        depth.insert(&t.name, d);
+    }
+    let columns = depth.values().max().map(|d| d + 1).unwrap_or(1);
+    let mut rows = vec![0i64; columns];
+    let mut pos: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
+    for t in tables {
+        let col = depth.get(t.name.as_str()).copied().unwrap_or(0);
         let x = 10 + col as i64 * (W + GAP_X);
-        let y = 30 + rows[col] * (H + GAP_Y);
+        let y = 10 + rows[col] * (H + GAP_Y);
         rows[col] += 1;
         pos.insert(&t.name, (x, y));
     }
-    let height = 40 + rows.iter().max().copied().unwrap_or(0) * (H + GAP_Y);
-    let width = 20 + 3 * W + 2 * GAP_X;
+    let height = 20 + rows.iter().max().copied().unwrap_or(0) * (H + GAP_Y);
+    let width = 20 + columns as i64 * (W + GAP_X);
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\">"
     );
-    for (i, l) in layers.iter().enumerate() {
-        let _ = write!(
-            s,
-            "<text x=\"{}\" y=\"16\" fill=\"#5b6475\" font-weight=\"600\">{l}</text>",
-            10 + i as i64 * (W + GAP_X)
-        );
-    }
     for t in tables {
         let Some(&(x2, y2)) = pos.get(t.name.as_str()) else {
             continue;
@@ -273,7 +278,7 @@ fn lineage_svg(tables: &[TableDoc]) -> String {
                 continue;
             };
             let (sx, sy, ex, ey) = (x1 + W, y1 + H / 2, x2, y2 + H / 2);
-            let bend = ((ex - sx).abs() / 2).max(40);
+            let bend = ((ex - sx) / 2).max(20);
             let _ = write!(
                 s,
                 "<path d=\"M{sx},{sy} C{},{sy} {},{ey} {ex},{ey}\" fill=\"none\" stroke=\"#9aa4b5\" stroke-width=\"1.2\"/>",
@@ -290,10 +295,15 @@ fn lineage_svg(tables: &[TableDoc]) -> String {
             .checks
             .iter()
             .any(|k| k.last_status.as_deref() == Some("fail"));
-        let stroke = if failing { "#cf222e" } else { "#7b8794" };
+        let stroke = match (failing, t.layer.as_str()) {
+            (true, _) => "#cf222e",
+            (_, "bronze") => "#a0642c",
+            (_, "gold") => "#c9a227",
+            _ => "#7b8794",
+        };
         let _ = write!(
             s,
-            "<a href=\"#{}\"><rect x=\"{x}\" y=\"{y}\" width=\"{W}\" height=\"{H}\" rx=\"5\" fill=\"#fff\" stroke=\"{stroke}\"/><text x=\"{}\" y=\"{}\" fill=\"#1d2433\">{}</text></a>",
+            "<a href=\"#{}\"><rect x=\"{x}\" y=\"{y}\" width=\"{W}\" height=\"{H}\" rx=\"5\" fill=\"#fff\" stroke=\"{stroke}\" stroke-width=\"1.6\"/><text x=\"{}\" y=\"{}\" fill=\"#1d2433\">{}</text></a>",
             anchor(&t.name),
             x + 8,
             y + 17,
