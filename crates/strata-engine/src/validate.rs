@@ -154,7 +154,7 @@ async fn existing_schema(lake: &Lake, table: &str) -> Option<SchemaRef> {
 
 /// The schema the first matching file would give (as the first ingest infers it).
 fn inferred_schema(source: &strata_project::Source) -> Option<SchemaRef> {
-    if source.format.is_database() {
+    if source.format.is_database() || source.format == strata_project::Format::Http {
         return None; // known once ingested, or from declared columns
     }
     let first = glob::glob(&source.path)
@@ -169,7 +169,9 @@ fn inferred_schema(source: &strata_project::Source) -> Option<SchemaRef> {
         strata_project::Format::Ndjson => {
             schema_of(&crate::ingest::files::infer_ndjson(&first).ok()?)
         }
-        strata_project::Format::Postgres | strata_project::Format::Mysql => return None,
+        strata_project::Format::Postgres
+        | strata_project::Format::Mysql
+        | strata_project::Format::Http => return None,
     };
     Some(with_metadata_schema(&data))
 }

@@ -107,6 +107,20 @@ pub struct RawSource {
     pub time_column: Option<Spanned<String>>,
     /// With `time_column`: `hour`, `day` (default) or `month`.
     pub grain: Option<Spanned<String>>,
+    /// APIs: request headers (`${ENV}` references are expanded; never logged).
+    pub headers: Option<IndexMap<String, Spanned<String>>>,
+    /// APIs: a JSON pointer to the array of records (default: the body).
+    pub records: Option<Spanned<String>>,
+    /// APIs: how to fetch the next page.
+    pub pagination: Option<Spanned<RawPagination>>,
+    /// APIs: retries after a 429 or 5xx response or a failed connection (default 3).
+    pub retries: Option<u32>,
+    /// APIs: the first retry's wait, doubled each time (default `"1s"`).
+    pub retry_delay: Option<Spanned<String>>,
+    /// APIs: requests per second at most.
+    pub rate_limit: Option<f64>,
+    /// APIs: the most pages one run reads (default 10000).
+    pub max_pages: Option<u32>,
     /// What a column the source did not have before does: `add_columns`
     /// (default), `fail`, or `rescue` (into a `_rescued` JSON column).
     pub schema_drift: Option<Spanned<String>>,
@@ -126,6 +140,29 @@ pub struct RawSource {
     pub description: Option<String>,
     /// Checks and per-row expectations on each ingested batch (`[[sources.NAME.checks]]`).
     pub checks: Option<Vec<Spanned<crate::check::RawCheck>>>,
+}
+
+/// `pagination = { type = "page" | "offset" | "cursor" | "link", … }` of an API source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPagination {
+    /// `page`, `offset`, `cursor` or `link`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The query parameter carrying the page number, offset or cursor.
+    pub param: Option<String>,
+    /// `page`: the first page number (default 1).
+    pub start: Option<i64>,
+    /// `page`: the query parameter for the page size.
+    pub size_param: Option<String>,
+    /// `page`: the page size asked for.
+    pub size: Option<i64>,
+    /// `offset`: the query parameter for the page size (default `limit`).
+    pub limit_param: Option<String>,
+    /// `offset`: the page size (default 100).
+    pub limit: Option<i64>,
+    /// `cursor`: a JSON pointer to the next cursor in the body.
+    pub next: Option<String>,
 }
 
 /// The raw TOML header of a model file.

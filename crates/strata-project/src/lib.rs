@@ -33,7 +33,8 @@ pub use grain::{Grain, Interval, parse_time};
 pub use model::{ColumnSpec, Materialization, Model, ModelConfig, Partitioning, Strategy};
 pub use schedule::{Schedule, Trigger};
 pub use source::{
-    CsvOptions, Database, Format, OnBadRows, Relation, SchemaDrift, Source, SourceMode,
+    CsvOptions, Database, Format, Http, OnBadRows, Pagination, Relation, SchemaDrift, Source,
+    SourceMode,
 };
 pub use types::ColumnType;
 
@@ -452,13 +453,16 @@ fn resolve_source(
         "parquet" => Format::Parquet,
         "postgres" | "postgresql" => Format::Postgres,
         "mysql" | "mariadb" => Format::Mysql,
+        "http" | "api" => Format::Http,
         other => {
             let help = match did_you_mean(
                 other,
-                ["csv", "ndjson", "json", "parquet", "postgres", "mysql"],
+                [
+                    "csv", "ndjson", "json", "parquet", "postgres", "mysql", "http",
+                ],
             ) {
                 Some(s) => format!("did you mean `{s}`?"),
-                None => "use csv, ndjson, parquet, postgres or mysql".into(),
+                None => "use csv, ndjson, parquet, postgres, mysql or http".into(),
             };
             errors.push(
                 at(
@@ -471,11 +475,12 @@ fn resolve_source(
         }
     };
     let is_db = format.is_database();
+    let is_http = format == Format::Http;
     let mode = match raw.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
-        None if is_db => SourceMode::Snapshot,
+        None if is_db || is_http => SourceMode::Snapshot,
         None => SourceMode::NewFiles,
         Some(("snapshot", _)) => SourceMode::Snapshot,
-        Some(("new_files", _)) if !is_db => SourceMode::NewFiles,
+        Some(("new_files", _)) if !is_db && !is_http => SourceMode::NewFiles,
         Some(("cursor", _)) if is_db => SourceMode::Cursor,
         Some((other, span)) => {
             errors.push(
@@ -495,11 +500,17 @@ fn resolve_source(
             SourceMode::Snapshot
         }
     };
+    let http = if is_http {
+        http_of(name, raw, at, &mut errors)
+    } else {
+        None
+    };
     let database = if is_db {
         database_of(name, raw, mode, at, &mut errors)
     } else {
+        let url = if is_http { &None } else { &raw.url };
         for (key, v) in [
-            ("url", &raw.url),
+            ("url", url),
             ("table", &raw.table),
             ("query", &raw.query),
             ("cursor", &raw.cursor),
@@ -508,9 +519,9 @@ fn resolve_source(
                 errors.push(
                     at(
                         v.span(),
-                        format!("`{key}` only applies to database sources"),
+                        format!("`{key}` only applies to database (or, for `url`, API) sources"),
                     )
-                    .with_help("set format = \"postgres\" or \"mysql\", or remove it"),
+                    .with_help("set format = \"postgres\", \"mysql\" or \"http\", or remove it"),
                 );
             }
         }
@@ -601,7 +612,7 @@ fn resolve_source(
             Err(es) => errors.0.extend(es.0),
         }
     }
-    let path = match (&raw.path, is_db) {
+    let path = match (&raw.path, is_db || is_http) {
         (Some(p), true) => {
             errors.push(
                 at(
@@ -680,6 +691,7 @@ fn resolve_source(
             .map(|p| p.get_ref().clone())
             .unwrap_or_default(),
         database,
+        http,
         mode,
         on_bad_rows,
         columns,
@@ -694,6 +706,118 @@ fn resolve_source(
             .unwrap_or_else(|| vec![String::new()]),
         description: raw.description.clone(),
         checks,
+    })
+}
+
+/// `url`, `headers`, `records`, `pagination` and the retry settings of an API source.
+fn http_of(
+    name: &str,
+    raw: &RawSource,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> LocatedError,
+    errors: &mut Errors,
+) -> Option<source::Http> {
+    let env = |v: &toml::Spanned<String>, errors: &mut Errors| match expand_env(v.get_ref()) {
+        Ok(s) => Some(s),
+        Err(var) => {
+            errors.push(
+                at(v.span(), format!("environment variable `{var}` is not set"))
+                    .with_help(format!("export {var}=… before running strata")),
+            );
+            None
+        }
+    };
+    let Some(url) = &raw.url else {
+        errors.push(
+            at(raw.format.span(), format!("source `{name}` has no `url`"))
+                .with_help("add url = \"https://api.example.com/v1/items\""),
+        );
+        return None;
+    };
+    let url = env(url, errors)?;
+    let mut headers = vec![];
+    for (k, v) in raw.headers.iter().flatten() {
+        headers.push((k.clone(), env(v, errors)?));
+    }
+    let records = match &raw.records {
+        Some(r) if !(r.get_ref().is_empty() || r.get_ref().starts_with('/')) => {
+            errors.push(
+                at(r.span(), format!("`{}` is not a JSON pointer", r.get_ref()))
+                    .with_help("write it as /data/items (empty for the whole body)"),
+            );
+            None
+        }
+        Some(r) if !r.get_ref().is_empty() => Some(r.get_ref().clone()),
+        _ => None,
+    };
+    let pagination = match &raw.pagination {
+        None => source::Pagination::None,
+        Some(p) => {
+            let span = p.span();
+            let p = p.get_ref();
+            let param = |default: &str| p.param.clone().unwrap_or_else(|| default.to_string());
+            match p.kind.as_str() {
+                "page" => source::Pagination::Page {
+                    param: param("page"),
+                    start: p.start.unwrap_or(1),
+                    size: match (&p.size_param, p.size) {
+                        (Some(sp), Some(n)) => Some((sp.clone(), n)),
+                        (None, Some(n)) => Some((String::new(), n)),
+                        _ => None,
+                    },
+                },
+                "offset" => source::Pagination::Offset {
+                    param: param("offset"),
+                    limit_param: p.limit_param.clone().unwrap_or_else(|| "limit".into()),
+                    limit: p.limit.unwrap_or(100).max(1),
+                },
+                "cursor" => {
+                    match &p.next {
+                        Some(next) if next.starts_with('/') => source::Pagination::Cursor {
+                            param: param("cursor"),
+                            next: next.clone(),
+                        },
+                        _ => {
+                            errors.push(
+                            at(span, "cursor pagination needs `next`, a JSON pointer to the next cursor".into())
+                                .with_help("e.g. next = \"/meta/next_cursor\""),
+                        );
+                            return None;
+                        }
+                    }
+                }
+                "link" => source::Pagination::Link,
+                other => {
+                    errors.push(
+                        at(span, format!("unknown pagination type `{other}`"))
+                            .with_help("use page, offset, cursor or link"),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    let retry_delay_ms = match &raw.retry_delay {
+        None => 1000,
+        Some(d) => match check::parse_duration(d.get_ref()) {
+            Some(s) => (s.max(0) as u64) * 1000,
+            None => {
+                errors.push(
+                    at(d.span(), format!("bad retry_delay `{}`", d.get_ref()))
+                        .with_help("write a number and a unit: 1s, 30s"),
+                );
+                1000
+            }
+        },
+    };
+    Some(source::Http {
+        url,
+        headers,
+        records,
+        pagination,
+        retries: raw.retries.unwrap_or(3),
+        retry_delay_ms,
+        rate_limit: raw.rate_limit.filter(|r| *r > 0.0),
+        max_pages: raw.max_pages.unwrap_or(10_000).max(1),
     })
 }
 

@@ -15,6 +15,8 @@ pub enum Format {
     Postgres,
     /// A MySQL or MariaDB table or query.
     Mysql,
+    /// An HTTP JSON API.
+    Http,
 }
 
 impl Format {
@@ -31,6 +33,62 @@ pub enum Relation {
     Table(String),
     /// A SELECT query.
     Query(String),
+}
+
+/// How an API source pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pagination {
+    /// One request.
+    None,
+    /// `param=start, start+1, …` until a page has fewer records than `size`
+    /// (or none).
+    Page {
+        /// The page-number parameter.
+        param: String,
+        /// The first page number.
+        start: i64,
+        /// The page-size parameter and size, if the API takes one.
+        size: Option<(String, i64)>,
+    },
+    /// `param=0, limit, 2·limit, …` until a page has fewer than `limit` records.
+    Offset {
+        /// The offset parameter.
+        param: String,
+        /// The limit parameter.
+        limit_param: String,
+        /// The page size.
+        limit: i64,
+    },
+    /// `param=<cursor>` taken from the body at `next` until it is null or absent.
+    Cursor {
+        /// The cursor parameter.
+        param: String,
+        /// JSON pointer to the next cursor.
+        next: String,
+    },
+    /// The `Link: <…>; rel="next"` response header.
+    Link,
+}
+
+/// Where an API source reads from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Http {
+    /// The first page's URL (`${ENV}` expanded).
+    pub url: String,
+    /// Request headers (`${ENV}` expanded; never logged).
+    pub headers: Vec<(String, String)>,
+    /// JSON pointer to the records array; `None`: the body is the array.
+    pub records: Option<String>,
+    /// Paging.
+    pub pagination: Pagination,
+    /// Retries after a 429 or 5xx response or a failed connection.
+    pub retries: u32,
+    /// The first retry's wait in milliseconds, doubled each time.
+    pub retry_delay_ms: u64,
+    /// Requests per second at most.
+    pub rate_limit: Option<f64>,
+    /// The most pages one run reads.
+    pub max_pages: u32,
 }
 
 /// Where a database source reads from.
@@ -116,6 +174,8 @@ pub struct Source {
     pub checks: Vec<crate::check::Check>,
     /// For `postgres` and `mysql` sources: where to read.
     pub database: Option<Database>,
+    /// For `http` sources: the API.
+    pub http: Option<Http>,
     /// `time_column` and its grain: which data interval each row belongs to.
     pub time: Option<(String, crate::Grain)>,
     /// What new columns do.

@@ -15,7 +15,19 @@ impl Shop {
 
     /// Runs and asserts exit 0; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.strata(args);
+        self.ok_env(args, &[])
+    }
+
+    /// As [`Shop::ok`], with extra environment variables.
+    pub fn ok_env(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(args)
+            .arg("--project")
+            .arg(&self.0)
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run strata");
         assert!(
             out.status.success(),
             "strata {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",

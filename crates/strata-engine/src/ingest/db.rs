@@ -41,6 +41,9 @@ pub(crate) struct Fetched {
     pub rows: Vec<Vec<Value>>,
     /// The cursor value of the last row, for the next run.
     pub watermark: Option<Watermark>,
+    /// Where the rows came from, in order, and how many each: one part for a
+    /// query, one per page for an API (accounted for like files).
+    pub parts: Vec<(String, usize)>,
 }
 
 /// How a source shows in `_source` and the manifest (no password).
@@ -129,6 +132,7 @@ pub(crate) async fn fetch(
             )));
         }
     };
+    fetched.parts = vec![(origin(source, db), fetched.rows.len())];
     if source.mode == SourceMode::Cursor
         && let Some(c) = &db.cursor
     {
@@ -249,6 +253,7 @@ impl Collector {
             columns: self.columns,
             rows: self.rows,
             watermark: None,
+            parts: vec![],
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod db;
 pub mod files;
+mod http;
 pub mod infer;
 pub mod rows;
 pub mod stats;
@@ -73,8 +74,8 @@ pub struct FileAccount {
 
 /// Ingests one source for a run.
 pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<TaskOutput> {
-    if source.format.is_database() {
-        return ingest_database(engine, source, run).await;
+    if source.format.is_database() || source.format == Format::Http {
+        return ingest_rows(engine, source, run).await;
     }
     let table_name = source.table();
     let root = engine.project.root.clone();
@@ -495,8 +496,8 @@ async fn decode_all(
                     ),
                     Format::Ndjson => files::decode_ndjson(&p, &columns, source.schema_drift),
                     Format::Parquet => files::decode_parquet(&p, &pt),
-                    Format::Postgres | Format::Mysql => {
-                        Err("a database source has no files".to_string())
+                    Format::Postgres | Format::Mysql | Format::Http => {
+                        Err("this source has no files".to_string())
                     }
                 })
                 .await
@@ -607,13 +608,7 @@ async fn record_source_intervals(
 /// rows past the watermark of the last commit (`cursor`). The watermark is part
 /// of the bronze commit itself, so a crash after the commit cannot make the
 /// next run read those rows again, and a crash before it re-reads them.
-async fn ingest_database(engine: &Engine, source: &Source, run: &RunInfo) -> Result<TaskOutput> {
-    let Some(db) = &source.database else {
-        return Err(Error::Internal(format!(
-            "source `{}` has no database",
-            source.name
-        )));
-    };
+async fn ingest_rows(engine: &Engine, source: &Source, run: &RunInfo) -> Result<TaskOutput> {
     let table_name = source.table();
     let bronze = engine.lake.open(&table_name).await?;
     let exists = bronze.version().is_some();
@@ -649,7 +644,16 @@ async fn ingest_database(engine: &Engine, source: &Source, run: &RunInfo) -> Res
         }
         _ => None,
     };
-    let fetched = db::fetch(source, db, watermark.as_ref()).await?;
+    let fetched = match (&source.database, &source.http) {
+        (Some(db), _) => db::fetch(source, db, watermark.as_ref()).await?,
+        (None, Some(h)) => http::fetch(source, h).await?,
+        (None, None) => {
+            return Err(Error::Internal(format!(
+                "source `{}` is neither a database nor an API",
+                source.name
+            )));
+        }
+    };
     if source.mode == SourceMode::Cursor && fetched.rows.is_empty() {
         return Ok(TaskOutput {
             skipped: true,
@@ -684,7 +688,11 @@ async fn ingest_database(engine: &Engine, source: &Source, run: &RunInfo) -> Res
     }
     // Schema drift: columns the database returns that the source did not have.
     let mut columns = columns;
-    let origin = db::origin(source, db);
+    let origin = fetched
+        .parts
+        .first()
+        .map(|(p, _)| p.clone())
+        .unwrap_or_default();
     let new: Vec<(String, ColumnType)> = fetched
         .columns
         .iter()
@@ -732,7 +740,7 @@ async fn ingest_database(engine: &Engine, source: &Source, run: &RunInfo) -> Res
         .filter(|(_, i)| i.is_none())
         .map(|((n, _), _)| n.as_str())
         .collect();
-    if !missing.is_empty() && !fetched.rows.is_empty() {
+    if !missing.is_empty() && !fetched.rows.is_empty() && source.database.is_some() {
         return Err(Error::User(format!(
             "source `{}`: the database returned no column {} (it returned {})",
             source.name,
@@ -758,61 +766,64 @@ async fn ingest_database(engine: &Engine, source: &Source, run: &RunInfo) -> Res
         .filter(|(_, (n, _))| !columns.iter().any(|(c, _)| c == n))
         .map(|(i, _)| i)
         .collect();
-    for (n, row) in fetched.rows.iter().enumerate() {
-        let mut extra = serde_json::Map::new();
-        if rescue {
-            for &j in &unexpected {
-                if let Some(v) = row.get(j).filter(|v| !v.is_null()) {
-                    extra.insert(fetched.columns[j].0.clone(), v.clone());
+    let ingested_at = run.started_at.timestamp_micros();
+    let mut data = vec![];
+    let mut quarantine = vec![];
+    let mut accounts = vec![];
+    let mut rows_iter = fetched.rows.iter();
+    // Each part (the query's result, or one page of an API) is accounted for
+    // like a file: its rows read, loaded and quarantined, its name in `_source`.
+    for (part, count) in &fetched.parts {
+        let (read0, bad0) = (sink.rows_read, sink.bad.len());
+        for (n, row) in rows_iter.by_ref().take(*count).enumerate() {
+            let mut extra = serde_json::Map::new();
+            if rescue {
+                for &j in &unexpected {
+                    if let Some(v) = row.get(j).filter(|v| !v.is_null()) {
+                        extra.insert(fetched.columns[j].0.clone(), v.clone());
+                    }
                 }
             }
+            sink.push_row_rescuing(
+                n as i64 + 1,
+                || db::raw_record(&fetched.columns, row),
+                |i, t| match index[i].and_then(|j| row.get(j)) {
+                    Some(v) => rows::parse_json(v, t),
+                    None => Ok(rows::Cell::Null),
+                },
+                |i| index[i].and_then(|j| row.get(j)).cloned(),
+                extra,
+            )
+            .map_err(Error::Internal)?;
         }
-        sink.push_row_rescuing(
-            n as i64 + 1,
-            || db::raw_record(&fetched.columns, row),
-            |i, t| match index[i].and_then(|j| row.get(j)) {
-                Some(v) => rows::parse_json(v, t),
-                None => Ok(rows::Cell::Null),
-            },
-            |i| index[i].and_then(|j| row.get(j)).cloned(),
-            extra,
-        )
-        .map_err(Error::Internal)?;
+        sink.flush().map_err(Error::Internal)?;
+        let bad = &sink.bad[bad0..];
+        if source.on_bad_rows == OnBadRows::Fail
+            && let Some(b) = bad.first()
+        {
+            return Err(Error::User(format!(
+                "source `{}`, {part}, row {}: {} (on_bad_rows = \"fail\": nothing of this batch was loaded)",
+                source.name, b.line, b.error
+            )));
+        }
+        let mut loaded = 0;
+        for b in std::mem::take(&mut sink.batches) {
+            loaded += b.num_rows() as i64;
+            data.push(with_metadata(&b, ingested_at, part, &batch_id)?);
+        }
+        if !bad.is_empty() {
+            quarantine.push(quarantine_batch(bad, ingested_at, part, &batch_id)?);
+        }
+        accounts.push(FileAccount {
+            file: part.clone(),
+            size_bytes: 0,
+            modified: strata_runtime::rfc3339(run.started_at),
+            rows_read: sink.rows_read - read0,
+            rows_loaded: loaded,
+            rows_quarantined: bad.len() as i64,
+            rows_dropped: 0,
+        });
     }
-    sink.flush().map_err(Error::Internal)?;
-    if source.on_bad_rows == OnBadRows::Fail
-        && let Some(b) = sink.bad.first()
-    {
-        return Err(Error::User(format!(
-            "source `{}`, row {}: {} (on_bad_rows = \"fail\": nothing of this batch was loaded)",
-            source.name, b.line, b.error
-        )));
-    }
-    let ingested_at = run.started_at.timestamp_micros();
-    let loaded = sink.rows_loaded();
-    let account = FileAccount {
-        file: origin.clone(),
-        size_bytes: 0,
-        modified: strata_runtime::rfc3339(run.started_at),
-        rows_read: sink.rows_read,
-        rows_loaded: loaded,
-        rows_quarantined: sink.bad.len() as i64,
-        rows_dropped: 0,
-    };
-    let mut data = vec![];
-    for b in std::mem::take(&mut sink.batches) {
-        data.push(with_metadata(&b, ingested_at, &origin, &batch_id)?);
-    }
-    let quarantine = if sink.bad.is_empty() {
-        vec![]
-    } else {
-        vec![quarantine_batch(
-            &sink.bad,
-            ingested_at,
-            &origin,
-            &batch_id,
-        )?]
-    };
     commit_batch(
         engine,
         source,
@@ -822,7 +833,7 @@ async fn ingest_database(engine: &Engine, source: &Source, run: &RunInfo) -> Res
             batch_id,
             data,
             quarantine,
-            accounts: vec![account],
+            accounts,
             schema: with_metadata_schema(&write_schema(&columns, source.schema_drift)),
             watermark: fetched.watermark.or(watermark),
             events,
@@ -964,7 +975,7 @@ fn columns_for(
     match source.format {
         Format::Csv => files::infer_csv(first, &source.csv, &source.null_values),
         Format::Ndjson => files::infer_ndjson(first),
-        Format::Parquet | Format::Postgres | Format::Mysql => Ok(vec![]),
+        Format::Parquet | Format::Postgres | Format::Mysql | Format::Http => Ok(vec![]),
     }
     .map_err(|e| Error::User(format!("cannot infer the columns of source `{}` from {shown}: {e}; declare them with `columns = {{ … }}`", source.name)))
 }
