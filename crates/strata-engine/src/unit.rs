@@ -246,6 +246,7 @@ fn fixture_batch(schema: &SchemaRef, rows: &Rows) -> std::result::Result<RecordB
                 &opts,
                 &[String::new()],
                 strata_project::SchemaDrift::Fail,
+                &[],
             )?;
             if let Some(b) = data.bad.first() {
                 return Err(format!("line {}: {}", b.line, b.error));

@@ -111,3 +111,37 @@ fn rescue_keeps_the_row_and_the_unexpected_values() {
         (Some(2), Some(0))
     );
 }
+
+#[test]
+fn hive_partition_folders_become_columns() {
+    let p = TestProject::new();
+    p.write(
+        "strata.toml",
+        "[project]\nname = \"hive\"\n[sources.ev]\nformat = \"csv\"\npath = \"data/ev/*/*/*.csv\"\n\n[sources.js]\nformat = \"json\"\npath = \"data/js/*/*.json\"\n",
+    );
+    p.write("data/ev/date=2024-01-01/region=eu/part-0.csv", "id\n1\n2\n");
+    p.write("data/ev/date=2024-01-02/region=us/part-0.csv", "id\n3\n");
+    p.write(
+        "data/js/day=2024-01-05/a.json",
+        "[{\"id\": 7}, {\"id\": 8}]",
+    );
+    p.ok(&["run"]);
+    assert_eq!(
+        p.sql("select id, cast(date as varchar) as date, region from bronze.ev order by id"),
+        vec![
+            "id,date,region",
+            "1,2024-01-01,eu",
+            "2,2024-01-01,eu",
+            "3,2024-01-02,us"
+        ]
+    );
+    assert_eq!(
+        p.count("select count(*) from bronze.ev where date = date '2024-01-01'"),
+        2,
+        "the folder value is typed: a date"
+    );
+    assert_eq!(
+        p.sql("select id, cast(day as varchar) as day from bronze.js order by id"),
+        vec!["id,day", "7,2024-01-05", "8,2024-01-05"]
+    );
+}

@@ -49,6 +49,31 @@ pub struct FileData {
     pub missing_columns: Vec<String>,
 }
 
+/// Hive-style partition values in a file's path (`date=2024-01-01/` →
+/// `("date", "2024-01-01")`), keys normalized, outermost first.
+pub fn hive_values(rel: &str) -> Vec<(String, String)> {
+    let mut parts: Vec<&str> = rel.split(['/', '\\']).collect();
+    parts.pop(); // the file name
+    parts
+        .into_iter()
+        .filter_map(|p| p.split_once('='))
+        .filter(|(k, _)| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
+        .map(|(k, v)| (normalize_name(k), v.to_string()))
+        .collect()
+}
+
+/// The value a partition folder gives column `name`, if any.
+fn partition_value<'a>(partition: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    partition
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// Values of one unexpected column, sampled for type inference.
 #[derive(Default)]
 struct Extra {
@@ -109,12 +134,35 @@ pub fn infer_csv(
         .collect())
 }
 
+/// The records of a JSON source file, one JSON text per item: the lines of
+/// NDJSON, or the elements of a file holding one JSON array (`[{…}, {…}]`),
+/// numbered from 1 either way.
+fn json_records(path: &Path) -> Result<Box<dyn Iterator<Item = std::io::Result<String>>>, String> {
+    let mut reader = BufReader::new(open_text(path)?);
+    let first = loop {
+        let buf = reader.fill_buf().map_err(|e| e.to_string())?;
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => break Some(buf[i]),
+            None if buf.is_empty() => break None,
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    };
+    if first != Some(b'[') {
+        return Ok(Box::new(reader.lines()));
+    }
+    let items: Vec<Value> =
+        serde_json::from_reader(reader).map_err(|e| format!("not a valid JSON array: {e}"))?;
+    Ok(Box::new(items.into_iter().map(|v| Ok(v.to_string()))))
+}
+
 /// Infers NDJSON columns from a sample of lines (keys in the order serde_json keeps them: sorted).
 pub fn infer_ndjson(path: &Path) -> Result<Vec<(String, ColumnType)>, String> {
-    let f = open_text(path)?;
     let mut keys: Vec<String> = vec![];
     let mut rows: Vec<serde_json::Map<String, Value>> = vec![];
-    for line in BufReader::new(f).lines().take(SAMPLE_ROWS) {
+    for line in json_records(path)?.take(SAMPLE_ROWS) {
         let line = line.map_err(|e| e.to_string())?;
         if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(&line) {
             for k in o.keys() {
@@ -158,6 +206,7 @@ pub fn decode_csv(
     opts: &CsvOptions,
     nulls: &[String],
     drift: SchemaDrift,
+    partition: &[(String, String)],
 ) -> Result<FileData, String> {
     let mut rdr = csv_reader(path, opts)?;
     let mut sink = if drift == SchemaDrift::Rescue {
@@ -195,7 +244,9 @@ pub fn decode_csv(
                     Some(p) => index[i] = p,
                     None => {
                         index[i] = usize::MAX;
-                        missing.push(name.clone());
+                        if partition_value(partition, name).is_none() {
+                            missing.push(name.clone());
+                        }
                     }
                 }
             }
@@ -261,14 +312,22 @@ pub fn decode_csv(
             line,
             || rec.iter().collect::<Vec<_>>().join(&delim),
             |c, t| {
-                let v = rec.get(index[c]).unwrap_or("");
-                if index[c] == usize::MAX || is_null(v) {
+                let v = if index[c] == usize::MAX {
+                    partition_value(partition, &columns[c].0).unwrap_or("")
+                } else {
+                    rec.get(index[c]).unwrap_or("")
+                };
+                if is_null(v) {
                     Ok(Cell::Null)
                 } else {
                     parse_text(v, t).map_err(|e| format!("column {}: {e}", columns[c].0))
                 }
             },
-            |c| rec.get(index[c]).map(|v| Value::String(v.to_string())),
+            |c| {
+                rec.get(index[c])
+                    .or_else(|| partition_value(partition, &columns[c].0))
+                    .map(|v| Value::String(v.to_string()))
+            },
             extra,
         )?;
     }
@@ -298,8 +357,8 @@ pub fn decode_ndjson(
     path: &Path,
     columns: &[(String, ColumnType)],
     drift: SchemaDrift,
+    partition: &[(String, String)],
 ) -> Result<FileData, String> {
-    let f = open_text(path)?;
     let mut sink = if drift == SchemaDrift::Rescue {
         RowSink::rescuing(columns)
     } else {
@@ -311,7 +370,7 @@ pub fn decode_ndjson(
     // The key each column is read from: its name, or a key that normalizes to it
     // (`customerId` for `customerid`), learnt from the first object that has it.
     let mut key_for: Vec<Option<String>> = vec![None; columns.len()];
-    for (i, line) in BufReader::new(f).lines().enumerate() {
+    for (i, line) in json_records(path)?.enumerate() {
         let n = i as i64 + 1;
         let line = match line {
             Ok(l) => l,
@@ -400,9 +459,11 @@ pub fn decode_ndjson(
                         v
                     }
                 };
-                match value {
-                    None => Ok(Cell::Null),
-                    Some(v) => parse_json(v, t).map_err(|e| format!("column {name}: {e}")),
+                match (value, partition_value(partition, name)) {
+                    (None, Some(p)) => parse_text(p, t)
+                        .map_err(|e| format!("column {name} (from the folder): {e}")),
+                    (None, None) => Ok(Cell::Null),
+                    (Some(v), _) => parse_json(v, t).map_err(|e| format!("column {name}: {e}")),
                 }
             },
             original,
@@ -453,7 +514,11 @@ pub fn parquet_schema(path: &Path) -> Result<SchemaRef, String> {
 }
 
 /// Reads a Parquet file, projecting and casting to `target` by column name.
-pub fn decode_parquet(path: &Path, target: &SchemaRef) -> Result<FileData, String> {
+pub fn decode_parquet(
+    path: &Path,
+    target: &SchemaRef,
+    partition: &[(String, String)],
+) -> Result<FileData, String> {
     let f = File::open(path).map_err(|e| e.to_string())?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(f)
         .and_then(|b| b.with_batch_size(super::rows::BATCH_ROWS).build())
@@ -485,7 +550,20 @@ pub fn decode_parquet(path: &Path, target: &SchemaRef) -> Result<FileData, Strin
                         )
                     })?
                 }
-                Err(_) => new_null_array(field.data_type(), batch.num_rows()),
+                Err(_) => match partition_value(partition, field.name()) {
+                    Some(v) => {
+                        let text =
+                            datafusion::arrow::array::StringArray::from(vec![v; batch.num_rows()]);
+                        cast_with_options(&text, field.data_type(), &strict).map_err(|e| {
+                            format!(
+                                "column {} (from the folder): `{v}` cannot be read as {}: {e}",
+                                field.name(),
+                                field.data_type()
+                            )
+                        })?
+                    }
+                    None => new_null_array(field.data_type(), batch.num_rows()),
+                },
             };
             cols.push(col);
         }
@@ -528,6 +606,7 @@ mod tests {
             &opts(),
             &[String::new()],
             SchemaDrift::AddColumns,
+            &[],
         )
         .expect("decode");
         assert_eq!(d.rows_read, 4);
@@ -552,6 +631,7 @@ mod tests {
             &opts(),
             &[],
             SchemaDrift::Fail,
+            &[],
         )
         .expect_err("missing column");
         assert!(e.contains("no column c"), "{e}");
@@ -570,7 +650,7 @@ mod tests {
             ("id".to_string(), ColumnType::Int64),
             ("q".into(), ColumnType::Int64),
         ];
-        let d = decode_ndjson(&p, &cols, SchemaDrift::AddColumns).expect("decode");
+        let d = decode_ndjson(&p, &cols, SchemaDrift::AddColumns, &[]).expect("decode");
         assert_eq!(d.rows_read, 5);
         assert_eq!(d.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
         let lines: Vec<i64> = d.bad.iter().map(|b| b.line).collect();
@@ -592,7 +672,7 @@ mod tests {
                 ("unit_price".to_string(), ColumnType::Float64)
             ]
         );
-        let d = decode_ndjson(&p, &cols, SchemaDrift::AddColumns).expect("decode");
+        let d = decode_ndjson(&p, &cols, SchemaDrift::AddColumns, &[]).expect("decode");
         assert_eq!(d.rows_read, 2);
         assert!(d.bad.is_empty());
         let b = &d.batches[0];
@@ -637,6 +717,7 @@ mod tests {
                 &opts(),
                 &[String::new()],
                 SchemaDrift::AddColumns,
+                &[],
             )
             .expect("decode");
             assert_eq!((d.rows_read, d.bad.len()), (2, 0), "{}", p.display());
@@ -668,6 +749,46 @@ mod tests {
                 ("b".to_string(), ColumnType::Utf8),
                 ("c".to_string(), ColumnType::Boolean)
             ]
+        );
+    }
+
+    #[test]
+    fn a_json_array_file_is_read_record_by_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a.json");
+        std::fs::write(
+            &p,
+            "\n  [{\"id\": 1}, {\"id\": \"x\"},\n {\"id\": 3, \"n\": true}]",
+        )
+        .expect("write");
+        let cols = infer_ndjson(&p).expect("infer");
+        assert_eq!(cols[0], ("id".to_string(), ColumnType::Utf8));
+        let cols = vec![("id".to_string(), ColumnType::Int64)];
+        let d = decode_ndjson(&p, &cols, SchemaDrift::AddColumns, &[]).expect("decode");
+        assert_eq!(d.rows_read, 3);
+        assert_eq!(d.bad.len(), 1);
+        assert_eq!(d.bad[0].line, 2, "the record's position in the array");
+        assert_eq!(d.new_columns, vec![("n".to_string(), ColumnType::Boolean)]);
+        std::fs::write(&p, "[{\"id\": 1},").expect("write");
+        assert!(
+            decode_ndjson(&p, &cols, SchemaDrift::AddColumns, &[])
+                .expect_err("truncated")
+                .contains("not a valid JSON array")
+        );
+    }
+
+    #[test]
+    fn hive_folders_give_values() {
+        assert_eq!(
+            hive_values("data/orders/Date=2024-01-01/region=eu/part-0.csv"),
+            vec![
+                ("date".to_string(), "2024-01-01".to_string()),
+                ("region".to_string(), "eu".to_string())
+            ]
+        );
+        assert!(
+            hive_values("data/a=b.csv").is_empty(),
+            "the file name is no folder"
         );
     }
 }

@@ -157,7 +157,25 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
         });
     }
 
-    let columns = columns_for(source, &bronze, &todo[0].0)?;
+    let mut columns = columns_for(source, &bronze, &todo[0].0)?;
+    // Hive-style folders (`date=2024-01-01/`) give columns of their own.
+    let mut hive: Vec<(String, Vec<String>)> = vec![];
+    for (_, rel) in &todo {
+        for (k, v) in files::hive_values(rel) {
+            match hive.iter_mut().find(|(hk, _)| *hk == k) {
+                Some((_, vals)) => vals.push(v),
+                None => hive.push((k, vec![v])),
+            }
+        }
+    }
+    for (k, vals) in &hive {
+        if !columns.iter().any(|(c, _)| c == k) {
+            columns.push((
+                k.clone(),
+                infer::infer_text(vals.iter().map(String::as_str)),
+            ));
+        }
+    }
     let target = rows::schema_of(&columns);
     if exists && source.columns.is_some() {
         let have = data_schema(&bronze)?;
@@ -183,13 +201,21 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
         }
     }
     let parquet_target = match source.format {
-        Format::Parquet if source.columns.is_none() && !exists => files::parquet_schema(&todo[0].0)
-            .map_err(|e| Error::User(format!("{}: {e}", todo[0].1)))?,
+        Format::Parquet if source.columns.is_none() && !exists => {
+            let file = files::parquet_schema(&todo[0].0)
+                .map_err(|e| Error::User(format!("{}: {e}", todo[0].1)))?;
+            let mut fields: Vec<Field> = file.fields().iter().map(|f| f.as_ref().clone()).collect();
+            for (k, t) in &columns {
+                if hive.iter().any(|(hk, _)| hk == k) && file.field_with_name(k).is_err() {
+                    fields.push(Field::new(k, rows::arrow_type(*t), true));
+                }
+            }
+            Arc::new(Schema::new(fields))
+        }
         Format::Parquet if source.columns.is_none() => data_schema(&bronze)?,
         _ => target.clone(),
     };
 
-    let mut columns = columns;
     let mut decoded = decode_all(source, &todo, &columns, &parquet_target).await;
     // Schema drift: columns a file has that the source did not.
     let mut events: Vec<strata_state::SchemaEvent> = vec![];
@@ -486,6 +512,7 @@ async fn decode_all(
             let pt = parquet_target.clone();
             async move {
                 let p = path.clone();
+                let partition = files::hive_values(&rel);
                 let r = tokio::task::spawn_blocking(move || match source.format {
                     Format::Csv => files::decode_csv(
                         &p,
@@ -493,9 +520,12 @@ async fn decode_all(
                         &source.csv,
                         &source.null_values,
                         source.schema_drift,
+                        &partition,
                     ),
-                    Format::Ndjson => files::decode_ndjson(&p, &columns, source.schema_drift),
-                    Format::Parquet => files::decode_parquet(&p, &pt),
+                    Format::Ndjson => {
+                        files::decode_ndjson(&p, &columns, source.schema_drift, &partition)
+                    }
+                    Format::Parquet => files::decode_parquet(&p, &pt, &partition),
                     Format::Postgres | Format::Mysql | Format::Http => {
                         Err("this source has no files".to_string())
                     }
