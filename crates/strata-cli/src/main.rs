@@ -578,6 +578,7 @@ async fn run(
             .filter(|t| !done.contains(&t.name))
             .collect();
     let max_parallel = project.max_parallel;
+    let products = product_definitions(&project);
     let summary = schedule::execute(
         &Arc::new(project),
         &Arc::new(graph),
@@ -607,10 +608,39 @@ async fn run(
     }
     output::print_failures(&summary);
     if summary.ok() {
+        // What a successful run deployed: the data products as declared now.
+        state
+            .save_products(&products, &summary.run_id)
+            .await
+            .map_err(input)?;
         Ok(())
     } else {
         Err(Failure::Failed)
     }
+}
+
+/// The data products as JSON definitions, for the state store.
+fn product_definitions(project: &Project) -> Vec<(String, String)> {
+    project
+        .products
+        .values()
+        .map(|p| {
+            let access: Vec<String> = p
+                .access
+                .iter()
+                .map(|a| format!("{a:?}").to_lowercase())
+                .collect();
+            let def = serde_json::json!({
+                "description": p.description,
+                "owner": p.owner,
+                "consumers": p.consumers,
+                "models": p.models,
+                "freshness_seconds": p.freshness_seconds,
+                "access": access,
+            });
+            (p.name.clone(), def.to_string())
+        })
+        .collect()
 }
 
 async fn check(dir: &std::path::Path, select: String, format: Format) -> Result<(), Failure> {

@@ -637,6 +637,40 @@ impl StateStore {
         row.map(|r| r.try_get(0)).transpose().ctx("read watermark")
     }
 
+    /// Replaces the stored data products with `products` (name, definition as
+    /// JSON), as deployed by a successful run.
+    pub async fn save_products(&self, products: &[(String, String)], run_id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await.ctx("begin products")?;
+        sqlx::query("DELETE FROM products")
+            .execute(&mut *tx)
+            .await
+            .ctx("replace products")?;
+        for (name, definition) in products {
+            sqlx::query("INSERT INTO products (name, definition, run_id, updated_at) VALUES ($1, $2, $3, $4)")
+                .bind(name)
+                .bind(definition)
+                .bind(run_id)
+                .bind(now())
+                .execute(&mut *tx)
+                .await
+                .ctx("record product")?;
+        }
+        tx.commit().await.ctx("commit products")?;
+        Ok(())
+    }
+
+    /// The stored data products: (name, definition as JSON), by name.
+    pub async fn products(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT name, definition FROM products ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .ctx("read products")?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .ctx("read products")
+    }
+
     /// Records schema changes of sources.
     pub async fn record_schema_events(&self, events: &[SchemaEvent]) -> Result<()> {
         let mut tx = self.pool.begin().await.ctx("begin schema events")?;

@@ -179,4 +179,14 @@ pub const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             at TEXT NOT NULL
         )", "CREATE INDEX schema_events_by_source ON schema_events (source, at)"],
     ),
+    (
+        9,
+        "data products as last deployed",
+        &["CREATE TABLE products (
+            name TEXT PRIMARY KEY,
+            definition TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )"],
+    ),
 ];

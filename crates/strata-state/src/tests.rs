@@ -224,6 +224,23 @@ async fn exercise(store: &StateStore) {
     store.clear_intervals("silver.p").await.expect("clear");
     assert!(store.intervals("silver.p").await.expect("read").is_empty());
 
+    // Products: replaced as a whole.
+    store
+        .save_products(
+            &[("a".into(), "{}".into()), ("b".into(), "{}".into())],
+            "r1",
+        )
+        .await
+        .expect("products");
+    store
+        .save_products(&[("b".into(), "{\"owner\":\"x\"}".into())], "r2")
+        .await
+        .expect("products");
+    assert_eq!(
+        store.products().await.expect("products"),
+        vec![("b".to_string(), "{\"owner\":\"x\"}".to_string())]
+    );
+
     // Ticks: claimed once.
     let first = store
         .schedule_first_seen("nightly", &day(1))
