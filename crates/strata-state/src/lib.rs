@@ -201,6 +201,12 @@ impl StateStore {
                         sqlx::query("PRAGMA journal_mode = WAL")
                             .execute(&mut *conn)
                             .await?;
+                        // In WAL mode this survives any process crash (kill -9);
+                        // only an OS crash may lose the last commits, and what
+                        // must survive that lives in the Delta log anyway.
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
