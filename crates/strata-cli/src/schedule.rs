@@ -302,7 +302,7 @@ pub(crate) async fn serve(
         graph: graph.clone(),
         state: state.clone(),
     });
-    let who = format!("{}:{}", host(), std::process::id());
+    let who = format!("{}:{}", strata_runtime::host_name(), std::process::id());
     let scheduler = Scheduler::new(state, schedules, launcher, who);
     if let Some(at) = once_at {
         let fired = scheduler.tick(at).await.map_err(input)?;
@@ -343,10 +343,4 @@ fn report(fired: &[Fired], at: DateTime<Utc>) {
             eprintln!("{} at {}: could not run: {e}", f.schedule, rfc3339(f.at));
         }
     }
-}
-
-fn host() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
 }

@@ -112,28 +112,10 @@ pub fn version_of(table: &DeltaTable) -> Option<i64> {
     table.version().map(|v| v as i64)
 }
 
-/// The newest Strata provenance in a table's log (looking back over commits
-/// Strata did not make, such as OPTIMIZE), with the version it was written at.
-pub async fn latest_provenance(table: &DeltaTable) -> Result<Option<Provenance>> {
+/// The Strata provenance of the table's last `n` commits that carry one, newest first.
+async fn recent_provenance(table: &DeltaTable, n: usize) -> Result<Vec<Provenance>> {
     let infos: Vec<_> = table
-        .history(Some(20))
-        .try_collect()
-        .await
-        .context(|| "reading table history".into())?;
-    for info in infos {
-        if let Some(v) = info.info.get(COMMIT_KEY)
-            && let Ok(p) = serde_json::from_value::<Provenance>(v.clone())
-        {
-            return Ok(Some(p));
-        }
-    }
-    Ok(None)
-}
-
-/// The watermark of the newest of the table's last 100 commits that carries one.
-pub async fn latest_watermark(table: &DeltaTable) -> Result<Option<crate::ingest::db::Watermark>> {
-    let infos: Vec<_> = table
-        .history(Some(100))
+        .history(Some(n))
         .try_collect()
         .await
         .context(|| "reading table history".into())?;
@@ -141,6 +123,20 @@ pub async fn latest_watermark(table: &DeltaTable) -> Result<Option<crate::ingest
         .iter()
         .filter_map(|i| i.info.get(COMMIT_KEY))
         .filter_map(|v| serde_json::from_value::<Provenance>(v.clone()).ok())
+        .collect())
+}
+
+/// The newest Strata provenance in a table's log (looking back over commits
+/// Strata did not make, such as OPTIMIZE).
+pub async fn latest_provenance(table: &DeltaTable) -> Result<Option<Provenance>> {
+    Ok(recent_provenance(table, 20).await?.into_iter().next())
+}
+
+/// The watermark of the newest of the table's last 100 commits that carries one.
+pub async fn latest_watermark(table: &DeltaTable) -> Result<Option<crate::ingest::db::Watermark>> {
+    Ok(recent_provenance(table, 100)
+        .await?
+        .into_iter()
         .find_map(|p| p.watermark))
 }
 
@@ -149,15 +145,9 @@ pub async fn committing_runs(table: &DeltaTable) -> Result<std::collections::Has
     if table.version().is_none() {
         return Ok(Default::default());
     }
-    let infos: Vec<_> = table
-        .history(Some(100))
-        .try_collect()
-        .await
-        .context(|| "reading table history".into())?;
-    Ok(infos
-        .iter()
-        .filter_map(|i| i.info.get(COMMIT_KEY))
-        .filter_map(|v| serde_json::from_value::<Provenance>(v.clone()).ok())
+    Ok(recent_provenance(table, 100)
+        .await?
+        .into_iter()
         .map(|p| p.run_id)
         .collect())
 }

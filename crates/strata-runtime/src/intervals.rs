@@ -80,11 +80,7 @@ pub struct IntervalStatus {
     pub gaps: Vec<(DateTime<Utc>, DateTime<Utc>, &'static str, usize)>,
 }
 
-fn parse(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
+use strata_project::parse_time as parse;
 
 /// Counts and gaps of a partitioned model's intervals, from the state store.
 pub async fn interval_status(

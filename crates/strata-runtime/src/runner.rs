@@ -409,8 +409,8 @@ async fn attempt(
     }
 }
 
-/// This machine's name, for the run lock.
-fn host_name() -> String {
+/// This machine's name, as the run lock and schedule claims record it.
+pub fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|s| s.trim().to_string())
         .ok()

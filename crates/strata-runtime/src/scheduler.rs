@@ -258,11 +258,7 @@ impl Scheduler {
     }
 }
 
-fn parse(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
+use strata_project::parse_time as parse;
 
 #[cfg(test)]
 mod tests;

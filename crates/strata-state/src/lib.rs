@@ -17,7 +17,7 @@ mod error;
 mod intervals;
 mod migrations;
 mod schedules;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use std::collections::{BTreeMap, HashSet};

@@ -294,31 +294,10 @@ async fn sqlite_round_trips_every_record() {
 /// database made for this test and dropped afterwards.
 #[tokio::test]
 async fn postgres_round_trips_every_record() {
-    sqlx::any::install_default_drivers();
-    let admin_url = std::env::var("STRATA_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let admin = AnyPool::connect(&admin_url)
-        .await
-        .expect("PostgreSQL must be running for this test (see CONTRIBUTING.md)");
-    let db = format!("strata_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .expect("create db");
-    let base = admin_url
-        .rsplit_once('/')
-        .map(|(b, _)| b)
-        .unwrap_or(&admin_url);
-    let store = StateStore::open(&format!("{base}/{db}"))
-        .await
-        .expect("open");
-    assert_eq!(store.backend(), Backend::Postgres);
-    exercise(&store).await;
-    drop(store);
-    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .expect("drop db");
+    let t = crate::testing::TestStore::new(crate::testing::Backend::Postgres).await;
+    assert_eq!(t.store.backend(), Backend::Postgres);
+    exercise(&t.store).await;
+    t.cleanup().await;
 }
 
 #[test]

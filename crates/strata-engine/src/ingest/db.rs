@@ -47,7 +47,7 @@ pub(crate) struct Fetched {
 }
 
 /// How a source shows in `_source` and the manifest (no password).
-pub(crate) fn origin(source: &Source, db: &Database) -> String {
+pub(crate) fn origin(db: &Database) -> String {
     let what = match &db.relation {
         Relation::Table(t) => format!("table {t}"),
         Relation::Query(q) => {
@@ -56,7 +56,6 @@ pub(crate) fn origin(source: &Source, db: &Database) -> String {
             format!("query {}", &hex::encode(h)[..12])
         }
     };
-    let _ = source;
     format!("{} {what}", strata_state::redact(&db.url))
 }
 
@@ -109,7 +108,7 @@ pub(crate) async fn fetch(
             let mut stream = sqlx::query(&sql).fetch(&mut conn);
             let mut out = Collector::default();
             while let Some(row) = stream.try_next().await.map_err(bad_sql)? {
-                out.push_pg(&row, source)?;
+                out.push(&row, source, pg_value)?;
             }
             out.done()
         }
@@ -121,7 +120,7 @@ pub(crate) async fn fetch(
             let mut stream = sqlx::query(&sql).fetch(&mut conn);
             let mut out = Collector::default();
             while let Some(row) = stream.try_next().await.map_err(bad_sql)? {
-                out.push_mysql(&row, source)?;
+                out.push(&row, source, mysql_value)?;
             }
             out.done()
         }
@@ -132,7 +131,7 @@ pub(crate) async fn fetch(
             )));
         }
     };
-    fetched.parts = vec![(origin(source, db), fetched.rows.len())];
+    fetched.parts = vec![(origin(db), fetched.rows.len())];
     if source.mode == SourceMode::Cursor
         && let Some(c) = &db.cursor
     {
@@ -206,7 +205,13 @@ impl Collector {
         }
     }
 
-    fn push_pg(&mut self, row: &sqlx::postgres::PgRow, source: &Source) -> Result<()> {
+    /// Adds a row, each value read by `value(row, index, type name)`.
+    fn push<R: Row>(
+        &mut self,
+        row: &R,
+        source: &Source,
+        value: impl Fn(&R, usize, &str) -> std::result::Result<Value, sqlx::Error>,
+    ) -> Result<()> {
         self.start(
             row.columns()
                 .iter()
@@ -215,26 +220,8 @@ impl Collector {
         );
         let mut vals = Vec::with_capacity(row.len());
         for (i, c) in row.columns().iter().enumerate() {
-            let v = pg_value(row, i, c.type_info().name())
-                .map_err(|e| unsupported(source, c.name(), c.type_info().name(), e))?;
-            self.note_scale(i, &v);
-            vals.push(v);
-        }
-        self.rows.push(vals);
-        Ok(())
-    }
-
-    fn push_mysql(&mut self, row: &sqlx::mysql::MySqlRow, source: &Source) -> Result<()> {
-        self.start(
-            row.columns()
-                .iter()
-                .map(|c| (c.name().to_string(), c.type_info().name()))
-                .collect(),
-        );
-        let mut vals = Vec::with_capacity(row.len());
-        for (i, c) in row.columns().iter().enumerate() {
-            let v = mysql_value(row, i, c.type_info().name())
-                .map_err(|e| unsupported(source, c.name(), c.type_info().name(), e))?;
+            let ty = c.type_info().name();
+            let v = value(row, i, ty).map_err(|e| unsupported(source, c.name(), ty, e))?;
             self.note_scale(i, &v);
             vals.push(v);
         }

@@ -610,15 +610,17 @@ async fn record_source_intervals(
             let s = ts(*start)?;
             let key = strata_runtime::rfc3339(s);
             let old = before.get(&key).copied().flatten();
+            // Rows for an interval an earlier batch already loaded arrived late.
+            let status = if before.contains_key(&key) {
+                "late"
+            } else {
+                "done"
+            };
             Some(strata_state::IntervalRecord {
                 model: table.to_string(),
                 start: key,
                 end: strata_runtime::rfc3339(grain.next(s)),
-                status: if before.contains_key(&strata_runtime::rfc3339(s)) {
-                    "late".into()
-                } else {
-                    "done".into()
-                },
+                status: status.into(),
                 rows: Some(old.unwrap_or(0) + n),
                 run_id: run_id.to_string(),
                 updated_at: now.clone(),
