@@ -6,9 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
 
-# The independent Delta reader used by the interop test.
-if ! python3 -c 'import deltalake, pyarrow' 2>/dev/null; then
+# The independent Delta reader used by the interop test, and the SMTP server
+# (aiosmtpd) the e-mail alert tests deliver to.
+if ! python3 -c 'import deltalake, pyarrow, aiosmtpd' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+fi
+
+# promtool (Debian's prometheus package) lints the /metrics scrape.
+if ! command -v promtool >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null \
+    || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null; }
 fi
 
 # PostgreSQL backs the state-store tests; start it if this machine stopped it.

@@ -3,6 +3,8 @@
 //! Exit codes: 0 ok, 1 a run or check failed, 2 bad input.
 
 mod docs;
+mod logs;
+mod monitor;
 mod output;
 mod progress;
 mod schedule;
@@ -106,10 +108,14 @@ enum Command {
     },
     /// Run the scheduler: cron schedules and file sensors from strata.toml.
     Serve {
-        /// Evaluate the schedules once, as if it were this time (a date or
-        /// RFC 3339 time), run what is due, and exit.
+        /// Evaluate the schedules and alerts once, as if it were this time (a
+        /// date or RFC 3339 time), run what is due, and exit.
         #[arg(long)]
         once_at: Option<String>,
+        /// The HTTP address for /metrics and /healthz (default: `[serve] http`,
+        /// else 127.0.0.1:8080).
+        #[arg(long)]
+        http: Option<String>,
     },
     /// Run the unit tests under tests/ (in memory; the lake is not touched).
     Test {
@@ -159,16 +165,32 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Run history, or one run's tasks.
+    /// Run history, one run's tasks (and with --log its log), or with
+    /// --costs the models ranked by what they cost.
     Runs {
         /// Show this run's tasks.
         run_id: Option<String>,
         /// How many runs.
         #[arg(long, default_value_t = 20)]
         limit: i64,
+        /// Rank models by the CPU and wall time their tasks used.
+        #[arg(long, conflicts_with = "run_id")]
+        costs: bool,
+        /// With --costs: since when (a duration back from now such as 7d or
+        /// 24h, or a date). Default 7d.
+        #[arg(long, requires = "costs", default_value = "7d")]
+        since: String,
+        /// With RUN_ID: print the run's log (JSON lines) instead of its tasks.
+        #[arg(long, requires = "run_id")]
+        log: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+    /// Alert rules and incidents; silence a rule; evaluate alerts now.
+    Alerts {
+        #[command(subcommand)]
+        command: Option<AlertsCommand>,
     },
     /// Work with the example project.
     Example {
@@ -177,10 +199,52 @@ enum Command {
     },
 }
 
+/// `strata alerts …`.
+#[derive(Subcommand)]
+pub(crate) enum AlertsCommand {
+    /// The rules, and the latest incidents (firing, resolved, events).
+    List {
+        /// How many incidents.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Hold back a rule's notifications for a while (incidents are still recorded).
+    Silence {
+        /// The rule (`[alerts.NAME]`).
+        rule: String,
+        /// How long: 30m, 2h, 1d.
+        #[arg(long = "for", value_name = "DURATION")]
+        r#for: String,
+        /// Why (shown in `strata alerts`).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// End a rule's silence now.
+    Unsilence {
+        /// The rule.
+        rule: String,
+    },
+    /// Evaluate health and send what is due now (or as if at --at), as
+    /// `strata serve` does every minute; for cron or CI.
+    Check {
+        /// Evaluate as if it were this time (a date or RFC 3339 time).
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
 #[derive(Subcommand)]
 enum ExampleCommand {
     /// Append the next day's files to the example project.
-    NextDay,
+    NextDay {
+        /// Multiply the new day's orders (e.g. 10 for a day that volume
+        /// anomaly detection should catch).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        orders_factor: u32,
+    },
 }
 
 /// A failure at the CLI edge, with its exit code.
@@ -210,7 +274,7 @@ fn input(msg: impl std::fmt::Display) -> Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, &cli.project);
     // Keep each message on one line so `file:line:col: message` can be grepped.
     let _ = miette::set_hook(Box::new(|_| {
         Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
@@ -235,20 +299,40 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, project: &std::path::Path) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // delta_kernel logs a harmless ERROR on a table's first write; users never need it.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "warn,delta_kernel=off,buoyant_kernel=off,deltalake_core::operations::merge=error",
-        )
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let quiet = "delta_kernel=off,buoyant_kernel=off,deltalake_core::operations::merge=error";
+    let default = match format {
+        LogFormat::Text => format!("warn,{quiet}"),
+        LogFormat::Json => format!("warn,strata_runtime=info,strata_engine=info,{quiet}"),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&default));
+    let stderr = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => logs::JsonLines {
+            sink: logs::Sink::Stderr,
+        }
+        .with_filter(filter)
+        .boxed(),
+    };
+    // Every run's log is kept, whatever is shown on stderr.
+    let kept = logs::JsonLines {
+        sink: logs::Sink::RunFiles(logs::log_dir(project)),
     }
+    .with_filter(tracing_subscriber::EnvFilter::new(format!(
+        "warn,strata_runtime=info,strata_engine=info,{quiet}"
+    )));
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(kept)
+        .try_init();
 }
 
 async fn dispatch(cli: Cli) -> Result<(), Failure> {
@@ -336,12 +420,21 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             )
             .await
         }
-        Command::Serve { once_at } => {
+        Command::Serve { once_at, http } => {
             let at = match once_at {
                 Some(t) => Some(parse_time(&t).map_err(input)?),
                 None => None,
             };
-            schedule::serve(&cli.project, at).await
+            schedule::serve(&cli.project, at, http).await
+        }
+        Command::Alerts { command } => {
+            let (project, graph) = load(&cli.project)?;
+            let state = StateStore::open(&project.state).await.map_err(input)?;
+            let cmd = command.unwrap_or(AlertsCommand::List {
+                limit: 20,
+                format: Format::Table,
+            });
+            monitor::alerts(&project, &graph, &state, cmd).await
         }
         Command::Test { select } => {
             let (project, graph) = load(&cli.project)?;
@@ -405,10 +498,25 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Runs {
             run_id,
             limit,
+            costs,
+            since,
+            log,
             format,
         } => {
             let (project, _) = load(&cli.project)?;
             let state = StateStore::open(&project.state).await.map_err(input)?;
+            if costs {
+                let since = match strata_project::check::parse_duration(&since) {
+                    Some(s) => chrono::Utc::now() - chrono::Duration::seconds(s),
+                    None => parse_time(&since).map_err(|e| {
+                        input(format!("--since: {e}; or a duration such as 7d"))
+                    })?,
+                };
+                return monitor::costs(&state, since, format).await;
+            }
+            if log && let Some(id) = &run_id {
+                return logs::print_run_log(&project, id).map_err(input);
+            }
             match run_id {
                 Some(id) => {
                     let tasks = state.tasks(&id).await.map_err(input)?;
@@ -422,9 +530,10 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Example {
-            command: ExampleCommand::NextDay,
+            command: ExampleCommand::NextDay { orders_factor },
         } => {
-            let s = strata_engine::example::next_day(&cli.project).map_err(input)?;
+            let s = strata_engine::example::next_day_with(&cli.project, orders_factor)
+                .map_err(input)?;
             let days: Vec<String> = s.days.iter().map(|d| d.to_string()).collect();
             println!(
                 "wrote {} files ({} orders) for {}",
@@ -579,9 +688,10 @@ async fn run(
             .collect();
     let max_parallel = project.max_parallel;
     let products = product_definitions(&project);
+    let (project_arc, graph_arc) = (Arc::new(project), Arc::new(graph));
     let summary = schedule::execute(
-        &Arc::new(project),
-        &Arc::new(graph),
+        &project_arc,
+        &graph_arc,
         &state,
         tasks,
         RunOptions {
@@ -607,6 +717,9 @@ async fn run(
         output::print_checks(&checks, Format::Table);
     }
     output::print_failures(&summary);
+    if let Err(e) = monitor::evaluate_and_notify(&project_arc, &graph_arc, &state, chrono::Utc::now()).await {
+        eprintln!("warning: alerts were not evaluated: {e}");
+    }
     if summary.ok() {
         // What a successful run deployed: the data products as declared now.
         state

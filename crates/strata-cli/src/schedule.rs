@@ -280,12 +280,14 @@ fn print_fired_run(req: &RunRequest, s: &RunSummary) {
     crate::output::print_failures(s);
 }
 
-/// `strata serve`: the scheduler (the HTTP API, dashboard and SQL endpoint
-/// join it in later releases). With `once_at`, evaluates the schedules once
-/// as if it were that time, runs what is due, and exits.
+/// `strata serve`: the scheduler, alert evaluation every `[monitoring]
+/// evaluate_every`, and the HTTP endpoints (`/metrics`, `/healthz`). With
+/// `once_at`, evaluates the schedules and alerts once as if it were that
+/// time, runs what is due, and exits (no HTTP).
 pub(crate) async fn serve(
     dir: &std::path::Path,
     once_at: Option<DateTime<Utc>>,
+    http: Option<String>,
 ) -> Result<(), Failure> {
     let (project, graph) = crate::load(dir)?;
     let state = StateStore::open(&project.state).await.map_err(input)?;
@@ -293,6 +295,9 @@ pub(crate) async fn serve(
         graph
             .select(&s.select)
             .map_err(|e| input(format!("schedule `{}`: {e}", s.name)))?;
+    }
+    for r in project.alerts.values() {
+        strata_runtime::monitor::alerts::rule_tables(r, &project, &graph).map_err(input)?;
     }
     let schedules: Vec<_> = project.schedules.values().cloned().collect();
     let names: Vec<_> = schedules.iter().map(|s| s.name.clone()).collect();
@@ -303,33 +308,69 @@ pub(crate) async fn serve(
         state: state.clone(),
     });
     let who = format!("{}:{}", strata_runtime::host_name(), std::process::id());
-    let scheduler = Scheduler::new(state, schedules, launcher, who);
+    let scheduler = Scheduler::new(state.clone(), schedules, launcher, who);
     if let Some(at) = once_at {
         let fired = scheduler.tick(at).await.map_err(input)?;
         report(&fired, at);
-        return if fired.iter().all(|f| matches!(f.result, Ok((_, true)))) {
-            Ok(())
-        } else {
-            Err(Failure::Failed)
-        };
+        let deliveries = crate::monitor::evaluate_and_notify(&project, &graph, &state, at)
+            .await
+            .map_err(input)?;
+        let ok = fired.iter().all(|f| matches!(f.result, Ok((_, true))))
+            && deliveries.iter().all(|d| d.error.is_none());
+        return if ok { Ok(()) } else { Err(Failure::Failed) };
     }
+    let addr = http.unwrap_or_else(|| project.serve.http.clone());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| input(format!("cannot listen on {addr} (set [serve] http or --http): {e}")))?;
+    let app = strata_server::router(strata_server::AppState {
+        project: project.clone(),
+        graph: graph.clone(),
+        store: state.clone(),
+    });
+    let mut server = tokio::spawn(async move { axum::serve(listener, app).await });
+    eprintln!("http: http://{addr}/metrics, http://{addr}/healthz");
     if names.is_empty() {
         eprintln!("note: strata.toml has no [schedules]; nothing will run (Ctrl-C to stop)");
     } else {
         eprintln!("serving schedules: {} (Ctrl-C to stop)", names.join(", "));
     }
+    let every = chrono::Duration::seconds(project.monitoring.evaluate_every_seconds.max(1));
+    let mut next_eval = Utc::now();
     loop {
         let now = Utc::now();
         let fired = scheduler.tick(now).await.map_err(input)?;
-        report(&fired, now);
-        let wake = scheduler.next_wake(Utc::now());
+        report_quiet(&fired);
+        if !fired.is_empty() || now >= next_eval {
+            if let Err(e) = crate::monitor::evaluate_and_notify(&project, &graph, &state, now).await {
+                eprintln!("warning: alerts were not evaluated: {e}");
+            }
+            next_eval = now + every;
+        }
+        let wake = scheduler.next_wake(Utc::now()).min(next_eval);
         let wait = (wake - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            r = &mut server => {
+                return Err(input(format!("the HTTP server stopped: {}", match r {
+                    Ok(Ok(())) => "closed".to_string(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                })));
+            }
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("stopping");
                 return Ok(());
             }
+        }
+    }
+}
+
+/// Reports scheduler errors only (a long-running server stays quiet when idle).
+fn report_quiet(fired: &[Fired]) {
+    for f in fired {
+        if let Err(e) = &f.result {
+            eprintln!("{} at {}: could not run: {e}", f.schedule, rfc3339(f.at));
         }
     }
 }

@@ -12,6 +12,9 @@ pub async fn print(
     state: &StateStore,
 ) -> Result<(), strata_state::Error> {
     println!("project {} — lake {}", project.name, project.lake);
+    let now = chrono::Utc::now();
+    let health = strata_runtime::monitor::evaluate(state, project, graph, now).await?;
+    print_health(&health, state).await?;
     let last = state.runs(1).await?.into_iter().next();
     let tasks = match &last {
         Some(r) => {
@@ -40,6 +43,7 @@ pub async fn print(
             "last run",
             "built or loaded",
             "version",
+            "freshness",
             "checks (latest)",
         ]);
     for name in graph.order() {
@@ -81,17 +85,110 @@ pub async fn print(
                 format!("{passed} pass, {warned} warn, {failed} fail")
             }
         };
+        let fresh = health.freshness.iter().find(|f| &f.table == name);
+        let freshness = match fresh {
+            None => Cell::new("-"),
+            Some(f) => {
+                let lag = f
+                    .lag_seconds
+                    .map(strata_runtime::monitor::human_seconds)
+                    .unwrap_or_else(|| "never loaded".into());
+                let text = match f.sla_seconds {
+                    Some(s) => format!("{lag} (SLA {})", strata_runtime::monitor::human_seconds(s)),
+                    None => lag,
+                };
+                if f.stale() {
+                    Cell::new(format!("{text} STALE")).fg(comfy_table::Color::Red)
+                } else {
+                    Cell::new(text)
+                }
+            }
+        };
         t.add_row(vec![
             Cell::new(name),
             Cell::new(in_last),
             Cell::new(built),
             Cell::new(version.map(|v| v.to_string()).unwrap_or_else(|| "-".into())),
+            freshness,
             Cell::new(checks),
         ]);
     }
     println!("{t}");
     print_intervals(project, state).await?;
     print_schema_changes(project, state).await
+}
+
+/// The health summary: what is wrong now, running and recently failed runs,
+/// and firing alerts.
+async fn print_health(
+    health: &strata_runtime::monitor::Health,
+    state: &StateStore,
+) -> Result<(), strata_state::Error> {
+    use strata_project::AlertOn;
+    let of = |k: AlertOn| -> Vec<&strata_runtime::monitor::Condition> {
+        health.conditions.iter().filter(|c| c.kind == k).collect()
+    };
+    let sections = [
+        (AlertOn::TaskFailed, "failed tasks"),
+        (AlertOn::CheckFailed, "failing checks"),
+        (AlertOn::SlaMissed, "stale tables"),
+        (AlertOn::Anomaly, "anomalies"),
+    ];
+    let problems: usize = sections.iter().map(|(k, _)| of(*k).len()).sum();
+    let runs = state.runs(50).await?;
+    let running: Vec<_> = runs.iter().filter(|r| r.status == "running").collect();
+    let failed_runs: Vec<_> = runs
+        .iter()
+        .filter(|r| r.status == "failed" || r.status == "interrupted")
+        .take(3)
+        .collect();
+    let firing = state.open_incidents().await?;
+    if problems == 0 {
+        println!(
+            "health: ok — no failed tasks, failing checks, stale tables or anomalies"
+        );
+    } else {
+        println!(
+            "health: {problems} problem{}",
+            if problems == 1 { "" } else { "s" }
+        );
+    }
+    for (kind, title) in sections {
+        let list = of(kind);
+        if list.is_empty() {
+            continue;
+        }
+        println!("  {title}:");
+        for c in list.iter().take(10) {
+            let mark = if c.severity == "error" { "✗" } else { "!" };
+            println!("    {mark} {}", c.summary);
+        }
+        if list.len() > 10 {
+            println!("    … and {} more", list.len() - 10);
+        }
+    }
+    for r in &running {
+        println!("  running: run {} since {} ({})", r.run_id, r.started_at, r.trigger);
+    }
+    if !failed_runs.is_empty() {
+        println!("  recent failed runs:");
+        for r in &failed_runs {
+            println!(
+                "    ✗ {} {} at {} (`strata runs {}`; `strata run --resume {}`)",
+                r.run_id, r.status, r.started_at, r.run_id, r.run_id
+            );
+        }
+    }
+    if firing.is_empty() {
+        println!("  alerts: none firing");
+    } else {
+        println!("  alerts firing ({}):", firing.len());
+        for i in firing.iter().take(10) {
+            println!("    {} · {} · {} (since {})", i.rule, i.kind, i.subject, i.opened_at);
+        }
+    }
+    println!();
+    Ok(())
 }
 
 /// Schema changes shown per source.

@@ -34,21 +34,48 @@ impl TaskExecutor for EngineExecutor {
                 let source = e.project.sources.get(name).ok_or_else(|| {
                     Error::Internal(format!("source {name} is not in the project"))
                 })?;
-                Ok(ingest::ingest(e, source, run).await?)
+                let mut out = ingest::ingest(e, source, run).await?;
+                if !out.skipped
+                    && let Some(t) = e.lake.open_existing(&source.table()).await?
+                {
+                    (out.table_rows, out.bytes_written) =
+                        crate::lake::commit_metrics(&t, out.delta_version).await;
+                }
+                Ok(out)
             }
             NodeKind::Model => {
                 let model = e.project.models.get(&task.table).ok_or_else(|| {
                     Error::Internal(format!("model {} is not in the project", task.table))
                 })?;
-                let out = materialize::build(e, model, run, &task.intervals).await?;
+                let mut out = materialize::build(e, model, run, &task.intervals).await?;
                 if !out.skipped {
                     let upstream_versions = match e.lake.open_existing(&model.name).await? {
-                        Some(t) => crate::lake::latest_provenance(&t)
-                            .await?
-                            .map(|p| p.upstream_versions)
-                            .unwrap_or_default(),
+                        Some(t) => {
+                            (out.table_rows, out.bytes_written) =
+                                crate::lake::commit_metrics(&t, out.delta_version).await;
+                            crate::lake::latest_provenance(&t)
+                                .await?
+                                .map(|p| p.upstream_versions)
+                                .unwrap_or_default()
+                        }
                         None => Default::default(),
                     };
+                    if model
+                        .config
+                        .checks
+                        .iter()
+                        .any(|c| c.on_fail == Some(strata_project::OnFail::Drop))
+                    {
+                        out.rows_dropped = e
+                            .state
+                            .check_results(&run.run_id)
+                            .await
+                            .context(|| "reading check results".into())?
+                            .iter()
+                            .filter(|c| c.model == model.name && c.action.as_deref().is_some_and(|a| a.starts_with("dropped")))
+                            .map(|c| c.failing_rows)
+                            .sum();
+                    }
                     e.state
                         .set_model_state(&ModelState {
                             model: model.name.clone(),

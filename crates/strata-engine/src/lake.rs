@@ -173,3 +173,31 @@ pub async fn last_commit_rows(table: &DeltaTable) -> Result<i64> {
         .or_else(|| get("numOutputRows"))
         .unwrap_or(0))
 }
+
+/// What a table holds after a commit: its rows (None when a data file has no
+/// row-count statistics) and the bytes of the data files the commit of
+/// `version` added (read from that commit's log entry).
+pub async fn commit_metrics(table: &DeltaTable, version: Option<i64>) -> (Option<i64>, i64) {
+    let rows = table.snapshot().ok().and_then(|s| {
+        s.log_data()
+            .iter()
+            .map(|f| f.num_records().map(|n| n as i64))
+            .sum::<Option<i64>>()
+    });
+    let mut added = 0;
+    if let Some(v) = version.and_then(|v| u64::try_from(v).ok())
+        && let Ok(Some(bytes)) = table.log_store().read_commit_entry(v).await
+    {
+        for line in bytes.split(|b| *b == b'\n') {
+            if let Ok(action) = serde_json::from_slice::<serde_json::Value>(line)
+                && let Some(size) = action
+                    .get("add")
+                    .and_then(|a| a.get("size"))
+                    .and_then(|s| s.as_i64())
+            {
+                added += size;
+            }
+        }
+    }
+    (rows, added)
+}

@@ -92,7 +92,7 @@ pub(crate) async fn build(
         .sql(&format!("select * from __strata_range where {in_range}"))
         .await
         .context(|| format!("selecting the rows of {}", model.name))?;
-    let rows = rows_per_interval(&ctx, col, p.grain).await?;
+    let (rows, newest) = rows_per_interval(&ctx, col, p.grain).await?;
 
     let published = version_of(&target);
     let a = audit(engine, &ctx, model, df, &run, After::Replace, published).await?;
@@ -168,6 +168,7 @@ pub(crate) async fn build(
         delta_version: version_of(&table),
         message: Some(message),
         intervals: out_rows,
+        data_time: newest.and_then(micros_rfc3339),
         ..Default::default()
     })
 }
@@ -196,14 +197,15 @@ fn describe(start: chrono::DateTime<chrono::Utc>, end: chrono::DateTime<chrono::
     format!("[{}, {})", rfc3339(start), rfc3339(end))
 }
 
-/// Rows of `__strata_range` per interval start (UTC microseconds).
+/// Rows of `__strata_range` per interval of `grain` (keyed by the interval's
+/// start in microseconds), and the newest value of `col` (microseconds).
 pub(crate) async fn rows_per_interval(
     ctx: &SessionContext,
     col: &str,
     grain: Grain,
-) -> Result<BTreeMap<i64, i64>> {
+) -> Result<(BTreeMap<i64, i64>, Option<i64>)> {
     let sql = format!(
-        "select date_trunc('{}', cast(\"{col}\" as timestamp)) as s, count(*) as n from __strata_range where \"{col}\" is not null group by 1",
+        "select date_trunc('{}', cast(\"{col}\" as timestamp)) as s, count(*) as n, max(cast(\"{col}\" as timestamp)) as m from __strata_range where \"{col}\" is not null group by 1",
         grain.as_str()
     );
     let batches = ctx
@@ -213,20 +215,25 @@ pub(crate) async fn rows_per_interval(
         .collect()
         .await
         .context(|| "counting rows per interval".into())?;
-    let mut out = BTreeMap::new();
-    for b in batches {
-        let s = datafusion::arrow::compute::cast(
-            b.column(0),
+    let micros = |a: &datafusion::arrow::array::ArrayRef| -> Result<datafusion::arrow::array::TimestampMicrosecondArray> {
+        let c = datafusion::arrow::compute::cast(
+            a,
             &datafusion::arrow::datatypes::DataType::Timestamp(
                 datafusion::arrow::datatypes::TimeUnit::Microsecond,
                 None,
             ),
         )
         .context(|| "counting rows per interval".into())?;
-        let s = s
-            .as_any()
+        c.as_any()
             .downcast_ref::<datafusion::arrow::array::TimestampMicrosecondArray>()
-            .ok_or_else(|| Error::Internal("interval starts are not timestamps".into()))?;
+            .cloned()
+            .ok_or_else(|| Error::Internal("interval starts are not timestamps".into()))
+    };
+    let mut out = BTreeMap::new();
+    let mut newest: Option<i64> = None;
+    for b in batches {
+        let s = micros(b.column(0))?;
+        let m = micros(b.column(2))?;
         let n = b
             .column(1)
             .as_any()
@@ -234,7 +241,15 @@ pub(crate) async fn rows_per_interval(
             .ok_or_else(|| Error::Internal("interval counts are not integers".into()))?;
         for i in 0..b.num_rows() {
             out.insert(s.value(i), n.value(i));
+            if datafusion::arrow::array::Array::is_valid(&m, i) {
+                newest = Some(newest.map_or(m.value(i), |x| x.max(m.value(i))));
+            }
         }
     }
-    Ok(out)
+    Ok((out, newest))
+}
+
+/// Microseconds since the epoch as RFC 3339.
+pub(crate) fn micros_rfc3339(us: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_micros(us).map(strata_runtime::rfc3339)
 }

@@ -20,6 +20,15 @@ pub struct RawConfig {
     /// `[schedules.NAME]`: cron schedules and file sensors run by `strata serve`.
     #[serde(default)]
     pub schedules: BTreeMap<String, Spanned<RawSchedule>>,
+    /// `[alerts.NAME]`: who hears about what.
+    #[serde(default)]
+    pub alerts: BTreeMap<String, Spanned<crate::alerts::RawAlert>>,
+    /// `[smtp]`: the mail server e-mail alerts go through.
+    pub smtp: Option<Spanned<crate::alerts::RawSmtp>>,
+    /// `[monitoring]`: anomaly detection and freshness evaluation.
+    pub monitoring: Option<Spanned<crate::alerts::RawMonitoring>>,
+    /// `[serve]`: what `strata serve` listens on.
+    pub serve: Option<Spanned<crate::alerts::RawServe>>,
 }
 
 /// `[schedules.NAME]`: when `strata serve` starts runs, and of what.
@@ -117,6 +126,8 @@ pub struct RawSource {
     pub retries: Option<u32>,
     /// APIs: the first retry's wait, doubled each time (default `"1s"`).
     pub retry_delay: Option<Spanned<String>>,
+    /// Freshness SLA: the source must deliver new rows at least this often (`"26h"`).
+    pub freshness: Option<Spanned<String>>,
     /// APIs: requests per second at most.
     pub rate_limit: Option<f64>,
     /// APIs: the most pages one run reads (default 10000).
@@ -192,6 +203,8 @@ pub struct RawModelConfig {
     pub retry_delay: Option<Spanned<String>>,
     /// Longest a run of the model may take (e.g. `"30m"`); then it fails.
     pub timeout: Option<Spanned<String>>,
+    /// Freshness SLA: the table must receive new rows at least this often (`"6h"`).
+    pub freshness: Option<Spanned<String>>,
     /// The contract: columns the query must produce, in order (`[columns.NAME]`).
     pub columns: Option<indexmap::IndexMap<String, Spanned<RawColumn>>>,
     /// `replace_range`: the date or timestamp column that places a row in an interval.
@@ -229,6 +242,7 @@ pub const MODEL_KEYS: &[&str] = &[
     "retries",
     "retry_delay",
     "timeout",
+    "freshness",
     "partition_by",
     "grain",
     "lookback",
@@ -254,6 +268,7 @@ pub const SOURCE_KEYS: &[&str] = &[
     "null_values",
     "description",
     "checks",
+    "freshness",
 ];
 
 /// The keys allowed under `[project]`, for "did you mean" hints.

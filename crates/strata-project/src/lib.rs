@@ -14,6 +14,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod check;
 pub mod config;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod unit;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use alerts::{AlertOn, AlertRule, Monitoring, Serve, Smtp, SmtpTls, WebhookFormat};
 pub use check::{Check, CheckKind, OnFail, Severity, SqlCheckFile};
 pub use error::{Errors, LocatedError};
 pub use grain::{Grain, Interval, parse_time};
@@ -101,6 +103,14 @@ pub struct Project {
     pub schedules: BTreeMap<String, Schedule>,
     /// Unit tests under `tests/`.
     pub unit_tests: Vec<unit::UnitTest>,
+    /// `[alerts.NAME]` rules.
+    pub alerts: BTreeMap<String, AlertRule>,
+    /// `[smtp]`, when e-mail alerts are configured.
+    pub smtp: Option<Smtp>,
+    /// `[monitoring]` (defaults when absent).
+    pub monitoring: Monitoring,
+    /// `[serve]` (defaults when absent).
+    pub serve: Serve,
 }
 
 /// How consumers may reach a data product.
@@ -379,6 +389,39 @@ impl Project {
                 Err(es) => errors.0.extend(es.0),
             }
         }
+        let smtp = match &raw.smtp {
+            None => None,
+            Some(sm) => match alerts::resolve_smtp(sm, &at) {
+                Ok(s) => Some(s),
+                Err(es) => {
+                    errors.0.extend(es.0);
+                    None
+                }
+            },
+        };
+        let mut alert_rules = BTreeMap::new();
+        for (aname, spanned) in &raw.alerts {
+            match alerts::resolve_alert(aname, spanned, raw.smtp.is_some(), &at) {
+                Ok(r) => {
+                    alert_rules.insert(aname.clone(), r);
+                }
+                Err(es) => errors.0.extend(es.0),
+            }
+        }
+        let monitoring = match &raw.monitoring {
+            None => Monitoring::default(),
+            Some(m) => alerts::resolve_monitoring(m, &at).unwrap_or_else(|es| {
+                errors.0.extend(es.0);
+                Monitoring::default()
+            }),
+        };
+        let serve = match &raw.serve {
+            None => Serve::default(),
+            Some(m) => alerts::resolve_serve(m, &at).unwrap_or_else(|es| {
+                errors.0.extend(es.0);
+                Serve::default()
+            }),
+        };
         let mut unit_tests = vec![];
         {
             for path in files_with_extension(&root.join("tests"), "toml") {
@@ -427,6 +470,10 @@ impl Project {
             products,
             schedules,
             unit_tests,
+            alerts: alert_rules,
+            smtp,
+            monitoring,
+            serve,
         })
     }
 
@@ -679,11 +726,24 @@ fn resolve_source(
             source::SchemaDrift::AddColumns
         }
     };
+    let freshness_seconds = raw.freshness.as_ref().and_then(|f| {
+        match check::parse_duration(f.get_ref()) {
+            Some(s) if s > 0 => Some(s),
+            _ => {
+                errors.push(
+                    at(f.span(), format!("bad freshness `{}`", f.get_ref()))
+                        .with_help("write a number and a unit: 30m, 6h, 1d"),
+                );
+                None
+            }
+        }
+    });
     errors.into_result(Source {
         name: name.to_string(),
         format,
         path,
         time,
+        freshness_seconds,
         schema_drift,
         path_as_written: raw
             .path
@@ -950,8 +1010,25 @@ fn keys_for_section(text: &str, offset: usize) -> Vec<&'static str> {
         config::PRODUCT_KEYS.to_vec()
     } else if header.starts_with("[schedules.") {
         config::SCHEDULE_KEYS.to_vec()
+    } else if header.starts_with("[alerts.") {
+        alerts::ALERT_KEYS.to_vec()
+    } else if header.starts_with("[smtp") {
+        alerts::SMTP_KEYS.to_vec()
+    } else if header.starts_with("[monitoring") {
+        alerts::MONITORING_KEYS.to_vec()
+    } else if header.starts_with("[serve") {
+        alerts::SERVE_KEYS.to_vec()
     } else {
-        vec!["project", "sources", "products", "schedules"]
+        vec![
+            "project",
+            "sources",
+            "products",
+            "schedules",
+            "alerts",
+            "smtp",
+            "monitoring",
+            "serve",
+        ]
     }
 }
 

@@ -96,6 +96,8 @@ pub struct ModelConfig {
     pub timeout_seconds: Option<i64>,
     /// For `strategy = "replace_range"`: the time partitioning.
     pub partitioning: Option<Partitioning>,
+    /// Freshness SLA in seconds: the table must receive new rows at least this often.
+    pub freshness_seconds: Option<i64>,
 }
 
 /// One column of a model's contract.
@@ -272,6 +274,7 @@ pub fn parse_model(
         };
     let retry_delay_seconds = duration(&raw.retry_delay, "retry_delay", &mut errors).unwrap_or(5);
     let timeout_seconds = duration(&raw.timeout, "timeout", &mut errors);
+    let freshness_seconds = duration(&raw.freshness, "freshness", &mut errors);
     let retries = raw.retries.unwrap_or(0);
     let partitioning = partitioning(&raw, strategy, &at, &mut errors);
     let mut columns = vec![];
@@ -340,6 +343,7 @@ pub fn parse_model(
             retry_delay_seconds,
             timeout_seconds,
             partitioning,
+            freshness_seconds,
         },
     })
 }

@@ -180,6 +180,8 @@ pub struct Source {
     pub time: Option<(String, crate::Grain)>,
     /// What new columns do.
     pub schema_drift: SchemaDrift,
+    /// Freshness SLA in seconds: new rows must land at least this often.
+    pub freshness_seconds: Option<i64>,
 }
 
 impl Source {

@@ -43,7 +43,9 @@ macro_rules! on_both_backends {
     };
 }
 
+mod cpu;
 mod intervals;
+pub mod monitor;
 mod runner;
 mod scheduler;
 
@@ -129,6 +131,17 @@ pub struct TaskOutput {
     pub message: Option<String>,
     /// For a partitioned model: rows per interval written.
     pub intervals: Vec<IntervalRows>,
+    /// Rows dropped by `on_fail = "drop"` expectations.
+    pub rows_dropped: i64,
+    /// Bytes read from inputs, when measured (ingest: the files read).
+    pub bytes_read: i64,
+    /// Bytes of data files the task's commit added.
+    pub bytes_written: i64,
+    /// Rows in the table afterwards, when known.
+    pub table_rows: Option<i64>,
+    /// The newest data timestamp in the table afterwards (RFC 3339), when the
+    /// table has a time column.
+    pub data_time: Option<String>,
 }
 
 /// What a partitioned model's task wrote into one interval.

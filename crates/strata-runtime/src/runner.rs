@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use strata_state::{LockHolder, RunRecord, StateStore, TaskRecord};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::{Clock, RunInfo, SystemClock, TaskError, TaskExecutor, TaskOutput, TaskSpec, rfc3339};
 
@@ -118,9 +119,23 @@ impl Runner {
         tasks: Vec<TaskSpec>,
         options: RunOptions,
     ) -> Result<RunSummary, strata_state::Error> {
-        let wall = std::time::Instant::now();
         let started = self.clock.now();
         let run_id = new_run_id(started);
+        let span = tracing::info_span!("run", run_id = %run_id);
+        self.run_as(executor, tasks, options, started, run_id)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_as(
+        &self,
+        executor: Arc<dyn TaskExecutor>,
+        tasks: Vec<TaskSpec>,
+        options: RunOptions,
+        started: DateTime<Utc>,
+        run_id: String,
+    ) -> Result<RunSummary, strata_state::Error> {
+        let wall = std::time::Instant::now();
         let me = LockHolder {
             run_id: run_id.clone(),
             host: host_name(),
@@ -164,6 +179,12 @@ impl Runner {
                 interval: options.interval.map(|(a, b)| (rfc3339(a), rfc3339(b))),
             })
             .await?;
+        tracing::info!(
+            tasks = tasks.len(),
+            selection = %options.selection,
+            trigger = %options.trigger.as_deref().unwrap_or("cli"),
+            "run started"
+        );
         self.observer.on_event(&Event::RunStarted {
             run_id: run_id.clone(),
             tasks: tasks.len(),
@@ -204,6 +225,7 @@ impl Runner {
         let mut ids: std::collections::HashMap<tokio::task::Id, String> =
             std::collections::HashMap::new();
         let mut starts: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        let mut cpu = crate::cpu::CpuShares::new();
 
         loop {
             while running.len() < self.max_parallel
@@ -214,12 +236,14 @@ impl Runner {
                 let rec = TaskRecord {
                     run_id: run_id.clone(),
                     task: name.clone(),
+                    model: spec.table.clone(),
                     kind: spec.kind.clone(),
                     status: "running".into(),
                     started_at: Some(rfc3339(start)),
                     ..Default::default()
                 };
                 self.state.upsert_task(&rec).await?;
+                cpu.start(&name);
                 self.observer
                     .on_event(&Event::TaskStarted { task: name.clone() });
                 let exec = executor.clone();
@@ -227,10 +251,15 @@ impl Runner {
                 if spec.interval.is_some() {
                     info.interval = spec.interval;
                 }
-                let handle = running.spawn(async move {
-                    let (r, attempts) = attempt(exec.as_ref(), &spec, &info).await;
-                    (spec.name, start, r, attempts)
-                });
+                let span = tracing::info_span!("task", task = %name);
+                let handle = running.spawn(
+                    async move {
+                        tracing::info!(kind = %spec.kind, "task started");
+                        let (r, attempts) = attempt(exec.as_ref(), &spec, &info).await;
+                        (spec.name, start, r, attempts)
+                    }
+                    .instrument(span),
+                );
                 ids.insert(handle.id(), name.clone());
                 starts.insert(name.clone(), start);
             }
@@ -259,6 +288,7 @@ impl Runner {
                 }
             };
             let end = self.clock.now();
+            let cpu_ms = cpu.finish(&name);
             let kind = by_name
                 .get(&name)
                 .map(|s| s.kind.clone())
@@ -270,6 +300,11 @@ impl Runner {
                 started_at: Some(rfc3339(start)),
                 ended_at: Some(rfc3339(end)),
                 attempts,
+                model: by_name
+                    .get(&name)
+                    .map(|s| s.table.clone())
+                    .unwrap_or_else(|| name.clone()),
+                cpu_ms,
                 ..Default::default()
             };
             let spec_intervals = by_name
@@ -301,6 +336,11 @@ impl Runner {
                     rec.rows_quarantined = out.rows_quarantined;
                     rec.delta_version = out.delta_version;
                     rec.message = out.message;
+                    rec.rows_dropped = out.rows_dropped;
+                    rec.bytes_read = out.bytes_read;
+                    rec.bytes_written = out.bytes_written;
+                    rec.table_rows = out.table_rows;
+                    rec.data_time = out.data_time;
                     true
                 }
                 Err(e) => {
@@ -310,6 +350,27 @@ impl Runner {
                 }
             };
             self.state.upsert_task(&rec).await?;
+            {
+                let _task = tracing::info_span!("task", task = %name).entered();
+                match rec.status.as_str() {
+                    "failed" => tracing::error!(
+                        attempts = rec.attempts,
+                        error = %rec.error.as_deref().unwrap_or_default(),
+                        "task failed"
+                    ),
+                    status => tracing::info!(
+                        status,
+                        rows_read = rec.rows_read,
+                        rows_written = rec.rows_written,
+                        rows_quarantined = rec.rows_quarantined,
+                        cpu_ms = rec.cpu_ms,
+                        bytes_written = rec.bytes_written,
+                        delta_version = rec.delta_version,
+                        attempts = rec.attempts,
+                        "task finished"
+                    ),
+                }
+            }
             self.observer.on_event(&Event::TaskFinished {
                 record: Box::new(rec.clone()),
             });
@@ -339,6 +400,10 @@ impl Runner {
                     let skipped = TaskRecord {
                         run_id: run_id.clone(),
                         task: d.clone(),
+                        model: by_name
+                            .get(&d)
+                            .map(|s| s.table.clone())
+                            .unwrap_or_else(|| d.clone()),
                         kind: by_name.get(&d).map(|s| s.kind.clone()).unwrap_or_default(),
                         status: "upstream_failed".into(),
                         message: Some(format!("not run: upstream {name} failed")),
@@ -354,6 +419,7 @@ impl Runner {
             }
         }
         let status = if failed_any { "failed" } else { "success" };
+        tracing::info!(status, seconds = wall.elapsed().as_secs_f64(), "run finished");
         self.state.release_run_lock(&run_id).await?;
         self.state
             .finish_run(&run_id, status, &rfc3339(self.clock.now()))
@@ -398,6 +464,12 @@ async fn attempt(
         match result {
             Err(e) if e.kind != crate::ErrorKind::User && attempts <= i64::from(spec.retries) => {
                 let factor = 1u32 << (attempts - 1).clamp(0, 16) as u32;
+                tracing::warn!(
+                    attempt = attempts,
+                    error = %e.message,
+                    retry_in_ms = spec.retry_delay.saturating_mul(factor).as_millis() as u64,
+                    "task attempt failed; retrying"
+                );
                 tokio::time::sleep(spec.retry_delay.saturating_mul(factor)).await;
             }
             Err(mut e) if attempts > 1 => {

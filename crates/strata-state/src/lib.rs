@@ -16,6 +16,7 @@
 mod error;
 mod intervals;
 mod migrations;
+mod monitor;
 mod schedules;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -28,6 +29,7 @@ use sqlx::{AnyPool, Row};
 use error::Ctx;
 pub use error::{Error, Result};
 pub use intervals::IntervalRecord;
+pub use monitor::{Incident, LastLoad, Silence, TaskTotals};
 pub use schedules::TickRecord;
 
 /// A run as recorded.
@@ -82,6 +84,31 @@ pub struct TaskRecord {
     pub error: Option<String>,
     /// Attempts made (1 unless retried).
     pub attempts: i64,
+    /// The table the task wrote (the task name without an interval suffix).
+    pub model: String,
+    /// CPU time the process spent on the task, in milliseconds (time shared
+    /// with tasks running at the same moment is split evenly between them).
+    pub cpu_ms: i64,
+    /// Bytes read: input files for an ingest, the input tables' data files for a model.
+    pub bytes_read: i64,
+    /// Bytes of data files the task's commit added.
+    pub bytes_written: i64,
+    /// Rows dropped by `on_fail = "drop"` expectations.
+    pub rows_dropped: i64,
+    /// Rows in the table after the task, when known.
+    pub table_rows: Option<i64>,
+    /// The newest data timestamp in the table after the task (RFC 3339), when
+    /// the table has a time column.
+    pub data_time: Option<String>,
+}
+
+impl TaskRecord {
+    /// Wall time from start to end, when both are known.
+    pub fn duration(&self) -> Option<chrono::Duration> {
+        let start = chrono::DateTime::parse_from_rfc3339(self.started_at.as_deref()?).ok()?;
+        let end = chrono::DateTime::parse_from_rfc3339(self.ended_at.as_deref()?).ok()?;
+        Some(end - start)
+    }
 }
 
 /// One file ingested as part of a batch, with its row accounting.
@@ -343,13 +370,16 @@ impl StateStore {
     /// Inserts or replaces a task's record.
     pub async fn upsert_task(&self, t: &TaskRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO tasks (run_id, task, kind, status, started_at, ended_at, rows_read, rows_written, rows_quarantined, delta_version, message, error, attempts)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            "INSERT INTO tasks (run_id, task, kind, status, started_at, ended_at, rows_read, rows_written, rows_quarantined, delta_version, message, error, attempts,
+               model, cpu_ms, bytes_read, bytes_written, rows_dropped, table_rows, data_time)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
              ON CONFLICT (run_id, task) DO UPDATE SET kind = excluded.kind, status = excluded.status,
                started_at = excluded.started_at, ended_at = excluded.ended_at, rows_read = excluded.rows_read,
                rows_written = excluded.rows_written, rows_quarantined = excluded.rows_quarantined,
                delta_version = excluded.delta_version, message = excluded.message, error = excluded.error,
-               attempts = excluded.attempts",
+               attempts = excluded.attempts, model = excluded.model, cpu_ms = excluded.cpu_ms,
+               bytes_read = excluded.bytes_read, bytes_written = excluded.bytes_written,
+               rows_dropped = excluded.rows_dropped, table_rows = excluded.table_rows, data_time = excluded.data_time",
         )
         .bind(&t.run_id)
         .bind(&t.task)
@@ -364,6 +394,17 @@ impl StateStore {
         .bind(t.message.clone())
         .bind(t.error.clone())
         .bind(t.attempts)
+        .bind(if t.model.is_empty() {
+            model_of_task(&t.task).to_string()
+        } else {
+            t.model.clone()
+        })
+        .bind(t.cpu_ms)
+        .bind(t.bytes_read)
+        .bind(t.bytes_written)
+        .bind(t.rows_dropped)
+        .bind(t.table_rows)
+        .bind(t.data_time.clone())
         .execute(&self.pool)
         .await
         .ctx("record task")?;
@@ -372,29 +413,14 @@ impl StateStore {
 
     /// A run's tasks, in the order they started.
     pub async fn tasks(&self, run_id: &str) -> Result<Vec<TaskRecord>> {
-        let rows = sqlx::query("SELECT run_id, task, kind, status, started_at, ended_at, rows_read, rows_written, rows_quarantined, delta_version, message, error, attempts FROM tasks WHERE run_id = $1 ORDER BY started_at, task")
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE run_id = $1 ORDER BY started_at, task");
+        let rows = sqlx::query(&sql)
             .bind(run_id)
             .fetch_all(&self.pool)
             .await
             .ctx("list tasks")?;
         rows.iter()
-            .map(|r| {
-                Ok(TaskRecord {
-                    run_id: r.try_get(0)?,
-                    task: r.try_get(1)?,
-                    kind: r.try_get(2)?,
-                    status: r.try_get(3)?,
-                    started_at: r.try_get(4)?,
-                    ended_at: r.try_get(5)?,
-                    rows_read: r.try_get(6)?,
-                    rows_written: r.try_get(7)?,
-                    rows_quarantined: r.try_get(8)?,
-                    delta_version: r.try_get(9)?,
-                    message: r.try_get(10)?,
-                    error: r.try_get(11)?,
-                    attempts: r.try_get(12)?,
-                })
-            })
+            .map(task_from_row)
             .collect::<std::result::Result<_, sqlx::Error>>()
             .ctx("read tasks")
     }
@@ -810,6 +836,40 @@ impl StateStore {
             .collect::<std::result::Result<_, sqlx::Error>>()
             .ctx("read check results")
     }
+}
+
+/// The columns [`task_from_row`] reads, in order.
+pub(crate) const TASK_COLUMNS: &str = "run_id, task, kind, status, started_at, ended_at, rows_read, rows_written, rows_quarantined, delta_version, message, error, attempts, model, cpu_ms, bytes_read, bytes_written, rows_dropped, table_rows, data_time";
+
+pub(crate) fn task_from_row(r: &AnyRow) -> std::result::Result<TaskRecord, sqlx::Error> {
+    Ok(TaskRecord {
+        run_id: r.try_get(0)?,
+        task: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        status: r.try_get(3)?,
+        started_at: r.try_get(4)?,
+        ended_at: r.try_get(5)?,
+        rows_read: r.try_get(6)?,
+        rows_written: r.try_get(7)?,
+        rows_quarantined: r.try_get(8)?,
+        delta_version: r.try_get(9)?,
+        message: r.try_get(10)?,
+        error: r.try_get(11)?,
+        attempts: r.try_get(12)?,
+        model: r.try_get::<Option<String>, _>(13)?.unwrap_or_default(),
+        cpu_ms: r.try_get(14)?,
+        bytes_read: r.try_get(15)?,
+        bytes_written: r.try_get(16)?,
+        rows_dropped: r.try_get(17)?,
+        table_rows: r.try_get(18)?,
+        data_time: r.try_get(19)?,
+    })
+}
+
+/// The table a task writes: its name without an interval suffix
+/// (`silver.events[2024-01-01]` → `silver.events`).
+pub fn model_of_task(task: &str) -> &str {
+    task.split_once('[').map(|(m, _)| m).unwrap_or(task)
 }
 
 fn run_from_row(r: &AnyRow) -> std::result::Result<RunRecord, sqlx::Error> {

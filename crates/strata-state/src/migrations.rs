@@ -189,4 +189,41 @@ pub const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             updated_at TEXT NOT NULL
         )"],
     ),
+    (
+        10,
+        "task metrics, alert incidents, silences",
+        &[
+            "ALTER TABLE tasks ADD COLUMN model TEXT",
+            "ALTER TABLE tasks ADD COLUMN cpu_ms BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE tasks ADD COLUMN bytes_read BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE tasks ADD COLUMN bytes_written BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE tasks ADD COLUMN rows_dropped BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE tasks ADD COLUMN table_rows BIGINT",
+            "ALTER TABLE tasks ADD COLUMN data_time TEXT",
+            "UPDATE tasks SET model = task WHERE model IS NULL",
+            "CREATE INDEX tasks_by_model ON tasks (model, ended_at)",
+            "CREATE TABLE alert_incidents (
+            id TEXT PRIMARY KEY,
+            rule TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            status TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            details TEXT NOT NULL,
+            opened_at TEXT NOT NULL,
+            last_sent_at TEXT,
+            sends BIGINT NOT NULL,
+            resolved_at TEXT,
+            last_error TEXT
+        )",
+            "CREATE INDEX alert_incidents_open ON alert_incidents (rule, status, subject)",
+            "CREATE TABLE alert_silences (
+            rule TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            until_at TEXT NOT NULL,
+            reason TEXT,
+            PRIMARY KEY (rule, created_at)
+        )",
+        ],
+    ),
 ];

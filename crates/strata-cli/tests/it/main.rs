@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `strata` binary on temporary projects.
 
+mod alerts;
 mod apis;
 mod cases;
 mod checks;

@@ -119,6 +119,9 @@ struct ExampleState {
     missing_days: Vec<u32>,
     late_days: Vec<u32>,
     pending_late_days: Vec<u32>,
+    /// Days with a multiple of the usual orders (`next-day --orders-factor`).
+    #[serde(default)]
+    spikes: Vec<(u32, u32)>,
 }
 
 /// The fixed parameters every generated value depends on.
@@ -130,6 +133,7 @@ pub(crate) struct Plan {
     pub(crate) initial_days: u32,
     pub(crate) missing_days: Vec<u32>,
     pub(crate) late_days: Vec<u32>,
+    pub(crate) spikes: Vec<(u32, u32)>,
 }
 
 impl Plan {
@@ -141,6 +145,7 @@ impl Plan {
             initial_days: state.initial_days,
             missing_days: state.missing_days.clone(),
             late_days: state.late_days.clone(),
+            spikes: state.spikes.clone(),
         }
     }
 }
@@ -323,6 +328,7 @@ pub fn init_shop(dir: &Path, scale: u32) -> Result<ExampleSummary, ExampleError>
         missing_days: vec![MISSING_DAY],
         late_days: vec![LATE_DAY],
         pending_late_days: vec![LATE_DAY],
+        spikes: vec![],
     };
     let plan = Plan::of(&state);
     let mut summary = ExampleSummary::default();
@@ -372,9 +378,19 @@ pub fn init_shop(dir: &Path, scale: u32) -> Result<ExampleSummary, ExampleError>
 /// customer snapshot in which ~2% of the customers changed region or e-mail,
 /// ~0.5% were deleted, ~0.5% are new, and those deleted the day before are back.
 pub fn next_day(dir: &Path) -> Result<ExampleSummary, ExampleError> {
+    next_day_with(dir, 1)
+}
+
+/// [`next_day`] with `orders_factor` times the usual number of orders on the
+/// new day (a promotion, a bot, a double export: what volume anomaly
+/// detection is there to catch).
+pub fn next_day_with(dir: &Path, orders_factor: u32) -> Result<ExampleSummary, ExampleError> {
     let mut state = read_state(dir)?;
-    let plan = Plan::of(&state);
     let day = state.days_generated + 1;
+    if orders_factor > 1 {
+        state.spikes.push((day, orders_factor.min(1000)));
+    }
+    let plan = Plan::of(&state);
     let mut summary = ExampleSummary::default();
 
     // Replay the customer history from the initial snapshot, remembering who

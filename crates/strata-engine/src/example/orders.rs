@@ -91,9 +91,15 @@ pub(crate) fn day_infos(plan: &Plan, upto: u32) -> Vec<DayInfo> {
             .num_days_from_monday() as usize;
         let factor = [960u64, 970, 990, 1000, 1030, 1060, 990][weekday.min(6)];
         let jitter: u64 = r.random_range(950..=1050);
+        let spike = plan
+            .spikes
+            .iter()
+            .find(|(d, _)| *d == day)
+            .map_or(1, |(_, f)| u64::from(*f));
         let count = (ORDERS_PER_DAY_PER_SCALE * u64::from(plan.scale) * factor / 1000 * jitter
             / 1000)
-            .max(10);
+            .max(10)
+            * spike;
         out.push(DayInfo {
             first_id: next,
             count,

@@ -11,6 +11,7 @@ path = "data/orders/*.ndjson"
 mode = "new_files"
 on_bad_rows = "quarantine"
 time_column = "order_ts"
+freshness = "26h"
 description = "Orders exported by the shop, one NDJSON file per day."
 columns = { order_id = "bigint", customer_id = "bigint", product_id = "bigint", quantity = "bigint", unit_price = "decimal(10,2)", status = "string", order_ts = "timestamp" }
 
@@ -36,6 +37,16 @@ consumers = ["finance", "sales-ops"]
 models = ["gold.daily_revenue"]
 freshness = "26h"
 access = ["sql", "dashboard"]
+
+# Alerts: each incident is sent once, repeated every repeat_after while it
+# lasts, and resolved once. This rule appends each alert (as JSON) to
+# .strata/alerts.jsonl; point a webhook at Slack instead with
+# webhook = "${SLACK_WEBHOOK_URL}", or mail it with email = ["..."] and [smtp].
+[alerts.data-team]
+on = ["run_failed", "task_failed", "check_failed", "sla_missed", "anomaly", "schema_changed"]
+severity = "error"
+command = "cat >> .strata/alerts.jsonl && echo >> .strata/alerts.jsonl"
+repeat_after = "4h"
 "#;
 
 /// `.gitignore` of the example project: the lake and the state stay local.

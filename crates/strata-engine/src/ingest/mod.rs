@@ -138,6 +138,8 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
             rows_read: accounts.iter().map(|a| a.rows_read).sum(),
             rows_written: accounts.iter().map(|a| a.rows_loaded).sum(),
             rows_quarantined: accounts.iter().map(|a| a.rows_quarantined).sum(),
+            rows_dropped: accounts.iter().map(|a| a.rows_dropped).sum(),
+            bytes_read: accounts.iter().map(|a| a.size_bytes).sum(),
             delta_version: version,
             message: Some("already committed by this run".into()),
             ..Default::default()
@@ -443,7 +445,9 @@ async fn commit_batch(
     }
     let table = w.await.context(|| format!("writing {table_name}"))?;
     let version = version_of(&table);
-    if let (Some(counts), Some((_, grain))) = (per_interval, &source.time) {
+    let mut data_time = None;
+    if let (Some((counts, newest)), Some((_, grain))) = (per_interval, &source.time) {
+        data_time = newest.and_then(crate::replace_range::micros_rfc3339);
         record_source_intervals(engine, &table_name, *grain, counts, &run.run_id).await?;
     }
     if !events.is_empty() {
@@ -480,6 +484,9 @@ async fn commit_batch(
         rows_read,
         rows_written: rows_loaded,
         rows_quarantined,
+        rows_dropped: manifest.iter().map(|f| f.rows_dropped).sum(),
+        bytes_read: manifest.iter().map(|f| f.size_bytes).sum(),
+        data_time,
         delta_version: version,
         message: Some(match (&watermark, source.format.is_database()) {
             (Some(w), _) => format!(
@@ -559,7 +566,7 @@ async fn interval_counts(
     batches: &[RecordBatch],
     col: &str,
     grain: strata_project::Grain,
-) -> Result<std::collections::BTreeMap<i64, i64>> {
+) -> Result<(std::collections::BTreeMap<i64, i64>, Option<i64>)> {
     let schema = batches[0].schema();
     if schema.field_with_name(col).is_err() {
         return Err(Error::User(format!(
