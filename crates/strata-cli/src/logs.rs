@@ -81,7 +81,7 @@ where
         if (ids.run_id.is_some() || ids.task.is_some())
             && let Some(span) = ctx.span(id)
         {
-            span.extensions_mut().insert(ids);
+            span.extensions_mut().replace(ids);
         }
     }
 

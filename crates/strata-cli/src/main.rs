@@ -508,9 +508,8 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             if costs {
                 let since = match strata_project::check::parse_duration(&since) {
                     Some(s) => chrono::Utc::now() - chrono::Duration::seconds(s),
-                    None => parse_time(&since).map_err(|e| {
-                        input(format!("--since: {e}; or a duration such as 7d"))
-                    })?,
+                    None => parse_time(&since)
+                        .map_err(|e| input(format!("--since: {e}; or a duration such as 7d")))?,
                 };
                 return monitor::costs(&state, since, format).await;
             }
@@ -717,7 +716,9 @@ async fn run(
         output::print_checks(&checks, Format::Table);
     }
     output::print_failures(&summary);
-    if let Err(e) = monitor::evaluate_and_notify(&project_arc, &graph_arc, &state, chrono::Utc::now()).await {
+    if let Err(e) =
+        monitor::evaluate_and_notify(&project_arc, &graph_arc, &state, chrono::Utc::now()).await
+    {
         eprintln!("warning: alerts were not evaluated: {e}");
     }
     if summary.ok() {

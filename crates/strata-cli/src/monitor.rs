@@ -90,7 +90,10 @@ pub(crate) async fn alerts(
                 }
                 rules.add_row(vec![
                     r.name.clone(),
-                    r.on.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(", "),
+                    r.on.iter()
+                        .map(|o| o.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     ch.join(", "),
                     monitor::human_seconds(r.repeat_after_seconds),
                     silences
@@ -110,7 +113,9 @@ pub(crate) async fn alerts(
                 println!("no incidents");
                 return Ok(());
             }
-            let mut t = table(&["status", "rule", "kind", "subject", "opened", "sent", "summary"]);
+            let mut t = table(&[
+                "status", "rule", "kind", "subject", "opened", "sent", "summary",
+            ]);
             for i in &incidents {
                 t.add_row(vec![
                     comfy_table::Cell::new(&i.status).fg(match i.status.as_str() {
@@ -129,13 +134,22 @@ pub(crate) async fn alerts(
             println!("{t}");
             Ok(())
         }
-        crate::AlertsCommand::Silence { rule, r#for, reason } => {
+        crate::AlertsCommand::Silence {
+            rule,
+            r#for,
+            reason,
+        } => {
             if !project.alerts.contains_key(&rule) {
                 return Err(unknown_rule(project, &rule));
             }
             let secs = strata_project::check::parse_duration(&r#for)
                 .filter(|s| *s > 0)
-                .ok_or_else(|| input(format!("--for `{for_}`: write a number and a unit: 30m, 2h, 1d", for_ = r#for)))?;
+                .ok_or_else(|| {
+                    input(format!(
+                        "--for `{for_}`: write a number and a unit: 30m, 2h, 1d",
+                        for_ = r#for
+                    ))
+                })?;
             let now = Utc::now();
             let until = now + chrono::Duration::seconds(secs);
             state
@@ -239,7 +253,13 @@ pub(crate) async fn costs(
         c.bytes_written += t.bytes_written;
     }
     let mut rows: Vec<(String, Cost)> = by.into_iter().collect();
-    rows.sort_by_key(|(m, c)| (std::cmp::Reverse(c.cpu_ms), std::cmp::Reverse(c.wall_ms), m.clone()));
+    rows.sort_by_key(|(m, c)| {
+        (
+            std::cmp::Reverse(c.cpu_ms),
+            std::cmp::Reverse(c.wall_ms),
+            m.clone(),
+        )
+    });
     let total_cpu: i64 = rows.iter().map(|(_, c)| c.cpu_ms).sum::<i64>().max(1);
     if format == Format::Json {
         for (m, c) in &rows {
@@ -257,7 +277,16 @@ pub(crate) async fn costs(
         return Ok(());
     }
     let mut t = table(&[
-        "#", "model", "tasks", "failed", "cpu s", "share", "wall s", "rows written", "read", "written",
+        "#",
+        "model",
+        "tasks",
+        "failed",
+        "cpu s",
+        "share",
+        "wall s",
+        "rows written",
+        "read",
+        "written",
     ]);
     for (i, (m, c)) in rows.iter().enumerate() {
         t.add_row(vec![
@@ -266,7 +295,10 @@ pub(crate) async fn costs(
             right(c.tasks),
             right(c.failed),
             right(format!("{:.2}", c.cpu_ms as f64 / 1000.0)),
-            right(format!("{:.1}%", 100.0 * c.cpu_ms as f64 / total_cpu as f64)),
+            right(format!(
+                "{:.1}%",
+                100.0 * c.cpu_ms as f64 / total_cpu as f64
+            )),
             right(format!("{:.2}", c.wall_ms as f64 / 1000.0)),
             right(c.rows),
             right(bytes(c.bytes_read)),

@@ -320,15 +320,19 @@ pub(crate) async fn serve(
         return if ok { Ok(()) } else { Err(Failure::Failed) };
     }
     let addr = http.unwrap_or_else(|| project.serve.http.clone());
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|e| input(format!("cannot listen on {addr} (set [serve] http or --http): {e}")))?;
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+        input(format!(
+            "cannot listen on {addr} (set [serve] http or --http): {e}"
+        ))
+    })?;
     let app = strata_server::router(strata_server::AppState {
         project: project.clone(),
         graph: graph.clone(),
         store: state.clone(),
     });
-    let mut server = tokio::spawn(async move { axum::serve(listener, app).await });
+    // Owned by this function: dropping the set (however serve ends) stops the server.
+    let mut server = tokio::task::JoinSet::new();
+    server.spawn(async move { axum::serve(listener, app).await });
     eprintln!("http: http://{addr}/metrics, http://{addr}/healthz");
     if names.is_empty() {
         eprintln!("note: strata.toml has no [schedules]; nothing will run (Ctrl-C to stop)");
@@ -342,7 +346,8 @@ pub(crate) async fn serve(
         let fired = scheduler.tick(now).await.map_err(input)?;
         report_quiet(&fired);
         if !fired.is_empty() || now >= next_eval {
-            if let Err(e) = crate::monitor::evaluate_and_notify(&project, &graph, &state, now).await {
+            if let Err(e) = crate::monitor::evaluate_and_notify(&project, &graph, &state, now).await
+            {
                 eprintln!("warning: alerts were not evaluated: {e}");
             }
             next_eval = now + every;
@@ -351,7 +356,7 @@ pub(crate) async fn serve(
         let wait = (wake - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            r = &mut server => {
+            Some(r) = server.join_next() => {
                 return Err(input(format!("the HTTP server stopped: {}", match r {
                     Ok(Ok(())) => "closed".to_string(),
                     Ok(Err(e)) => e.to_string(),

@@ -144,9 +144,7 @@ async fn print_health(
         .collect();
     let firing = state.open_incidents().await?;
     if problems == 0 {
-        println!(
-            "health: ok — no failed tasks, failing checks, stale tables or anomalies"
-        );
+        println!("health: ok — no failed tasks, failing checks, stale tables or anomalies");
     } else {
         println!(
             "health: {problems} problem{}",
@@ -168,7 +166,10 @@ async fn print_health(
         }
     }
     for r in &running {
-        println!("  running: run {} since {} ({})", r.run_id, r.started_at, r.trigger);
+        println!(
+            "  running: run {} since {} ({})",
+            r.run_id, r.started_at, r.trigger
+        );
     }
     if !failed_runs.is_empty() {
         println!("  recent failed runs:");
@@ -184,7 +185,10 @@ async fn print_health(
     } else {
         println!("  alerts firing ({}):", firing.len());
         for i in firing.iter().take(10) {
-            println!("    {} · {} · {} (since {})", i.rule, i.kind, i.subject, i.opened_at);
+            println!(
+                "    {} · {} · {} (since {})",
+                i.rule, i.kind, i.subject, i.opened_at
+            );
         }
     }
     println!();

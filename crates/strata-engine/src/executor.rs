@@ -72,7 +72,12 @@ impl TaskExecutor for EngineExecutor {
                             .await
                             .context(|| "reading check results".into())?
                             .iter()
-                            .filter(|c| c.model == model.name && c.action.as_deref().is_some_and(|a| a.starts_with("dropped")))
+                            .filter(|c| {
+                                c.model == model.name
+                                    && c.action
+                                        .as_deref()
+                                        .is_some_and(|a| a.starts_with("dropped"))
+                            })
                             .map(|c| c.failing_rows)
                             .sum();
                     }

@@ -304,14 +304,14 @@ pub(crate) fn resolve_alert(
             None => {
                 let help = match did_you_mean(k, AlertOn::ALL.iter().map(|a| a.as_str())) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!(
-                        "use any of {}",
-                        AlertOn::ALL.map(|a| a.as_str()).join(", ")
-                    ),
+                    None => format!("use any of {}", AlertOn::ALL.map(|a| a.as_str()).join(", ")),
                 };
                 errors.push(
-                    at(raw.on.span(), format!("alert `{name}`: unknown event `{k}`"))
-                        .with_help(help),
+                    at(
+                        raw.on.span(),
+                        format!("alert `{name}`: unknown event `{k}`"),
+                    )
+                    .with_help(help),
                 );
             }
         }
@@ -333,7 +333,11 @@ pub(crate) fn resolve_alert(
             "warn".into()
         }
     };
-    let format = match raw.format.as_ref().map(|f| (f.get_ref().as_str(), f.span())) {
+    let format = match raw
+        .format
+        .as_ref()
+        .map(|f| (f.get_ref().as_str(), f.span()))
+    {
         None | Some(("slack", _)) => WebhookFormat::Slack,
         Some(("json", _)) => WebhookFormat::Json,
         Some((other, span)) => {
@@ -353,8 +357,11 @@ pub(crate) fn resolve_alert(
     }
     if !email.is_empty() && !has_smtp {
         errors.push(
-            at(spanned.span(), format!("alert `{name}` sends e-mail but there is no [smtp]"))
-                .with_help("add [smtp] with host and from"),
+            at(
+                spanned.span(),
+                format!("alert `{name}` sends e-mail but there is no [smtp]"),
+            )
+            .with_help("add [smtp] with host and from"),
         );
     }
     let repeat_after_seconds = raw
@@ -368,8 +375,11 @@ pub(crate) fn resolve_alert(
         .and_then(|r| duration(r, "max_duration", at, &mut errors));
     if on.contains(&AlertOn::DurationOver) && max_duration_seconds.is_none() {
         errors.push(
-            at(spanned.span(), format!("alert `{name}`: duration_over needs max_duration"))
-                .with_help("add max_duration = \"30m\""),
+            at(
+                spanned.span(),
+                format!("alert `{name}`: duration_over needs max_duration"),
+            )
+            .with_help("add max_duration = \"30m\""),
         );
     }
     errors.into_result(AlertRule {
@@ -429,8 +439,11 @@ pub(crate) fn resolve_monitoring(
     let threshold = raw.anomaly_threshold.unwrap_or(d.anomaly_threshold);
     if threshold <= 0.0 || !threshold.is_finite() {
         errors.push(
-            at(spanned.span(), format!("anomaly_threshold must be above 0, not {threshold}"))
-                .with_help("3.5 is the usual robust z-score cut-off"),
+            at(
+                spanned.span(),
+                format!("anomaly_threshold must be above 0, not {threshold}"),
+            )
+            .with_help("3.5 is the usual robust z-score cut-off"),
         );
     }
     let window = raw.anomaly_window.unwrap_or(d.anomaly_window);

@@ -726,18 +726,19 @@ fn resolve_source(
             source::SchemaDrift::AddColumns
         }
     };
-    let freshness_seconds = raw.freshness.as_ref().and_then(|f| {
-        match check::parse_duration(f.get_ref()) {
-            Some(s) if s > 0 => Some(s),
-            _ => {
-                errors.push(
-                    at(f.span(), format!("bad freshness `{}`", f.get_ref()))
-                        .with_help("write a number and a unit: 30m, 6h, 1d"),
-                );
-                None
-            }
-        }
-    });
+    let freshness_seconds =
+        raw.freshness
+            .as_ref()
+            .and_then(|f| match check::parse_duration(f.get_ref()) {
+                Some(s) if s > 0 => Some(s),
+                _ => {
+                    errors.push(
+                        at(f.span(), format!("bad freshness `{}`", f.get_ref()))
+                            .with_help("write a number and a unit: 30m, 6h, 1d"),
+                    );
+                    None
+                }
+            });
     errors.into_result(Source {
         name: name.to_string(),
         format,

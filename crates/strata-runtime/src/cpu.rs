@@ -71,7 +71,10 @@ mod tests {
         }
         std::hint::black_box(x);
         let ms = c.finish("busy");
-        assert!((150..=400).contains(&ms), "charged {ms} ms for 200 ms of spinning");
+        assert!(
+            (150..=400).contains(&ms),
+            "charged {ms} ms for 200 ms of spinning"
+        );
         c.start("idle");
         std::thread::sleep(Duration::from_millis(100));
         assert!(c.finish("idle") < 50);

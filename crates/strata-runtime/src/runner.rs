@@ -419,7 +419,11 @@ impl Runner {
             }
         }
         let status = if failed_any { "failed" } else { "success" };
-        tracing::info!(status, seconds = wall.elapsed().as_secs_f64(), "run finished");
+        tracing::info!(
+            status,
+            seconds = wall.elapsed().as_secs_f64(),
+            "run finished"
+        );
         self.state.release_run_lock(&run_id).await?;
         self.state
             .finish_run(&run_id, status, &rfc3339(self.clock.now()))

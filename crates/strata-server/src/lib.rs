@@ -56,11 +56,7 @@ pub fn router(state: AppState) -> Router {
 
 async fn metrics_handler(State(s): State<AppState>) -> Response {
     match metrics::render(&s.store, &s.project, &s.graph, chrono::Utc::now()).await {
-        Ok(text) => (
-            [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-            text,
-        )
-            .into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }

@@ -70,7 +70,11 @@ fn number(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
@@ -117,7 +121,11 @@ pub async fn render(
     );
     fams.push(info);
 
-    let mut run_total = Family::new("strata_runs_total", "counter", "Runs recorded, by final status.");
+    let mut run_total = Family::new(
+        "strata_runs_total",
+        "counter",
+        "Runs recorded, by final status.",
+    );
     for (status, n) in &runs {
         run_total.add(vec![("status", status.clone())], *n as f64);
     }
@@ -131,11 +139,26 @@ pub async fn render(
     let mut counters: BTreeMap<&'static str, Family> = BTreeMap::new();
     let defs: [(&'static str, &'static str); 7] = [
         ("strata_rows_read_total", "Rows read by a model's tasks."),
-        ("strata_rows_written_total", "Rows written by a model's tasks."),
-        ("strata_rows_quarantined_total", "Rows a model's tasks sent to quarantine."),
-        ("strata_rows_dropped_total", "Rows a model's tasks dropped by expectation."),
-        ("strata_read_bytes_total", "Bytes a model's tasks read (ingest: input files)."),
-        ("strata_written_bytes_total", "Bytes of data files a model's tasks committed."),
+        (
+            "strata_rows_written_total",
+            "Rows written by a model's tasks.",
+        ),
+        (
+            "strata_rows_quarantined_total",
+            "Rows a model's tasks sent to quarantine.",
+        ),
+        (
+            "strata_rows_dropped_total",
+            "Rows a model's tasks dropped by expectation.",
+        ),
+        (
+            "strata_read_bytes_total",
+            "Bytes a model's tasks read (ingest: input files).",
+        ),
+        (
+            "strata_written_bytes_total",
+            "Bytes of data files a model's tasks committed.",
+        ),
         ("strata_cpu_seconds_total", "CPU time a model's tasks used."),
     ];
     for (name, help) in defs {
@@ -190,7 +213,11 @@ pub async fn render(
         "gauge",
         "When each model's latest task ended (Unix time).",
     );
-    let mut table_rows = Family::new("strata_table_rows", "gauge", "Rows in each table after its latest task.");
+    let mut table_rows = Family::new(
+        "strata_table_rows",
+        "gauge",
+        "Rows in each table after its latest task.",
+    );
     let mut version = Family::new(
         "strata_table_delta_version",
         "gauge",
@@ -244,7 +271,10 @@ pub async fn render(
             stale.add(ml(&f.table), if f.stale() { 1.0 } else { 0.0 });
         }
         if let Some(t) = f.data_time.as_deref().and_then(ts) {
-            data_lag.add(ml(&f.table), (now.timestamp_millis() as f64 / 1000.0 - t).max(0.0));
+            data_lag.add(
+                ml(&f.table),
+                (now.timestamp_millis() as f64 / 1000.0 - t).max(0.0),
+            );
         }
     }
     fams.extend([lag, sla, stale, data_lag]);

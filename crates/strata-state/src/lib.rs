@@ -413,7 +413,8 @@ impl StateStore {
 
     /// A run's tasks, in the order they started.
     pub async fn tasks(&self, run_id: &str) -> Result<Vec<TaskRecord>> {
-        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE run_id = $1 ORDER BY started_at, task");
+        let sql =
+            format!("SELECT {TASK_COLUMNS} FROM tasks WHERE run_id = $1 ORDER BY started_at, task");
         let rows = sqlx::query(&sql)
             .bind(run_id)
             .fetch_all(&self.pool)

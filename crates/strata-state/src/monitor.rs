@@ -232,12 +232,13 @@ impl StateStore {
 
     /// Whether an incident (of any status) exists for this rule and subject.
     pub async fn incident_exists(&self, rule: &str, subject: &str) -> Result<bool> {
-        let row = sqlx::query("SELECT COUNT(*) FROM alert_incidents WHERE rule = $1 AND subject = $2")
-            .bind(rule)
-            .bind(subject)
-            .fetch_one(&self.pool)
-            .await
-            .ctx("read incidents")?;
+        let row =
+            sqlx::query("SELECT COUNT(*) FROM alert_incidents WHERE rule = $1 AND subject = $2")
+                .bind(rule)
+                .bind(subject)
+                .fetch_one(&self.pool)
+                .await
+                .ctx("read incidents")?;
         Ok(row.try_get::<i64, _>(0).ctx("read incidents")? > 0)
     }
 
@@ -315,12 +316,14 @@ impl StateStore {
 
     /// Ends every silence of `rule` at `now`; returns how many were in force.
     pub async fn end_silences(&self, rule: &str, now: &str) -> Result<u64> {
-        let r = sqlx::query("UPDATE alert_silences SET until_at = $2 WHERE rule = $1 AND until_at > $2")
-            .bind(rule)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .ctx("end silences")?;
+        let r = sqlx::query(
+            "UPDATE alert_silences SET until_at = $2 WHERE rule = $1 AND until_at > $2",
+        )
+        .bind(rule)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .ctx("end silences")?;
         Ok(r.rows_affected())
     }
 }

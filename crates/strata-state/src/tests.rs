@@ -86,7 +86,15 @@ async fn exercise(store: &StateStore) {
     t.status = "success".into();
     t.rows_written = 42;
     t.delta_version = Some(3);
+    t.cpu_ms = 17;
+    t.bytes_read = 1000;
+    t.bytes_written = 2000;
+    t.rows_dropped = 2;
+    t.table_rows = Some(40);
+    t.data_time = Some("2024-01-01T00:00:00.000000Z".into());
     store.upsert_task(&t).await.expect("task update");
+    // The table is filled in from the task name when not given.
+    t.model = "silver.a".into();
     assert_eq!(store.tasks("r1").await.expect("tasks"), vec![t]);
 
     // A second process finds the dead run and marks it interrupted.

@@ -70,7 +70,7 @@ impl Smtp {
     fn start() -> Smtp {
         let port = free_port();
         let maildir = tempfile::tempdir().expect("maildir");
-        let child = Command::new("python3")
+        let mut child = Command::new("python3")
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
@@ -89,6 +89,8 @@ impl Smtp {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("aiosmtpd did not start on port {port} (is it installed? pip install aiosmtpd)");
     }
 
@@ -183,7 +185,10 @@ fn an_incident_alerts_once_repeats_resolves_once_and_can_be_silenced() {
     };
 
     // Fresh: nothing to say.
-    p.ok_env(&["alerts", "check", "--at", &at(Duration::minutes(30))], &env);
+    p.ok_env(
+        &["alerts", "check", "--at", &at(Duration::minutes(30))],
+        &env,
+    );
     assert_eq!(count("/slack"), 0);
 
     // Stale: one alert per rule, and one e-mail.
@@ -205,12 +210,29 @@ fn an_incident_alerts_once_repeats_resolves_once_and_can_be_silenced() {
         assert_eq!(kinds, ["header", "section", "context"]);
         assert_eq!(slack["blocks"][0]["text"]["type"], "plain_text");
         assert_eq!(slack["blocks"][1]["text"]["type"], "mrkdwn");
-        assert!(slack["blocks"][1]["fields"].as_array().expect("fields").len() >= 2);
+        assert!(
+            slack["blocks"][1]["fields"]
+                .as_array()
+                .expect("fields")
+                .len()
+                >= 2
+        );
         // The generic body carries every field.
         let json = &posts.iter().find(|(p, _)| p == "/json").expect("json").1;
         for k in [
-            "project", "rule", "incident_id", "status", "repeat", "kind", "subject", "severity",
-            "summary", "tables", "details", "opened_at", "sent_at",
+            "project",
+            "rule",
+            "incident_id",
+            "status",
+            "repeat",
+            "kind",
+            "subject",
+            "severity",
+            "summary",
+            "tables",
+            "details",
+            "opened_at",
+            "sent_at",
         ] {
             assert!(json.get(k).is_some(), "generic body lacks {k}: {json}");
         }
@@ -226,32 +248,56 @@ fn an_incident_alerts_once_repeats_resolves_once_and_can_be_silenced() {
     p.ok_env(&["alerts", "check", "--at", &at(Duration::hours(3))], &env);
     assert_eq!(count("/slack"), 1);
     // After repeat_after: one reminder.
-    p.ok_env(&["alerts", "check", "--at", &at(Duration::minutes(6 * 60 + 5))], &env);
+    p.ok_env(
+        &[
+            "alerts",
+            "check",
+            "--at",
+            &at(Duration::minutes(6 * 60 + 5)),
+        ],
+        &env,
+    );
     assert_eq!(count("/slack"), 2);
-    assert_eq!(posts.lock().expect("posts").last().expect("post").1["repeat"], true);
+    let last_json = |posts: &Posts| {
+        posts
+            .lock()
+            .expect("posts")
+            .iter()
+            .rev()
+            .find(|(p, _)| p == "/json")
+            .map(|(_, v)| v.clone())
+            .expect("a json post")
+    };
+    assert_eq!(last_json(&posts)["repeat"], true);
 
     // New data arrives: resolved, exactly once.
     p.write("data/2.csv", "id,v\n3,c\n");
     let out = p.ok_env(&["run"], &env);
     assert!(out.contains("alert slack [resolved] sla_missed"), "{out}");
     assert_eq!(count("/slack"), 3);
-    assert_eq!(
-        posts.lock().expect("posts").last().expect("post").1["status"],
-        "resolved"
+    assert_eq!(last_json(&posts)["status"], "resolved");
+    p.ok_env(
+        &["alerts", "check", "--at", &at(Duration::minutes(30))],
+        &env,
     );
-    p.ok_env(&["alerts", "check", "--at", &at(Duration::minutes(30))], &env);
     assert_eq!(count("/slack"), 3, "resolved only once");
     assert_eq!(smtp.messages().len(), 3, "firing, repeat, resolved");
 
     // Silenced for 2h: a new incident is recorded but not sent until the silence ends.
     let out = p.ok(&["alerts", "silence", "slack", "--for", "2h"]);
     assert!(out.contains("silenced alert `slack` until"), "{out}");
-    let out = p.ok_env(&["alerts", "check", "--at", &at(Duration::minutes(90))], &env);
+    let out = p.ok_env(
+        &["alerts", "check", "--at", &at(Duration::minutes(90))],
+        &env,
+    );
     assert!(out.contains("alert slack [firing] sla_missed"), "{out}");
     assert!(out.contains("(silenced)"), "{out}");
     assert_eq!(count("/slack"), 3, "silenced");
     assert_eq!(count("/json"), 4, "the other rule is not silenced");
-    p.ok_env(&["alerts", "check", "--at", &at(Duration::minutes(150))], &env);
+    p.ok_env(
+        &["alerts", "check", "--at", &at(Duration::minutes(150))],
+        &env,
+    );
     assert_eq!(count("/slack"), 4, "sent once the silence is over");
 
     let out = p.ok(&["alerts"]);
@@ -280,7 +326,12 @@ fn a_failing_channel_is_reported_and_retried() {
     assert!(stdout.contains("NOT SENT"), "{stdout}");
     assert!(stdout.contains("answered 500"), "{stdout}");
     // Not delivered, so tried again next time (it is not yet "sent").
-    let _ = p.strata(&["alerts", "check", "--at", &at(Duration::hours(2) + Duration::minutes(1))]);
+    let _ = p.strata(&[
+        "alerts",
+        "check",
+        "--at",
+        &at(Duration::hours(2) + Duration::minutes(1)),
+    ]);
     assert_eq!(posts.lock().expect("posts").len(), 2);
 }
 
@@ -337,7 +388,10 @@ fn metrics_scrape_passes_promtool_and_logs_and_costs_are_kept() {
 
     // Costs rank the models.
     let costs = p.ok(&["runs", "--costs", "--since", "1d"]);
-    assert!(costs.contains("bronze.e") && costs.contains("silver.e"), "{costs}");
+    assert!(
+        costs.contains("bronze.e") && costs.contains("silver.e"),
+        "{costs}"
+    );
     let json = p.ok(&["runs", "--costs", "--format", "json"]);
     let first: serde_json::Value =
         serde_json::from_str(json.lines().next().expect("a line")).expect("json");
@@ -363,7 +417,11 @@ fn metrics_scrape_passes_promtool_and_logs_and_costs_are_kept() {
             if let Some((head, b)) = resp.split_once("\r\n\r\n")
                 && head.starts_with("HTTP/1.1 200")
             {
-                assert!(head.to_ascii_lowercase().contains("text/plain; version=0.0.4"), "{head}");
+                assert!(
+                    head.to_ascii_lowercase()
+                        .contains("text/plain; version=0.0.4"),
+                    "{head}"
+                );
                 body = b.to_string();
                 break;
             }
@@ -415,8 +473,15 @@ fn the_example_alerts_on_a_late_source_and_on_a_tenfold_day() {
     let p = TestProject::new();
     let dir = p.path().join("shop");
     let shop = crate::support::Shop(dir.clone());
-    let out = crate::support::strata_in(p.path(), &["init", dir.to_str().expect("utf-8"), "--example", "shop"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = crate::support::strata_in(
+        p.path(),
+        &["init", dir.to_str().expect("utf-8"), "--example", "shop"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     shop.ok(&["run"]);
     let alerts = || -> Vec<serde_json::Value> {
         std::fs::read_to_string(dir.join(".strata/alerts.jsonl"))
@@ -426,7 +491,11 @@ fn the_example_alerts_on_a_late_source_and_on_a_tenfold_day() {
             .map(|l| serde_json::from_str(l).expect("alert json"))
             .collect()
     };
-    assert!(alerts().is_empty(), "a healthy first run alerts nobody: {:?}", alerts());
+    assert!(
+        alerts().is_empty(),
+        "a healthy first run alerts nobody: {:?}",
+        alerts()
+    );
 
     // No orders file for 27 hours: the 26h SLA of the orders source is missed.
     shop.ok(&["alerts", "check", "--at", &at(Duration::hours(27))]);
@@ -434,7 +503,14 @@ fn the_example_alerts_on_a_late_source_and_on_a_tenfold_day() {
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(a[0]["kind"], "sla_missed");
     assert_eq!(a[0]["subject"], "bronze.orders");
-    assert!(a[0]["summary"].as_str().expect("summary").contains("over its freshness SLA of 1d 2h"), "{}", a[0]);
+    assert!(
+        a[0]["summary"]
+            .as_str()
+            .expect("summary")
+            .contains("over its freshness SLA of 1d 2h"),
+        "{}",
+        a[0]
+    );
     shop.ok(&["alerts", "check", "--at", &at(Duration::hours(28))]);
     assert_eq!(alerts().len(), 1, "one alert per incident");
 
@@ -445,7 +521,13 @@ fn the_example_alerts_on_a_late_source_and_on_a_tenfold_day() {
     }
     let a = alerts();
     assert_eq!(
-        a.iter().map(|x| format!("{} {}", x["status"].as_str().unwrap_or(""), x["kind"].as_str().unwrap_or(""))).collect::<Vec<_>>(),
+        a.iter()
+            .map(|x| format!(
+                "{} {}",
+                x["status"].as_str().unwrap_or(""),
+                x["kind"].as_str().unwrap_or("")
+            ))
+            .collect::<Vec<_>>(),
         ["firing sla_missed", "resolved sla_missed"],
         "{a:?}"
     );
@@ -455,7 +537,13 @@ fn the_example_alerts_on_a_late_source_and_on_a_tenfold_day() {
     let anomalies: Vec<&serde_json::Value> = a.iter().filter(|x| x["kind"] == "anomaly").collect();
     assert_eq!(anomalies.len(), 1, "{out}\n{a:?}");
     assert_eq!(anomalies[0]["subject"], "bronze.orders rows");
-    assert_eq!(anomalies[0]["details"]["downstream"][0], "silver.orders");
+    let downstream = anomalies[0]["details"]["downstream"]
+        .as_array()
+        .expect("downstream");
+    assert!(
+        downstream.iter().any(|d| d == "silver.orders"),
+        "{downstream:?}"
+    );
     let status = shop.ok(&["status"]);
     assert!(status.contains("anomalies:"), "{status}");
     assert!(status.contains("alerts firing (1)"), "{status}");

@@ -94,7 +94,9 @@ pub fn rule_tables(
         }
         sets.push(s);
     }
-    Ok(sets.into_iter().reduce(|a, b| a.intersection(&b).cloned().collect()))
+    Ok(sets
+        .into_iter()
+        .reduce(|a, b| a.intersection(&b).cloned().collect()))
 }
 
 /// The conditions of `health` that `rule` reacts to, plus its own
@@ -212,7 +214,11 @@ pub async fn reconcile(
         let quiet = silenced.contains(&rule.name);
         let mut holding = BTreeSet::new();
         for c in rule_conditions(rule, health, covered.as_ref()) {
-            let key = (rule.name.clone(), c.kind.as_str().to_string(), c.subject.clone());
+            let key = (
+                rule.name.clone(),
+                c.kind.as_str().to_string(),
+                c.subject.clone(),
+            );
             holding.insert(key.clone());
             let mut details = serde_json::Value::Object(c.fields.clone());
             details["severity"] = c.severity.clone().into();
@@ -281,7 +287,13 @@ pub async fn reconcile(
     Ok(out)
 }
 
-fn new_incident(rule: &AlertRule, c: &Condition, details: String, now: &str, status: &str) -> Incident {
+fn new_incident(
+    rule: &AlertRule,
+    c: &Condition,
+    details: String,
+    now: &str,
+    status: &str,
+) -> Incident {
     Incident {
         id: uuid::Uuid::new_v4().simple().to_string(),
         rule: rule.name.clone(),

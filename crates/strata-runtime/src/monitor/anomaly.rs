@@ -137,7 +137,17 @@ pub fn anomalies(
         let m = median(&mut rows.clone()).abs();
         let (z, med, mad) = robust_z(&rows, x, (0.05 * m).max(m.sqrt()).max(1.0));
         if z.abs() > cfg.anomaly_threshold {
-            found.push(range(table, "rows", x, z, med, mad, earlier.len(), &last.run_id, cfg));
+            found.push(range(
+                table,
+                "rows",
+                x,
+                z,
+                med,
+                mad,
+                earlier.len(),
+                &last.run_id,
+                cfg,
+            ));
         }
         let secs: Vec<f64> = earlier
             .iter()

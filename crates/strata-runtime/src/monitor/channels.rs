@@ -38,7 +38,8 @@ impl Channels {
     }
 
     async fn webhook(&self, url: &str, format: WebhookFormat, alert: &Alert) -> Result<(), String> {
-        let url = expand_env(url).map_err(|v| format!("webhook: environment variable {v} is not set"))?;
+        let url =
+            expand_env(url).map_err(|v| format!("webhook: environment variable {v} is not set"))?;
         let body = match format {
             WebhookFormat::Slack => slack_body(alert),
             WebhookFormat::Json => serde_json::to_value(alert).map_err(|e| e.to_string())?,
@@ -58,11 +59,10 @@ impl Channels {
     }
 
     async fn email(&self, to: &[String], alert: &Alert) -> Result<(), String> {
-        let smtp = self
-            .smtp
-            .as_ref()
-            .ok_or("e-mail: no [smtp] configured")?;
-        let env = |s: &str| expand_env(s).map_err(|v| format!("smtp: environment variable {v} is not set"));
+        let smtp = self.smtp.as_ref().ok_or("e-mail: no [smtp] configured")?;
+        let env = |s: &str| {
+            expand_env(s).map_err(|v| format!("smtp: environment variable {v} is not set"))
+        };
         let host = env(&smtp.host)?;
         let mut builder = match smtp.tls {
             SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host),
@@ -83,7 +83,9 @@ impl Channels {
         let mut msg = Message::builder().from(from).subject(subject(alert));
         for t in to {
             let t = env(t)?;
-            msg = msg.to(t.parse().map_err(|e| format!("e-mail address `{t}`: {e}"))?);
+            msg = msg.to(t
+                .parse()
+                .map_err(|e| format!("e-mail address `{t}`: {e}"))?);
         }
         let msg = msg
             .header(ContentType::TEXT_PLAIN)
@@ -212,7 +214,8 @@ pub fn slack_body(a: &Alert) -> serde_json::Value {
         .chars()
         .take(150)
         .collect();
-    let field = |k: &str, v: &str| serde_json::json!({"type": "mrkdwn", "text": format!("*{k}*\n{v}")});
+    let field =
+        |k: &str, v: &str| serde_json::json!({"type": "mrkdwn", "text": format!("*{k}*\n{v}")});
     serde_json::json!({
         "text": format!("{mark} {}", subject(a)),
         "blocks": [

@@ -120,7 +120,11 @@ pub async fn evaluate(
             fields.insert("status".into(), run.status.clone().into());
             fields.insert(
                 "failed_tasks".into(),
-                failed.iter().map(|t| t.task.clone()).collect::<Vec<_>>().into(),
+                failed
+                    .iter()
+                    .map(|t| t.task.clone())
+                    .collect::<Vec<_>>()
+                    .into(),
             );
             conditions.push(Condition {
                 kind: AlertOn::RunFailed,
@@ -132,7 +136,11 @@ pub async fn evaluate(
                         "run {} failed: {n} task{} failed ({})",
                         run.run_id,
                         if n == 1 { "" } else { "s" },
-                        failed.iter().map(|t| t.task.as_str()).collect::<Vec<_>>().join(", ")
+                        failed
+                            .iter()
+                            .map(|t| t.task.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 },
                 tables: failed.iter().map(|t| t.model.clone()).collect(),
@@ -194,7 +202,11 @@ pub async fn evaluate(
                 "check {} on {} {}: {} failing row{}",
                 c.check_name,
                 c.model,
-                if severity == "error" { "failed" } else { "warns" },
+                if severity == "error" {
+                    "failed"
+                } else {
+                    "warns"
+                },
                 c.failing_rows,
                 if c.failing_rows == 1 { "" } else { "s" }
             ),

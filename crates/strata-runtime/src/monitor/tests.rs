@@ -28,7 +28,10 @@ impl Notifier for Recorder {
 
 impl Recorder {
     fn take(&self) -> Vec<(String, Alert)> {
-        self.sent.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+        self.sent
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
     }
 }
 
@@ -113,7 +116,9 @@ async fn task(
 }
 
 async fn tick(store: &StateStore, f: &Fixture, r: &Recorder, at: DateTime<Utc>) -> Vec<Delivery> {
-    let health = evaluate(store, &f.project, &f.graph, at).await.expect("evaluate");
+    let health = evaluate(store, &f.project, &f.graph, at)
+        .await
+        .expect("evaluate");
     reconcile(store, &f.project, &f.graph, &health, at, r)
         .await
         .expect("reconcile")
@@ -143,8 +148,20 @@ async fn an_incident_alerts_once_repeats_then_resolves_once(store: StateStore) {
     tick(&store, &f, &r, t0() + Duration::hours(1)).await;
     assert!(r.take().is_empty(), "no repeat before repeat_after");
     tick(&store, &f, &r, t0() + Duration::hours(4)).await;
-    assert_eq!(kinds(&r.take()), ["team firing task_failed silver.a (repeat)"]);
-    task(&store, "r2", "silver.a", "success", 10, t0() + Duration::hours(5), 1).await;
+    assert_eq!(
+        kinds(&r.take()),
+        ["team firing task_failed silver.a (repeat)"]
+    );
+    task(
+        &store,
+        "r2",
+        "silver.a",
+        "success",
+        10,
+        t0() + Duration::hours(5),
+        1,
+    )
+    .await;
     tick(&store, &f, &r, t0() + Duration::hours(5)).await;
     let sent = r.take();
     assert_eq!(kinds(&sent), ["team resolved task_failed silver.a"]);
@@ -193,7 +210,16 @@ async fn owner_rules_get_only_their_tables(store: StateStore) {
             "team firing task_failed silver.money"
         ]
     );
-    task(&store, "r2", "silver.a", "failed", 0, t0() + Duration::minutes(1), 1).await;
+    task(
+        &store,
+        "r2",
+        "silver.a",
+        "failed",
+        0,
+        t0() + Duration::minutes(1),
+        1,
+    )
+    .await;
     tick(&store, &f, &r, t0() + Duration::minutes(1)).await;
     assert_eq!(kinds(&r.take()), ["team firing task_failed silver.a"]);
 }
@@ -206,12 +232,36 @@ async fn freshness_sla_is_missed_and_recovers(store: StateStore) {
     assert!(r.take().is_empty());
     let d = tick(&store, &f, &r, t0() + Duration::hours(27)).await;
     assert_eq!(kinds(&r.take()), ["team firing sla_missed bronze.a"]);
-    assert!(d[0].alert.summary.contains("over its freshness SLA of 1d 2h"), "{}", d[0].alert.summary);
+    assert!(
+        d[0].alert
+            .summary
+            .contains("over its freshness SLA of 1d 2h"),
+        "{}",
+        d[0].alert.summary
+    );
     // A load without new rows does not make it fresh.
-    task(&store, "r2", "bronze.a", "success", 0, t0() + Duration::hours(28), 1).await;
+    task(
+        &store,
+        "r2",
+        "bronze.a",
+        "success",
+        0,
+        t0() + Duration::hours(28),
+        1,
+    )
+    .await;
     tick(&store, &f, &r, t0() + Duration::hours(28)).await;
     assert!(r.take().is_empty());
-    task(&store, "r3", "bronze.a", "success", 5, t0() + Duration::hours(29), 1).await;
+    task(
+        &store,
+        "r3",
+        "bronze.a",
+        "success",
+        5,
+        t0() + Duration::hours(29),
+        1,
+    )
+    .await;
     tick(&store, &f, &r, t0() + Duration::hours(29)).await;
     assert_eq!(kinds(&r.take()), ["team resolved sla_missed bronze.a"]);
 }
@@ -222,8 +272,26 @@ async fn a_tenfold_day_raises_one_anomaly_for_its_root(store: StateStore) {
     for day in 0..8i64 {
         let at = t0() + Duration::days(day);
         let rows = 100 + (day * 7) % 11;
-        task(&store, &format!("r{day}"), "bronze.a", "success", rows, at, 1).await;
-        task(&store, &format!("r{day}"), "silver.a", "success", rows, at, 1).await;
+        task(
+            &store,
+            &format!("r{day}"),
+            "bronze.a",
+            "success",
+            rows,
+            at,
+            1,
+        )
+        .await;
+        task(
+            &store,
+            &format!("r{day}"),
+            "silver.a",
+            "success",
+            rows,
+            at,
+            1,
+        )
+        .await;
     }
     tick(&store, &f, &r, t0() + Duration::days(7)).await;
     assert!(r.take().is_empty(), "normal days raise nothing");
@@ -232,7 +300,11 @@ async fn a_tenfold_day_raises_one_anomaly_for_its_root(store: StateStore) {
     task(&store, "r8", "silver.a", "success", 1_000, at, 1).await;
     let d = tick(&store, &f, &r, at).await;
     assert_eq!(kinds(&r.take()), ["team firing anomaly bronze.a rows"]);
-    assert!(d[0].alert.summary.contains("also affects silver.a"), "{}", d[0].alert.summary);
+    assert!(
+        d[0].alert.summary.contains("also affects silver.a"),
+        "{}",
+        d[0].alert.summary
+    );
     let at = t0() + Duration::days(9);
     task(&store, "r9", "bronze.a", "success", 104, at, 1).await;
     task(&store, "r9", "silver.a", "success", 104, at, 1).await;
