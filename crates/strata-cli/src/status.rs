@@ -213,6 +213,7 @@ async fn print_schema_changes(
             let what = match e.change.as_str() {
                 "column_added" => format!("+ {} ({}) added", e.column, e.column_type),
                 "column_missing" => format!("- {} missing (read as null)", e.column),
+                "column_retyped" => format!("~ {} retyped ({})", e.column, e.column_type),
                 other => format!("{other} {}", e.column),
             };
             println!("  {what} — in {} at {} (run {})", e.file, e.at, e.run_id);

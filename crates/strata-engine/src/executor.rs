@@ -36,10 +36,10 @@ impl TaskExecutor for EngineExecutor {
                 })?;
                 let mut out = ingest::ingest(e, source, run).await?;
                 if !out.skipped
-                    && let Some(t) = e.lake.open_existing(&source.table()).await?
+                    && let Some(v) = out.delta_version
                 {
-                    (out.table_rows, out.bytes_written) =
-                        crate::lake::commit_metrics(&t, out.delta_version).await;
+                    out.bytes_written =
+                        e.lake.commit_summary(&source.table(), v).await?.bytes_added;
                 }
                 Ok(out)
             }
@@ -49,12 +49,14 @@ impl TaskExecutor for EngineExecutor {
                 })?;
                 let mut out = materialize::build(e, model, run, &task.intervals).await?;
                 if !out.skipped {
-                    let upstream_versions = match e.lake.open_existing(&model.name).await? {
-                        Some(t) => {
-                            (out.table_rows, out.bytes_written) =
-                                crate::lake::commit_metrics(&t, out.delta_version).await;
-                            crate::lake::latest_provenance(&t)
-                                .await?
+                    // The commit just made says what it consumed and wrote,
+                    // without loading the table again.
+                    let upstream_versions = match out.delta_version {
+                        Some(v) => {
+                            let c = e.lake.commit_summary(&model.name, v).await?;
+                            out.bytes_written = c.bytes_added;
+                            out.table_rows = c.table_rows;
+                            c.provenance
                                 .map(|p| p.upstream_versions)
                                 .unwrap_or_default()
                         }

@@ -152,17 +152,25 @@ pub async fn committing_runs(table: &DeltaTable) -> Result<std::collections::Has
         .collect())
 }
 
-/// Rows added by the table's latest commit, from its operation metrics.
+/// Rows added by the table's latest commit, from its operation metrics (read
+/// from that commit's log entry alone).
 pub async fn last_commit_rows(table: &DeltaTable) -> Result<i64> {
-    let infos: Vec<_> = table
-        .history(Some(1))
-        .try_collect()
-        .await
-        .context(|| "reading table history".into())?;
-    let Some(info) = infos.into_iter().next() else {
+    let Some(version) = table.version() else {
         return Ok(0);
     };
-    let metrics = info.info.get("operationMetrics");
+    let Some(bytes) = table
+        .log_store()
+        .read_commit_entry(version)
+        .await
+        .context(|| format!("reading commit {version}"))?
+    else {
+        return Ok(0);
+    };
+    let info = bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+        .find_map(|a| a.get("commitInfo").cloned());
+    let metrics = info.as_ref().and_then(|i| i.get("operationMetrics"));
     let get = |k: &str| {
         metrics.and_then(|m| m.get(k)).and_then(|v| {
             v.as_i64()
@@ -174,30 +182,75 @@ pub async fn last_commit_rows(table: &DeltaTable) -> Result<i64> {
         .unwrap_or(0))
 }
 
-/// What a table holds after a commit: its rows (None when a data file has no
-/// row-count statistics) and the bytes of the data files the commit of
-/// `version` added (read from that commit's log entry).
-pub async fn commit_metrics(table: &DeltaTable, version: Option<i64>) -> (Option<i64>, i64) {
-    let rows = table.snapshot().ok().and_then(|s| {
-        s.log_data()
-            .iter()
-            .map(|f| f.num_records().map(|n| n as i64))
-            .sum::<Option<i64>>()
-    });
-    let mut added = 0;
-    if let Some(v) = version.and_then(|v| u64::try_from(v).ok())
-        && let Ok(Some(bytes)) = table.log_store().read_commit_entry(v).await
-    {
+/// What one commit did, read from its log entry alone (no table state is
+/// loaded): the bytes and rows of the data files it added, Strata's
+/// provenance, and the table's rows afterwards when the commit replaced the
+/// whole table.
+#[derive(Debug, Clone, Default)]
+pub struct CommitSummary {
+    /// Bytes of the data files added.
+    pub bytes_added: i64,
+    /// Rows of the data files added (from their statistics).
+    pub rows_added: i64,
+    /// Rows in the table after the commit, when it replaced the whole table.
+    pub table_rows: Option<i64>,
+    /// Strata's provenance in the commit, if Strata made it.
+    pub provenance: Option<Provenance>,
+}
+
+impl Lake {
+    /// Reads the log entry of `name`'s commit `version`.
+    pub async fn commit_summary(&self, name: &str, version: i64) -> Result<CommitSummary> {
+        let url = self.table_url(name)?;
+        let handle = deltalake::DeltaTableBuilder::from_url(url)
+            .and_then(|b| b.build())
+            .context(|| format!("opening {name}"))?;
+        let Some(bytes) = handle
+            .log_store()
+            .read_commit_entry(u64::try_from(version).unwrap_or_default())
+            .await
+            .context(|| format!("reading commit {version} of {name}"))?
+        else {
+            return Ok(CommitSummary::default());
+        };
+        let mut s = CommitSummary::default();
+        let mut full_overwrite = false;
+        let mut rows_known = true;
         for line in bytes.split(|b| *b == b'\n') {
-            if let Ok(action) = serde_json::from_slice::<serde_json::Value>(line)
-                && let Some(size) = action
-                    .get("add")
-                    .and_then(|a| a.get("size"))
-                    .and_then(|s| s.as_i64())
-            {
-                added += size;
+            let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
+                continue;
+            };
+            if let Some(add) = action.get("add") {
+                s.bytes_added += add.get("size").and_then(|v| v.as_i64()).unwrap_or(0);
+                let rows = add
+                    .get("stats")
+                    .and_then(|v| v.as_str())
+                    .and_then(|st| serde_json::from_str::<serde_json::Value>(st).ok())
+                    .and_then(|st| st.get("numRecords").and_then(|n| n.as_i64()));
+                match rows {
+                    Some(n) => s.rows_added += n,
+                    None => rows_known = false,
+                }
+            } else if let Some(info) = action.get("commitInfo") {
+                s.provenance = info
+                    .get(COMMIT_KEY)
+                    .and_then(|v| serde_json::from_value::<Provenance>(v.clone()).ok());
+                let params = info.get("operationParameters");
+                let op = info.get("operation").and_then(|v| v.as_str()).unwrap_or("");
+                let mode = params
+                    .and_then(|p| p.get("mode"))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("");
+                let predicate = params
+                    .and_then(|p| p.get("predicate"))
+                    .is_some_and(|v| !v.is_null());
+                full_overwrite =
+                    (op == "WRITE" && mode == "Overwrite" && !predicate) || op == "CREATE TABLE";
             }
         }
+        if full_overwrite && rows_known {
+            s.table_rows = Some(s.rows_added);
+        }
+        Ok(s)
     }
-    (rows, added)
 }

@@ -732,17 +732,7 @@ impl StateStore {
             .await
             .ctx("read schema events")?;
         rows.iter()
-            .map(|r| {
-                Ok(SchemaEvent {
-                    source: r.try_get(0)?,
-                    change: r.try_get(1)?,
-                    column: r.try_get(2)?,
-                    column_type: r.try_get(3)?,
-                    file: r.try_get(4)?,
-                    run_id: r.try_get(5)?,
-                    at: r.try_get(6)?,
-                })
-            })
+            .map(schema_event_from_row)
             .collect::<std::result::Result<_, sqlx::Error>>()
             .ctx("read schema events")
     }
@@ -816,27 +806,44 @@ impl StateStore {
             .await
             .ctx("read check results")?;
         rows.iter()
-            .map(|r| {
-                Ok(CheckResult {
-                    run_id: r.try_get(0)?,
-                    model: r.try_get(1)?,
-                    check_name: r.try_get(2)?,
-                    kind: r.try_get(3)?,
-                    severity: r.try_get(4)?,
-                    status: r.try_get(5)?,
-                    failing_rows: r.try_get(6)?,
-                    action: r.try_get(7)?,
-                    sample: r.try_get(8)?,
-                    checked_at: r.try_get(9)?,
-                    interval: match (r.try_get::<String, _>(10)?, r.try_get::<String, _>(11)?) {
-                        (a, b) if !a.is_empty() => Some((a, b)),
-                        _ => None,
-                    },
-                })
-            })
+            .map(check_from_row)
             .collect::<std::result::Result<_, sqlx::Error>>()
             .ctx("read check results")
     }
+}
+
+/// Reads `source, change, column_name, column_type, file, run_id, at`.
+pub(crate) fn schema_event_from_row(r: &AnyRow) -> std::result::Result<SchemaEvent, sqlx::Error> {
+    Ok(SchemaEvent {
+        source: r.try_get(0)?,
+        change: r.try_get(1)?,
+        column: r.try_get(2)?,
+        column_type: r.try_get(3)?,
+        file: r.try_get(4)?,
+        run_id: r.try_get(5)?,
+        at: r.try_get(6)?,
+    })
+}
+
+/// Reads `run_id, model, check_name, kind, severity, status, failing_rows,
+/// action, sample, checked_at, interval_start, interval_end`.
+pub(crate) fn check_from_row(r: &AnyRow) -> std::result::Result<CheckResult, sqlx::Error> {
+    Ok(CheckResult {
+        run_id: r.try_get(0)?,
+        model: r.try_get(1)?,
+        check_name: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        severity: r.try_get(4)?,
+        status: r.try_get(5)?,
+        failing_rows: r.try_get(6)?,
+        action: r.try_get(7)?,
+        sample: r.try_get(8)?,
+        checked_at: r.try_get(9)?,
+        interval: match (r.try_get::<String, _>(10)?, r.try_get::<String, _>(11)?) {
+            (a, b) if !a.is_empty() => Some((a, b)),
+            _ => None,
+        },
+    })
 }
 
 /// The columns [`task_from_row`] reads, in order.

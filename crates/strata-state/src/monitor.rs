@@ -169,24 +169,7 @@ impl StateStore {
         .await
         .ctx("read latest check results")?;
         rows.iter()
-            .map(|r| {
-                Ok(CheckResult {
-                    run_id: r.try_get(0)?,
-                    model: r.try_get(1)?,
-                    check_name: r.try_get(2)?,
-                    kind: r.try_get(3)?,
-                    severity: r.try_get(4)?,
-                    status: r.try_get(5)?,
-                    failing_rows: r.try_get(6)?,
-                    action: r.try_get(7)?,
-                    sample: r.try_get(8)?,
-                    checked_at: r.try_get(9)?,
-                    interval: match (r.try_get::<String, _>(10)?, r.try_get::<String, _>(11)?) {
-                        (a, b) if !a.is_empty() => Some((a, b)),
-                        _ => None,
-                    },
-                })
-            })
+            .map(crate::check_from_row)
             .collect::<std::result::Result<_, sqlx::Error>>()
             .ctx("read latest check results")
     }
@@ -199,17 +182,7 @@ impl StateStore {
             .await
             .ctx("read schema events")?;
         rows.iter()
-            .map(|r| {
-                Ok(crate::SchemaEvent {
-                    source: r.try_get(0)?,
-                    change: r.try_get(1)?,
-                    column: r.try_get(2)?,
-                    column_type: r.try_get(3)?,
-                    file: r.try_get(4)?,
-                    run_id: r.try_get(5)?,
-                    at: r.try_get(6)?,
-                })
-            })
+            .map(crate::schema_event_from_row)
             .collect::<std::result::Result<_, sqlx::Error>>()
             .ctx("read schema events")
     }

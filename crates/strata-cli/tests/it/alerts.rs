@@ -244,8 +244,9 @@ fn an_incident_alerts_once_repeats_resolves_once_and_can_be_silenced() {
     assert!(mail.contains("To: oncall@example.com"), "{mail}");
     assert!(mail.contains("[FIRING] mon"), "{mail}");
 
-    // Still stale, before repeat_after: nothing.
-    p.ok_env(&["alerts", "check", "--at", &at(Duration::hours(3))], &env);
+    // Still stale, before repeat_after: nothing (`strata serve` evaluates the
+    // same way on its own clock).
+    p.ok_env(&["serve", "--once-at", &at(Duration::hours(3))], &env);
     assert_eq!(count("/slack"), 1);
     // After repeat_after: one reminder.
     p.ok_env(
@@ -547,4 +548,58 @@ fn the_example_alerts_on_a_late_source_and_on_a_tenfold_day() {
     let status = shop.ok(&["status"]);
     assert!(status.contains("anomalies:"), "{status}");
     assert!(status.contains("alerts firing (1)"), "{status}");
+}
+
+/// A Parquet source whose column changes type upstream: the change is
+/// recorded, shown by `strata status`, and alerted once as `schema_changed`.
+#[test]
+fn a_retyped_parquet_column_is_a_schema_change_alerted_once() {
+    let p = TestProject::new();
+    p.write(
+        "strata.toml",
+        "[project]\nname = \"x\"\n[sources.sales]\nformat = \"parquet\"\npath = \"data/*.parquet\"\n[alerts.schema]\non = [\"schema_changed\"]\ncommand = \"cat >> alerts.jsonl && echo >> alerts.jsonl\"\n",
+    );
+    let write = |name: &str, amount: &str| {
+        let script = format!(
+            "import pyarrow as pa, pyarrow.parquet as pq\npq.write_table(pa.table({{'id': pa.array([1, 2], pa.int64()), 'amount': pa.array({amount})}}), '{}')",
+            p.path().join("data").join(name).display()
+        );
+        std::fs::create_dir_all(p.path().join("data")).expect("mkdir");
+        let out = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .expect("python3 with pyarrow (scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    write("1.parquet", "[10, 20], pa.int32()");
+    p.ok(&["run"]);
+    // A narrower or wider integer is not a change of kind.
+    write("2.parquet", "[30, 40], pa.int64()");
+    p.ok(&["run"]);
+    assert!(!p.path().join("alerts.jsonl").exists());
+    write("3.parquet", "[1.5, 2.5], pa.float64()");
+    p.ok(&["run"]);
+    p.ok(&["alerts", "check"]);
+    let alerts = std::fs::read_to_string(p.path().join("alerts.jsonl")).expect("alerts");
+    let alerts: Vec<serde_json::Value> = alerts
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["kind"], "schema_changed");
+    assert!(
+        alerts[0]["summary"]
+            .as_str()
+            .expect("summary")
+            .contains("~amount"),
+        "{}",
+        alerts[0]
+    );
+    let status = p.ok(&["status"]);
+    assert!(status.contains("~ amount retyped"), "{status}");
 }

@@ -260,6 +260,27 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
             events.push(event("column_missing", &m, String::new(), rel));
         }
     }
+    // Parquet files carry their types: a column whose type differs from the
+    // table's was retyped upstream (its values are cast, or fail to).
+    if source.format == Format::Parquet && source.columns.is_none() && exists {
+        for (path, rel) in &todo {
+            let Ok(file) = files::parquet_schema(path) else {
+                continue;
+            };
+            for f in file.fields() {
+                if let Ok(t) = parquet_target.field_with_name(f.name())
+                    && type_family(t.data_type()) != type_family(f.data_type())
+                {
+                    events.push(event(
+                        "column_retyped",
+                        f.name(),
+                        format!("{} -> {}", t.data_type(), f.data_type()),
+                        rel,
+                    ));
+                }
+            }
+        }
+    }
     let target = write_schema(&columns, source.schema_drift);
 
     let ingested_at = run.started_at.timestamp_micros();
@@ -557,6 +578,29 @@ pub fn write_schema(columns: &[(String, ColumnType)], drift: SchemaDrift) -> Sch
     let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(rows::RESCUED, DataType::Utf8, true));
     Arc::new(Schema::new(fields))
+}
+
+/// A type's kind for schema-change events: widths, units, time zones and
+/// string encodings do not count as a change; a different kind (or decimal
+/// precision and scale) does.
+fn type_family(t: &DataType) -> String {
+    match t {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => "integer".into(),
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => "float".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "binary".into(),
+        DataType::Timestamp(_, _) => "timestamp".into(),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("decimal({p},{s})"),
+        other => other.to_string(),
+    }
 }
 
 /// Rows of a batch per data interval of the source's `time_column`.

@@ -310,6 +310,7 @@ pub async fn evaluate(
             .map(|e| match e.change.as_str() {
                 "column_added" => format!("+{} {}", e.column, e.column_type),
                 "column_missing" => format!("-{}", e.column),
+                "column_retyped" => format!("~{} {}", e.column, e.column_type),
                 other => format!("{other} {}", e.column),
             })
             .collect();
