@@ -95,7 +95,8 @@ pub struct TaskRecord {
     pub bytes_written: i64,
     /// Rows dropped by `on_fail = "drop"` expectations.
     pub rows_dropped: i64,
-    /// Rows in the table after the task, when known.
+    /// Rows in the table after the task, when known (after a task that
+    /// rewrote the whole table).
     pub table_rows: Option<i64>,
     /// The newest data timestamp in the table after the task (RFC 3339), when
     /// the table has a time column.
