@@ -133,6 +133,7 @@ impl Engine {
         }
         match self.lake.open_existing(name).await? {
             Some(table) => {
+                count_bytes_read(table_bytes(&table, None));
                 versions.insert(name.to_string(), register_delta(ctx, name, &table).await?);
             }
             None if self
@@ -301,4 +302,41 @@ pub(crate) fn session_context(
         }
     }
     ctx
+}
+
+tokio::task_local! {
+    /// Bytes of the data files the current task registered for reading.
+    static BYTES_READ: Arc<std::sync::atomic::AtomicI64>;
+}
+
+/// Runs `f` counting the bytes of the data files it registers for reading
+/// (whole tables, or an incremental model's new files): an upper bound of
+/// what its queries read, since column and row-group pruning read less.
+pub async fn counting_bytes_read<F: std::future::Future>(f: F) -> (F::Output, i64) {
+    let counter = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let out = BYTES_READ.scope(counter.clone(), f).await;
+    (out, counter.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Adds to the current task's count, if it is counting.
+pub(crate) fn count_bytes_read(n: i64) {
+    let _ = BYTES_READ.try_with(|c| c.fetch_add(n, std::sync::atomic::Ordering::Relaxed));
+}
+
+/// Bytes of a table's data files (of only those among `only`, full URIs, when given).
+pub(crate) fn table_bytes(table: &deltalake::DeltaTable, only: Option<&[String]>) -> i64 {
+    let Ok(snapshot) = table.snapshot() else {
+        return 0;
+    };
+    snapshot
+        .log_data()
+        .iter()
+        .filter(|f| {
+            only.is_none_or(|uris| {
+                let p = f.path();
+                uris.iter().any(|u| u.ends_with(p.as_ref()))
+            })
+        })
+        .map(|f| f.size())
+        .sum()
 }

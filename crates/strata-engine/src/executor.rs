@@ -47,7 +47,15 @@ impl TaskExecutor for EngineExecutor {
                 let model = e.project.models.get(&task.table).ok_or_else(|| {
                     Error::Internal(format!("model {} is not in the project", task.table))
                 })?;
-                let mut out = materialize::build(e, model, run, &task.intervals).await?;
+                let (built, bytes_read) = crate::engine::counting_bytes_read(materialize::build(
+                    e,
+                    model,
+                    run,
+                    &task.intervals,
+                ))
+                .await;
+                let mut out = built?;
+                out.bytes_read = bytes_read;
                 if !out.skipped {
                     // The commit just made says what it consumed and wrote,
                     // without loading the table again.

@@ -462,6 +462,7 @@ async fn register_incremental(
                 .context(|| format!("registering {u}"))?;
             continue;
         }
+        crate::engine::count_bytes_read(crate::engine::table_bytes(&table, Some(&added)));
         let only_new: Arc<dyn TableProvider> = table
             .table_provider()
             .with_file_selection(FileSelection::from_file_paths(added))

@@ -90,6 +90,6 @@ mod tests {
         let a = c.finish("a");
         let b = c.finish("b");
         assert!(a >= 95 && b >= 95, "{a} {b}");
-        assert!(b >= a, "b ran alone for a moment longer: {a} {b}");
+        assert!(a + b >= 195, "{a} {b}");
     }
 }

@@ -394,9 +394,25 @@ fn metrics_scrape_passes_promtool_and_logs_and_costs_are_kept() {
         "{costs}"
     );
     let json = p.ok(&["runs", "--costs", "--format", "json"]);
-    let first: serde_json::Value =
-        serde_json::from_str(json.lines().next().expect("a line")).expect("json");
-    assert!(first["cpu_seconds"].as_f64().is_some(), "{first}");
+    let costs: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert!(costs[0]["cpu_seconds"].as_f64().is_some(), "{json}");
+    // The model read its input table's data files; the ingest its CSV file.
+    let of = |m: &str| costs.iter().find(|c| c["model"] == m).expect(m).clone();
+    assert!(
+        of("silver.e")["bytes_read"].as_i64().expect("bytes") > 0,
+        "{json}"
+    );
+    assert!(
+        of("silver.e")["bytes_written"].as_i64().expect("bytes") > 0,
+        "{json}"
+    );
+    let csv = std::fs::metadata(p.path().join("data/1.csv"))
+        .expect("csv")
+        .len() as i64;
+    assert_eq!(of("bronze.e")["bytes_read"].as_i64(), Some(csv), "{json}");
 
     // Scrape a running server and lint the exposition with promtool.
     let mut serve = Command::new(env!("CARGO_BIN_EXE_strata"))
