@@ -24,7 +24,38 @@ pub(crate) enum Sink {
 
 /// A layer writing events as JSON lines.
 pub(crate) struct JsonLines {
-    pub(crate) sink: Sink,
+    sink: Sink,
+    /// The open log file of the run written last (runs log many events in a row).
+    open: std::sync::Mutex<Option<(String, std::fs::File)>>,
+}
+
+impl JsonLines {
+    /// A layer writing to `sink`.
+    pub(crate) fn new(sink: Sink) -> Self {
+        Self {
+            sink,
+            open: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Appends `text` to the run's log file, reusing the open file.
+    fn append(&self, dir: &Path, run: &str, text: &str) {
+        let Ok(mut open) = self.open.lock() else {
+            return;
+        };
+        if open.as_ref().is_none_or(|(r, _)| r != run) {
+            let _ = std::fs::create_dir_all(dir);
+            *open = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("{run}.jsonl")))
+                .ok()
+                .map(|f| (run.to_string(), f));
+        }
+        if let Some((_, f)) = open.as_mut() {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
 }
 
 #[derive(Default, Clone)]
@@ -127,16 +158,8 @@ where
                 let _ = std::io::stderr().lock().write_all(text.as_bytes());
             }
             Sink::RunFiles(dir) => {
-                let Some(run) = ids.run_id.filter(|r| is_safe_id(r)) else {
-                    return;
-                };
-                let _ = std::fs::create_dir_all(dir);
-                if let Ok(mut f) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join(format!("{run}.jsonl")))
-                {
-                    let _ = f.write_all(text.as_bytes());
+                if let Some(run) = ids.run_id.filter(|r| is_safe_id(r)) {
+                    self.append(dir, &run, &text);
                 }
             }
         }

@@ -316,19 +316,16 @@ fn init_logging(format: LogFormat, project: &std::path::Path) {
             .with_writer(std::io::stderr)
             .with_filter(filter)
             .boxed(),
-        LogFormat::Json => logs::JsonLines {
-            sink: logs::Sink::Stderr,
-        }
-        .with_filter(filter)
-        .boxed(),
+        LogFormat::Json => logs::JsonLines::new(logs::Sink::Stderr)
+            .with_filter(filter)
+            .boxed(),
     };
     // Every run's log is kept, whatever is shown on stderr.
-    let kept = logs::JsonLines {
-        sink: logs::Sink::RunFiles(logs::log_dir(project)),
-    }
-    .with_filter(tracing_subscriber::EnvFilter::new(format!(
-        "warn,strata_runtime=info,strata_engine=info,{quiet}"
-    )));
+    let kept = logs::JsonLines::new(logs::Sink::RunFiles(logs::log_dir(project))).with_filter(
+        tracing_subscriber::EnvFilter::new(format!(
+            "warn,strata_runtime=info,strata_engine=info,{quiet}"
+        )),
+    );
     let _ = tracing_subscriber::registry()
         .with(stderr)
         .with(kept)

@@ -158,27 +158,9 @@ pub async fn last_commit_rows(table: &DeltaTable) -> Result<i64> {
     let Some(version) = table.version() else {
         return Ok(0);
     };
-    let Some(bytes) = table
-        .log_store()
-        .read_commit_entry(version)
-        .await
-        .context(|| format!("reading commit {version}"))?
-    else {
-        return Ok(0);
-    };
-    let info = bytes
-        .split(|b| *b == b'\n')
-        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
-        .find_map(|a| a.get("commitInfo").cloned());
-    let metrics = info.as_ref().and_then(|i| i.get("operationMetrics"));
-    let get = |k: &str| {
-        metrics.and_then(|m| m.get(k)).and_then(|v| {
-            v.as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        })
-    };
-    Ok(get("num_added_rows")
-        .or_else(|| get("numOutputRows"))
+    Ok(read_commit(&table.log_store(), version)
+        .await?
+        .map(|c| c.operation_rows)
         .unwrap_or(0))
 }
 
@@ -192,34 +174,24 @@ pub struct CommitSummary {
     pub bytes_added: i64,
     /// Rows of the data files added (from their statistics).
     pub rows_added: i64,
+    /// Rows added according to the operation's metrics.
+    pub operation_rows: i64,
     /// Rows in the table after the commit, when it replaced the whole table.
     pub table_rows: Option<i64>,
     /// Strata's provenance in the commit, if Strata made it.
     pub provenance: Option<Provenance>,
 }
 
-impl Lake {
-    /// Reads the log entry of `name`'s commit `version`.
-    pub async fn commit_summary(&self, name: &str, version: i64) -> Result<CommitSummary> {
-        let url = self.table_url(name)?;
-        let handle = deltalake::DeltaTableBuilder::from_url(url)
-            .and_then(|b| b.build())
-            .context(|| format!("opening {name}"))?;
-        let Some(bytes) = handle
-            .log_store()
-            .read_commit_entry(u64::try_from(version).unwrap_or_default())
-            .await
-            .context(|| format!("reading commit {version} of {name}"))?
-        else {
-            return Ok(CommitSummary::default());
-        };
+impl CommitSummary {
+    /// Parses a commit's log entry (one JSON action per line).
+    fn parse(entry: &[u8]) -> Self {
         let mut s = CommitSummary::default();
         let mut full_overwrite = false;
         let mut rows_known = true;
-        for line in bytes.split(|b| *b == b'\n') {
-            let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
-                continue;
-            };
+        for action in entry
+            .split(|b| *b == b'\n')
+            .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+        {
             if let Some(add) = action.get("add") {
                 s.bytes_added += add.get("size").and_then(|v| v.as_i64()).unwrap_or(0);
                 let rows = add
@@ -235,6 +207,17 @@ impl Lake {
                 s.provenance = info
                     .get(COMMIT_KEY)
                     .and_then(|v| serde_json::from_value::<Provenance>(v.clone()).ok());
+                let metric = |k: &str| {
+                    info.get("operationMetrics")
+                        .and_then(|m| m.get(k))
+                        .and_then(|v| {
+                            v.as_i64()
+                                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                        })
+                };
+                s.operation_rows = metric("num_added_rows")
+                    .or_else(|| metric("numOutputRows"))
+                    .unwrap_or(0);
                 let params = info.get("operationParameters");
                 let op = info.get("operation").and_then(|v| v.as_str()).unwrap_or("");
                 let mode = params
@@ -251,6 +234,34 @@ impl Lake {
         if full_overwrite && rows_known {
             s.table_rows = Some(s.rows_added);
         }
-        Ok(s)
+        s
+    }
+}
+
+/// Reads and parses commit `version` from a table's log (None when absent).
+async fn read_commit(
+    log: &deltalake::logstore::LogStoreRef,
+    version: u64,
+) -> Result<Option<CommitSummary>> {
+    Ok(log
+        .read_commit_entry(version)
+        .await
+        .context(|| format!("reading commit {version}"))?
+        .map(|bytes| CommitSummary::parse(&bytes)))
+}
+
+impl Lake {
+    /// Reads the log entry of `name`'s commit `version`, without loading the table.
+    pub async fn commit_summary(&self, name: &str, version: i64) -> Result<CommitSummary> {
+        let url = self.table_url(name)?;
+        let handle = deltalake::DeltaTableBuilder::from_url(url)
+            .and_then(|b| b.build())
+            .context(|| format!("opening {name}"))?;
+        Ok(read_commit(
+            &handle.log_store(),
+            u64::try_from(version).unwrap_or_default(),
+        )
+        .await?
+        .unwrap_or_default())
     }
 }

@@ -154,6 +154,8 @@ pub fn rule_conditions(
 }
 
 fn alert_of(project: &str, inc: &Incident, tables: Vec<String>, now: &str, repeat: bool) -> Alert {
+    let details: serde_json::Value =
+        serde_json::from_str(&inc.details).unwrap_or(serde_json::Value::Null);
     Alert {
         project: project.to_string(),
         rule: inc.rule.clone(),
@@ -166,13 +168,14 @@ fn alert_of(project: &str, inc: &Incident, tables: Vec<String>, now: &str, repea
         repeat,
         kind: inc.kind.clone(),
         subject: inc.subject.clone(),
-        severity: serde_json::from_str::<serde_json::Value>(&inc.details)
-            .ok()
-            .and_then(|d| d.get("severity").and_then(|s| s.as_str()).map(String::from))
-            .unwrap_or_else(|| "warn".into()),
+        severity: details
+            .get("severity")
+            .and_then(|s| s.as_str())
+            .unwrap_or("warn")
+            .to_string(),
         summary: inc.summary.clone(),
         tables,
-        details: serde_json::from_str(&inc.details).unwrap_or(serde_json::Value::Null),
+        details,
         opened_at: inc.opened_at.clone(),
         resolved_at: inc.resolved_at.clone(),
         sent_at: now.to_string(),

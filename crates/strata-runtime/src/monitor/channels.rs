@@ -159,14 +159,14 @@ impl Notifier for Channels {
         }
         // Delivered through at least one channel counts as sent (so the
         // others are not spammed with retries); the failures are reported.
-        if delivered == 0 || !errors.is_empty() {
-            if delivered > 0 {
+        match (errors.is_empty(), delivered) {
+            (true, _) => Ok(()),
+            (false, 0) => Err(errors.join("; ")),
+            (false, _) => {
                 tracing::warn!("alert `{}`: {}", rule.name, errors.join("; "));
-                return Ok(());
+                Ok(())
             }
-            return Err(errors.join("; "));
         }
-        Ok(())
     }
 }
 
