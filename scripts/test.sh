@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
 
-# The independent Delta reader used by the interop test, and the SMTP server
-# (aiosmtpd) the e-mail alert tests deliver to.
-if ! python3 -c 'import deltalake, pyarrow, aiosmtpd' 2>/dev/null; then
+# The independent Delta reader used by the interop test, the SMTP server
+# (aiosmtpd) the e-mail alert tests deliver to, and the OpenAPI validator.
+if ! python3 -c 'import deltalake, pyarrow, aiosmtpd, openapi_spec_validator' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
 fi
 
@@ -16,6 +16,21 @@ fi
 if ! command -v promtool >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null \
     || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null; }
+fi
+
+# The dashboard tests drive Debian's Chromium with playwright-core (npm,
+# pinned in crates/strata-cli/tests/dashboard/package-lock.json).
+if ! command -v chromium >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null \
+    || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null; }
+fi
+if [ ! -d crates/strata-cli/tests/dashboard/node_modules/playwright-core ]; then
+  (cd crates/strata-cli/tests/dashboard && npm ci --no-audit --no-fund --silent)
+fi
+
+# psql is the SQL endpoint's client in the serving tests.
+if ! command -v psql >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-client >/dev/null
 fi
 
 # PostgreSQL backs the state-store tests; start it if this machine stopped it.

@@ -2,6 +2,7 @@
 //! work to the runtime and engine, and renders progress, tables and errors.
 //! Exit codes: 0 ok, 1 a run or check failed, 2 bad input.
 
+mod control;
 mod docs;
 mod logs;
 mod monitor;
@@ -18,7 +19,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use strata_engine::Engine;
 use strata_graph::Graph;
 use strata_project::{Errors, Project};
-use strata_runtime::RunOptions;
 use strata_state::StateStore;
 
 /// Strata: ingest, transform, check and serve a bronze → silver → gold lakehouse.
@@ -106,16 +106,20 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Run the scheduler: cron schedules and file sensors from strata.toml.
+    /// Run the scheduler (cron schedules and file sensors from strata.toml), the
+    /// HTTP API and dashboard, and the Postgres-wire SQL endpoint.
     Serve {
         /// Evaluate the schedules and alerts once, as if it were this time (a
         /// date or RFC 3339 time), run what is due, and exit.
         #[arg(long)]
         once_at: Option<String>,
-        /// The HTTP address for /metrics and /healthz (default: `[serve] http`,
-        /// else 127.0.0.1:8080).
+        /// The HTTP address of the API, dashboard, /metrics and /healthz
+        /// (default: `[serve] http`, else 127.0.0.1:8080).
         #[arg(long)]
         http: Option<String>,
+        /// The Postgres-wire SQL address (default: `[serve] sql`, else 127.0.0.1:5433).
+        #[arg(long)]
+        sql: Option<String>,
     },
     /// Run the unit tests under tests/ (in memory; the lake is not touched).
     Test {
@@ -417,12 +421,12 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             )
             .await
         }
-        Command::Serve { once_at, http } => {
+        Command::Serve { once_at, http, sql } => {
             let at = match once_at {
                 Some(t) => Some(parse_time(&t).map_err(input)?),
                 None => None,
             };
-            schedule::serve(&cli.project, at, http).await
+            schedule::serve(&cli.project, at, http, sql).await
         }
         Command::Alerts { command } => {
             let (project, graph) = load(&cli.project)?;
@@ -463,7 +467,8 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             format,
         } => {
             let engine = engine(&cli.project).await?;
-            let query = slice_sql(&table, &by, &metric, filter.as_deref()).map_err(input)?;
+            let query = strata_server::query::slice_sql(&table, &by, &metric, filter.as_deref())
+                .map_err(input)?;
             let (schema, batches) = engine.sql(&query).await.map_err(input)?;
             output::print_batches(&schema, &batches, format).map_err(input)
         }
@@ -617,71 +622,20 @@ async fn run(
 ) -> Result<(), Failure> {
     let (project, graph) = load(dir)?;
     let state = StateStore::open(&project.state).await.map_err(input)?;
-    let (select, full_refresh, interval, resumed_from, done) = match resume {
-        None => (select, full_refresh, interval, None, Default::default()),
-        Some(id) => {
-            let run = if id.is_empty() {
-                // The latest run, unless it succeeded.
-                state
-                    .runs(1)
-                    .await
-                    .map_err(input)?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| input("no run to resume yet"))?
-            } else {
-                state
-                    .run(&id)
-                    .await
-                    .map_err(input)?
-                    .ok_or_else(|| input(format!("no run `{id}`; `strata runs` lists them")))?
-            };
-            if run.status == "success" {
-                return Err(input(format!(
-                    "run {} succeeded: nothing to resume",
-                    run.run_id
-                )));
-            }
-            if run.trigger == "backfill" {
-                return Err(input(format!(
-                    "run {} was a backfill: run the same `strata backfill` again; it runs only the intervals still missing or failed",
-                    run.run_id
-                )));
-            }
-            let done: std::collections::BTreeSet<String> = state
-                .tasks(&run.run_id)
-                .await
-                .map_err(input)?
-                .into_iter()
-                .filter(|t| t.status == "success" || t.status == "skipped")
-                .map(|t| t.task)
-                .collect();
-            eprintln!(
-                "resuming run {} ({} tasks already done)",
-                run.run_id,
-                done.len()
-            );
-            let interval = match &run.interval {
-                Some((a, b)) => {
-                    Some((parse_time(a).map_err(input)?, parse_time(b).map_err(input)?))
-                }
-                None => None,
-            };
-            (
-                run.selection,
-                run.full_refresh,
-                interval,
-                Some(run.run_id),
-                done,
-            )
-        }
-    };
-    let selected = graph.select(&select).map_err(input)?;
-    let tasks: Vec<_> =
-        strata_runtime::plan(&project, &graph, &selected, interval, chrono::Utc::now())
-            .into_iter()
-            .filter(|t| !done.contains(&t.name))
-            .collect();
+    let prepared = control::prepare_run(
+        &project,
+        &graph,
+        &state,
+        select,
+        full_refresh,
+        interval,
+        resume,
+    )
+    .await
+    .map_err(input)?;
+    if let Some((id, done)) = &prepared.resumed {
+        eprintln!("resuming run {id} ({done} tasks already done)");
+    }
     let max_parallel = project.max_parallel;
     let products = product_definitions(&project);
     let (project_arc, graph_arc) = (Arc::new(project), Arc::new(graph));
@@ -689,14 +643,8 @@ async fn run(
         &project_arc,
         &graph_arc,
         &state,
-        tasks,
-        RunOptions {
-            selection: select,
-            full_refresh,
-            trigger: resumed_from.as_ref().map(|_| "resume".to_string()),
-            resumed_from,
-            interval,
-        },
+        prepared.tasks,
+        prepared.options,
         max_parallel,
         true,
     )
@@ -791,36 +739,4 @@ async fn check(dir: &std::path::Path, select: String, format: Format) -> Result<
     } else {
         Ok(())
     }
-}
-
-/// The query behind `strata slice`.
-fn slice_sql(
-    table: &str,
-    by: &[String],
-    metrics: &[String],
-    filter: Option<&str>,
-) -> Result<String, String> {
-    let by: Vec<&str> = by
-        .iter()
-        .map(|c| c.trim())
-        .filter(|c| !c.is_empty())
-        .collect();
-    if by.is_empty() {
-        return Err("--by needs at least one column".into());
-    }
-    let metrics: Vec<String> = if metrics.is_empty() {
-        vec!["count(*)".into()]
-    } else {
-        metrics.to_vec()
-    };
-    let cols = by.join(", ");
-    let aggs = metrics
-        .iter()
-        .map(|m| format!("{m} as \"{}\"", m.replace('"', "'")))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let filter = filter.map(|f| format!(" where {f}")).unwrap_or_default();
-    Ok(format!(
-        "select {cols}, {aggs} from {table}{filter} group by {cols} order by {cols}"
-    ))
 }

@@ -51,18 +51,7 @@ pub(crate) async fn backfill(
 ) -> Result<(), Failure> {
     let (project, graph) = crate::load(dir)?;
     let state = StateStore::open(&project.state).await.map_err(input)?;
-    let selected = graph.select(&select).map_err(input)?;
-    if !selected.iter().any(|n| {
-        project
-            .models
-            .get(n)
-            .is_some_and(|m| m.config.partitioning.is_some())
-    }) {
-        return Err(input(format!(
-            "no partitioned model in the selection `{select}`: backfill runs the intervals of replace_range models (use `strata run --start --end` for the others)"
-        )));
-    }
-    let plan = strata_runtime::backfill_plan(&project, &graph, &selected, start, end, &state)
+    let plan = crate::control::prepare_backfill(&project, &graph, &state, &select, start, end)
         .await
         .map_err(input)?;
     print_plan(&plan, start, end);
@@ -288,6 +277,7 @@ pub(crate) async fn serve(
     dir: &std::path::Path,
     once_at: Option<DateTime<Utc>>,
     http: Option<String>,
+    sql: Option<String>,
 ) -> Result<(), Failure> {
     let (project, graph) = crate::load(dir)?;
     let state = StateStore::open(&project.state).await.map_err(input)?;
@@ -320,20 +310,72 @@ pub(crate) async fn serve(
         return if ok { Ok(()) } else { Err(Failure::Failed) };
     }
     let addr = http.unwrap_or_else(|| project.serve.http.clone());
+    let sock: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|_| input(format!("bad HTTP address `{addr}`: write IP:PORT")))?;
+    let auth = strata_server::auth::api_auth(&project.serve, &sock).map_err(input)?;
+    let engine = Engine::new(project.clone(), graph.clone(), state.clone());
+    let sessions = strata_server::Sessions::new(engine);
+    // SQL first: a bad TLS file or password stops serve before anything listens.
+    let sql_server = if project.serve.users.is_empty() {
+        None
+    } else {
+        let logins = strata_server::auth::logins(&project.serve).map_err(input)?;
+        let tls = match (&project.serve.tls_cert, &project.serve.tls_key) {
+            (Some(c), Some(k)) => Some((c.as_str(), k.as_str())),
+            _ => None,
+        };
+        let server = strata_server::sql::SqlServer::new(&sessions, &logins, tls, &project.root)
+            .map_err(input)?;
+        let sql_addr = sql.unwrap_or_else(|| project.serve.sql.clone());
+        let listener = tokio::net::TcpListener::bind(&sql_addr)
+            .await
+            .map_err(|e| {
+                input(format!(
+                    "cannot listen on {sql_addr} for SQL (set [serve] sql or --sql): {e}"
+                ))
+            })?;
+        Some((server, listener, sql_addr))
+    };
     let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
         input(format!(
             "cannot listen on {addr} (set [serve] http or --http): {e}"
         ))
     })?;
-    let app = strata_server::router(strata_server::AppState {
+    let runs = Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
+    let control = Arc::new(crate::control::CliControl {
         project: project.clone(),
         graph: graph.clone(),
-        store: state.clone(),
+        state: state.clone(),
+        runs: runs.clone(),
     });
-    // Owned by this function: dropping the set (however serve ends) stops the server.
-    let mut server = tokio::task::JoinSet::new();
-    server.spawn(async move { axum::serve(listener, app).await });
-    eprintln!("http: http://{addr}/metrics, http://{addr}/healthz");
+    let app = strata_server::router(
+        strata_server::AppState::with_sessions(sessions, auth.clone()).with_control(control),
+    );
+    // Owned by this function: dropping the set (however serve ends) stops the servers.
+    let mut server: tokio::task::JoinSet<(&str, std::io::Result<()>)> = tokio::task::JoinSet::new();
+    server.spawn(async move { ("HTTP", axum::serve(listener, app).await) });
+    let open = matches!(auth, strata_server::ApiAuth::OpenLoopback);
+    eprintln!(
+        "dashboard: http://{addr}/   API: http://{addr}/api/  (OpenAPI: /api/openapi.json{})",
+        if open {
+            "; no [serve.tokens]: open on loopback only"
+        } else {
+            ""
+        }
+    );
+    eprintln!("metrics: http://{addr}/metrics, http://{addr}/healthz");
+    match sql_server {
+        Some((sql_server, listener, sql_addr)) => {
+            eprintln!(
+                "sql: postgresql://{sql_addr} ({} logins{}; read-only)",
+                project.serve.users.len(),
+                if sql_server.tls() { ", TLS" } else { "" }
+            );
+            server.spawn(async move { ("SQL", sql_server.serve(listener).await) });
+        }
+        None => eprintln!("sql: off (add [serve.users.NAME] to strata.toml to serve SQL)"),
+    }
     if names.is_empty() {
         eprintln!("note: strata.toml has no [schedules]; nothing will run (Ctrl-C to stop)");
     } else {
@@ -357,11 +399,11 @@ pub(crate) async fn serve(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             Some(r) = server.join_next() => {
-                return Err(input(format!("the HTTP server stopped: {}", match r {
-                    Ok(Ok(())) => "closed".to_string(),
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
-                })));
+                return Err(input(match r {
+                    Ok((what, Ok(()))) => format!("the {what} server stopped"),
+                    Ok((what, Err(e))) => format!("the {what} server stopped: {e}"),
+                    Err(e) => format!("a server stopped: {e}"),
+                }));
             }
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("stopping");

@@ -26,7 +26,7 @@ pub struct Engine {
     pub(crate) graph: Arc<Graph>,
     pub(crate) state: StateStore,
     pub(crate) lake: Lake,
-    runtime: Arc<RuntimeEnv>,
+    pub(crate) runtime: Arc<RuntimeEnv>,
     /// One lock per table, held while a task commits to it, so tasks of one
     /// run that write the same table (a backfill's intervals) take turns.
     write_locks: Arc<std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>>,
@@ -58,6 +58,16 @@ impl Engine {
     /// The project.
     pub fn project(&self) -> &Project {
         &self.project
+    }
+
+    /// The project, shared.
+    pub fn shared_project(&self) -> Arc<Project> {
+        self.project.clone()
+    }
+
+    /// The DAG, shared.
+    pub fn shared_graph(&self) -> Arc<Graph> {
+        self.graph.clone()
     }
 
     /// The project's DAG.

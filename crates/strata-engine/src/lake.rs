@@ -180,6 +180,10 @@ pub struct CommitSummary {
     pub table_rows: Option<i64>,
     /// Strata's provenance in the commit, if Strata made it.
     pub provenance: Option<Provenance>,
+    /// The operation (`WRITE`, `MERGE`, `OPTIMIZE`, …).
+    pub operation: Option<String>,
+    /// When it was committed (milliseconds since the epoch).
+    pub timestamp_ms: Option<i64>,
 }
 
 impl CommitSummary {
@@ -220,6 +224,8 @@ impl CommitSummary {
                     .unwrap_or(0);
                 let params = info.get("operationParameters");
                 let op = info.get("operation").and_then(|v| v.as_str()).unwrap_or("");
+                s.operation = Some(op.to_string()).filter(|o| !o.is_empty());
+                s.timestamp_ms = info.get("timestamp").and_then(|v| v.as_i64());
                 let mode = params
                     .and_then(|p| p.get("mode"))
                     .and_then(|v| v.as_str())
@@ -263,5 +269,51 @@ impl Lake {
         )
         .await?
         .unwrap_or_default())
+    }
+}
+
+/// One version of a table, for people: when, what operation, which run.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionInfo {
+    /// The Delta version.
+    pub version: i64,
+    /// When it was committed (RFC 3339).
+    pub timestamp: Option<String>,
+    /// `WRITE`, `MERGE`, `OPTIMIZE`, ….
+    pub operation: Option<String>,
+    /// The Strata run that made it.
+    pub run_id: Option<String>,
+    /// Rows of the data files it added.
+    pub rows_added: i64,
+    /// Bytes of the data files it added.
+    pub bytes_added: i64,
+}
+
+impl Lake {
+    /// The newest `limit` versions of `name`, newest first, each read from its
+    /// own log entry (none when the table does not exist).
+    pub async fn versions(&self, name: &str, limit: usize) -> Result<Vec<VersionInfo>> {
+        let Some(table) = self.open_existing(name).await? else {
+            return Ok(vec![]);
+        };
+        let latest = table.version().unwrap_or(0);
+        let log = table.log_store();
+        let mut out = vec![];
+        for v in (0..=latest).rev().take(limit) {
+            let Some(c) = read_commit(&log, v).await? else {
+                continue; // cleaned up by log retention
+            };
+            out.push(VersionInfo {
+                version: v as i64,
+                timestamp: c.timestamp_ms.and_then(|ms| {
+                    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339())
+                }),
+                operation: c.operation,
+                run_id: c.provenance.map(|p| p.run_id),
+                rows_added: c.rows_added,
+                bytes_added: c.bytes_added,
+            });
+        }
+        Ok(out)
     }
 }

@@ -22,6 +22,7 @@ pub mod example;
 mod executor;
 pub mod ingest;
 pub mod lake;
+mod live;
 pub mod materialize;
 mod replace_range;
 pub mod unit;

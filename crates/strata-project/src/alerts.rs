@@ -1,5 +1,5 @@
-//! `[alerts.NAME]`, `[smtp]`, `[monitoring]` and `[serve]`: who hears about
-//! what, through which channel, and what `strata serve` listens on.
+//! `[alerts.NAME]`, `[smtp]` and `[monitoring]`: who hears about what, and
+//! through which channel.
 //!
 //! Channel addresses and passwords may hold `${ENV}` references. They are kept
 //! as written and expanded only when an alert is sent, so commands that send
@@ -156,24 +156,6 @@ impl Default for Monitoring {
     }
 }
 
-/// `[serve]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Serve {
-    /// The HTTP address (`/metrics`, `/healthz`, the API). Default `127.0.0.1:8080`.
-    pub http: String,
-    /// The Postgres-wire SQL address. Default `127.0.0.1:5433`.
-    pub sql: String,
-}
-
-impl Default for Serve {
-    fn default() -> Self {
-        Self {
-            http: "127.0.0.1:8080".into(),
-            sql: "127.0.0.1:5433".into(),
-        }
-    }
-}
-
 /// `[alerts.NAME]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -236,16 +218,6 @@ pub struct RawMonitoring {
     pub evaluate_every: Option<Spanned<String>>,
 }
 
-/// `[serve]` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawServe {
-    /// HTTP address.
-    pub http: Option<String>,
-    /// SQL address.
-    pub sql: Option<String>,
-}
-
 /// The keys allowed under `[alerts.NAME]`.
 pub const ALERT_KEYS: &[&str] = &[
     "on",
@@ -270,8 +242,6 @@ pub const MONITORING_KEYS: &[&str] = &[
     "anomaly_threshold",
     "evaluate_every",
 ];
-/// The keys allowed under `[serve]`.
-pub const SERVE_KEYS: &[&str] = &["http", "sql"];
 
 type At<'a> = &'a dyn Fn(std::ops::Range<usize>, String) -> LocatedError;
 
@@ -471,25 +441,4 @@ pub(crate) fn resolve_monitoring(
         anomaly_threshold: threshold,
         evaluate_every_seconds: every,
     })
-}
-
-/// Resolves `[serve]`.
-pub(crate) fn resolve_serve(spanned: &Spanned<RawServe>, at: At<'_>) -> Result<Serve, Errors> {
-    let mut errors = Errors::default();
-    let raw = spanned.get_ref();
-    let d = Serve::default();
-    let check = |a: &Option<String>, default: String, errors: &mut Errors| match a {
-        None => default,
-        Some(a) if a.parse::<std::net::SocketAddr>().is_ok() => a.clone(),
-        Some(a) => {
-            errors.push(
-                at(spanned.span(), format!("bad address `{a}`"))
-                    .with_help("write IP:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:8080"),
-            );
-            default
-        }
-    };
-    let http = check(&raw.http, d.http, &mut errors);
-    let sql = check(&raw.sql, d.sql, &mut errors);
-    errors.into_result(Serve { http, sql })
 }

@@ -28,7 +28,7 @@ pub struct RawConfig {
     /// `[monitoring]`: anomaly detection and freshness evaluation.
     pub monitoring: Option<Spanned<crate::alerts::RawMonitoring>>,
     /// `[serve]`: what `strata serve` listens on.
-    pub serve: Option<Spanned<crate::alerts::RawServe>>,
+    pub serve: Option<Spanned<crate::serve::RawServe>>,
 }
 
 /// `[schedules.NAME]`: when `strata serve` starts runs, and of what.

@@ -21,6 +21,7 @@ pub mod error;
 pub mod grain;
 pub mod model;
 pub mod schedule;
+pub mod serve;
 pub mod source;
 pub mod types;
 pub mod unit;
@@ -28,12 +29,13 @@ pub mod unit;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use alerts::{AlertOn, AlertRule, Monitoring, Serve, Smtp, SmtpTls, WebhookFormat};
+pub use alerts::{AlertOn, AlertRule, Monitoring, Smtp, SmtpTls, WebhookFormat};
 pub use check::{Check, CheckKind, OnFail, Severity, SqlCheckFile};
 pub use error::{Errors, LocatedError};
 pub use grain::{Grain, Interval, parse_time};
 pub use model::{ColumnSpec, Materialization, Model, ModelConfig, Partitioning, Strategy};
 pub use schedule::{Schedule, Trigger};
+pub use serve::{ApiToken, Role, Serve, SqlUser};
 pub use source::{
     CsvOptions, Database, Format, Http, OnBadRows, Pagination, Relation, SchemaDrift, Source,
     SourceMode,
@@ -417,7 +419,7 @@ impl Project {
         };
         let serve = match &raw.serve {
             None => Serve::default(),
-            Some(m) => alerts::resolve_serve(m, &at).unwrap_or_else(|es| {
+            Some(m) => serve::resolve_serve(m, &at).unwrap_or_else(|es| {
                 errors.0.extend(es.0);
                 Serve::default()
             }),
@@ -1017,8 +1019,12 @@ fn keys_for_section(text: &str, offset: usize) -> Vec<&'static str> {
         alerts::SMTP_KEYS.to_vec()
     } else if header.starts_with("[monitoring") {
         alerts::MONITORING_KEYS.to_vec()
+    } else if header.starts_with("[serve.users.") {
+        serve::USER_KEYS.to_vec()
+    } else if header.starts_with("[serve.tokens.") {
+        serve::TOKEN_KEYS.to_vec()
     } else if header.starts_with("[serve") {
-        alerts::SERVE_KEYS.to_vec()
+        serve::SERVE_KEYS.to_vec()
     } else {
         vec![
             "project",

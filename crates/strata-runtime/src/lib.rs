@@ -55,7 +55,7 @@ use chrono::{DateTime, Utc};
 pub use strata_project::{Grain, Interval};
 
 pub use intervals::{BackfillPlan, IntervalStatus, ModelIntervals, backfill_plan, interval_status};
-pub use runner::{Event, Observer, RunOptions, RunSummary, Runner, host_name};
+pub use runner::{Event, Observer, RunOptions, RunSummary, Runner, host_name, new_run_id};
 pub use scheduler::{Fired, Launcher, RunRequest, Scheduler};
 
 /// One task of a plan: build one table (or some data intervals of one).

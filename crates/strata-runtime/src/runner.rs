@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub resumed_from: Option<String>,
     /// The data interval `[start, end)` the run covers.
     pub interval: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The run's id, when the caller chose it (see [`new_run_id`]); else a new one.
+    pub run_id: Option<String>,
 }
 
 /// What happened in a run.
@@ -120,7 +122,10 @@ impl Runner {
         options: RunOptions,
     ) -> Result<RunSummary, strata_state::Error> {
         let started = self.clock.now();
-        let run_id = new_run_id(started);
+        let run_id = options
+            .run_id
+            .clone()
+            .unwrap_or_else(|| new_run_id(started));
         let span = tracing::info_span!("run", run_id = %run_id);
         self.run_as(executor, tasks, options, started, run_id)
             .instrument(span)
@@ -514,7 +519,8 @@ fn is_alive(h: &LockHolder) -> bool {
 }
 
 /// A sortable, readable run id: `20260101T020000Z-1a2b3c`.
-fn new_run_id(t: DateTime<Utc>) -> String {
+/// A new, unique run id for a run starting at `t` (sortable by time).
+pub fn new_run_id(t: DateTime<Utc>) -> String {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     format!("{}-{}", t.format("%Y%m%dT%H%M%SZ"), &suffix[..6])
 }

@@ -33,7 +33,7 @@ pub use monitor::{Incident, LastLoad, Silence, TaskTotals};
 pub use schedules::TickRecord;
 
 /// A run as recorded.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunRecord {
     /// Run id.
     pub run_id: String,
@@ -56,7 +56,7 @@ pub struct RunRecord {
 }
 
 /// One task of a run.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct TaskRecord {
     /// Run id.
     pub run_id: String,
@@ -159,7 +159,7 @@ pub struct ModelState {
 }
 
 /// The result of one check (or per-row expectation) on one model.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct CheckResult {
     /// The run (or `strata check` invocation) that ran it.
     pub run_id: String,

@@ -10,7 +10,7 @@ use crate::{CheckResult, Result, StateStore, TASK_COLUMNS, TaskRecord, task_from
 
 /// One alert incident: a condition of one rule about one subject, from the
 /// moment it fires until it clears.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct Incident {
     /// Unique id.
     pub id: String,
@@ -139,6 +139,24 @@ impl StateStore {
             })
             .collect::<std::result::Result<_, sqlx::Error>>()
             .ctx("read last loads")
+    }
+
+    /// The last `limit` finished tasks of one table (any status), oldest first.
+    pub async fn model_tasks(&self, model: &str, limit: i64) -> Result<Vec<TaskRecord>> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM (SELECT * FROM tasks WHERE model = $1 AND ended_at IS NOT NULL
+             ORDER BY ended_at DESC, run_id DESC LIMIT $2) x ORDER BY ended_at, run_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(model)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("read a table's tasks")?;
+        rows.iter()
+            .map(task_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .ctx("read a table's tasks")
     }
 
     /// Every task that ended at or after `since` (RFC 3339), oldest first.

@@ -13,5 +13,6 @@ mod materializations;
 mod partitions;
 mod resume;
 mod schedules;
+mod serve;
 mod support;
 mod unit_tests;
