@@ -153,6 +153,8 @@ pub(crate) struct CliControl {
     pub graph: Arc<Graph>,
     pub state: StateStore,
     pub runs: Arc<Mutex<tokio::task::JoinSet<()>>>,
+    /// The runtime runs execute on (the scheduler's, not the query threads').
+    pub runtime: tokio::runtime::Handle,
 }
 
 #[async_trait::async_trait]
@@ -240,30 +242,33 @@ impl strata_server::Control for CliControl {
         {
             let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
             while runs.try_join_next().is_some() {}
-            runs.spawn(async move {
-                match crate::schedule::execute(
-                    &project, &graph, &state, tasks, options, parallel, false,
-                )
-                .await
-                {
-                    Ok(summary) => {
-                        eprintln!("api run {}: {}", summary.run_id, summary.status);
-                        if let Err(e) = crate::monitor::evaluate_and_notify(
-                            &project,
-                            &graph,
-                            &state,
-                            Utc::now(),
-                        )
-                        .await
-                        {
-                            eprintln!("warning: alerts were not evaluated: {e}");
+            runs.spawn_on(
+                async move {
+                    match crate::schedule::execute(
+                        &project, &graph, &state, tasks, options, parallel, false,
+                    )
+                    .await
+                    {
+                        Ok(summary) => {
+                            eprintln!("api run {}: {}", summary.run_id, summary.status);
+                            if let Err(e) = crate::monitor::evaluate_and_notify(
+                                &project,
+                                &graph,
+                                &state,
+                                Utc::now(),
+                            )
+                            .await
+                            {
+                                eprintln!("warning: alerts were not evaluated: {e}");
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(e.to_string());
                         }
                     }
-                    Err(e) => {
-                        let _ = tx.send(e.to_string());
-                    }
-                }
-            });
+                },
+                &self.runtime,
+            );
         }
         // Answer once the run is recorded (so GET /api/runs/{id} finds it), or
         // with the reason it could not start.

@@ -348,13 +348,20 @@ pub(crate) async fn serve(
         graph: graph.clone(),
         state: state.clone(),
         runs: runs.clone(),
+        runtime: tokio::runtime::Handle::current(),
     });
+    // Queries (SQL and API) run on their own threads, so a burst of clients
+    // never starves the scheduler's clock or a run's commits.
+    let queries = QueryRuntime::new(project.max_parallel).map_err(input)?;
     let app = strata_server::router(
         strata_server::AppState::with_sessions(sessions, auth.clone()).with_control(control),
     );
     // Owned by this function: dropping the set (however serve ends) stops the servers.
     let mut server: tokio::task::JoinSet<(&str, std::io::Result<()>)> = tokio::task::JoinSet::new();
-    server.spawn(async move { ("HTTP", axum::serve(listener, app).await) });
+    server.spawn_on(
+        async move { ("HTTP", axum::serve(listener, app).await) },
+        queries.handle(),
+    );
     let open = matches!(auth, strata_server::ApiAuth::OpenLoopback);
     eprintln!(
         "dashboard: http://{addr}/   API: http://{addr}/api/  (OpenAPI: /api/openapi.json{})",
@@ -372,7 +379,10 @@ pub(crate) async fn serve(
                 project.serve.users.len(),
                 if sql_server.tls() { ", TLS" } else { "" }
             );
-            server.spawn(async move { ("SQL", sql_server.serve(listener).await) });
+            server.spawn_on(
+                async move { ("SQL", sql_server.serve(listener).await) },
+                queries.handle(),
+            );
         }
         None => eprintln!("sql: off (add [serve.users.NAME] to strata.toml to serve SQL)"),
     }
@@ -409,6 +419,36 @@ pub(crate) async fn serve(
                 eprintln!("stopping");
                 return Ok(());
             }
+        }
+    }
+}
+
+/// The threads `strata serve` answers queries on, apart from the scheduler's.
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl QueryRuntime {
+    fn new(threads: usize) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(2))
+            .thread_name("strata-query")
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(rt)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        match &self.0 {
+            Some(rt) => rt.handle(),
+            None => unreachable!("the runtime is only taken on drop"),
+        }
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime inside another one would block; let it wind down.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
         }
     }
 }

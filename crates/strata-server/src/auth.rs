@@ -165,21 +165,23 @@ mod tests {
 
     #[test]
     fn tokens_are_matched_by_value_and_scoped() {
-        let mut serve = Serve::default();
-        serve.tokens = vec![
-            strata_project::ApiToken {
-                name: "ci".into(),
-                token: "read-token-0123456789".into(),
-                role: Role::User,
-                layers: vec!["gold".into()],
-            },
-            strata_project::ApiToken {
-                name: "ops".into(),
-                token: "admin-token-0123456789".into(),
-                role: Role::Admin,
-                layers: vec!["bronze".into(), "silver".into(), "gold".into()],
-            },
-        ];
+        let serve = Serve {
+            tokens: vec![
+                strata_project::ApiToken {
+                    name: "ci".into(),
+                    token: "read-token-0123456789".into(),
+                    role: Role::User,
+                    layers: vec!["gold".into()],
+                },
+                strata_project::ApiToken {
+                    name: "ops".into(),
+                    token: "admin-token-0123456789".into(),
+                    role: Role::Admin,
+                    layers: vec!["bronze".into(), "silver".into(), "gold".into()],
+                },
+            ],
+            ..Default::default()
+        };
         let addr: std::net::SocketAddr = "0.0.0.0:8080".parse().expect("addr");
         let auth = api_auth(&serve, &addr).expect("auth");
         let ci = auth
