@@ -125,6 +125,7 @@ impl SqlServer {
         let connections = Arc::new(ConnectionManager::new());
         Ok(Self {
             handlers: Arc::new(Handlers {
+                require_tls: tls.is_some(),
                 service: Arc::new(Service {
                     services,
                     parser: Arc::new(UserParser { parsers }),
@@ -271,6 +272,8 @@ impl AuthSource for Passwords {
 }
 
 struct Handlers {
+    /// With TLS configured, plaintext clients are refused (as `hostssl`).
+    require_tls: bool,
     service: Arc<Service>,
     auth: Arc<Passwords>,
     connections: Arc<ConnectionManager>,
@@ -291,11 +294,12 @@ impl PgWireServerHandlers for Handlers {
         let mut params = DefaultServerParameterProvider::default();
         params.is_superuser = false;
         params.default_transaction_read_only = true;
-        Arc::new(
-            SASLAuthStartupHandler::new(Arc::new(params))
+        Arc::new(Startup {
+            require_tls: self.require_tls,
+            inner: SASLAuthStartupHandler::new(Arc::new(params))
                 .with_scram(ScramAuth::new(self.auth.clone()))
                 .with_connection_manager(self.connections.clone()),
-        )
+        })
     }
 
     fn error_handler(&self) -> Arc<impl pgwire::api::ErrorHandler> {
@@ -304,6 +308,35 @@ impl PgWireServerHandlers for Handlers {
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         self.cancel.clone()
+    }
+}
+
+/// SCRAM authentication, after refusing plaintext clients when TLS is on.
+struct Startup<H> {
+    require_tls: bool,
+    inner: H,
+}
+
+#[async_trait]
+impl<H: StartupHandler> StartupHandler for Startup<H> {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if self.require_tls && !client.is_secure() {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".to_string(),
+                "28000".to_string(),
+                "this server requires TLS: connect with sslmode=require".to_string(),
+            ))));
+        }
+        self.inner.on_startup(client, message).await
     }
 }
 

@@ -47,6 +47,11 @@ fn env() -> Vec<(&'static str, &'static str)> {
 
 /// The shop example, run once, with `[serve]` logins and tokens from the environment.
 fn shop() -> (TestProject, Shop, u16, u16) {
+    shop_with("", true)
+}
+
+/// The shop example with `extra` keys under `[serve]`, run once if `run`.
+fn shop_with(extra: &str, run: bool) -> (TestProject, Shop, u16, u16) {
     let p = TestProject::new();
     let dir = p.path().join("shop");
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
@@ -66,6 +71,7 @@ fn shop() -> (TestProject, Shop, u16, u16) {
 [serve]
 http = "127.0.0.1:{http}"
 sql = "127.0.0.1:{sql}"
+{extra}
 
 [serve.users.analyst]
 password = "${{ANALYST_PASSWORD}}"
@@ -84,7 +90,9 @@ scope = "admin"
     ));
     std::fs::write(&toml, text).expect("write toml");
     let shop = Shop(dir);
-    shop.ok(&["run"]);
+    if run {
+        shop.ok(&["run"]);
+    }
     (p, shop, http, sql)
 }
 
@@ -671,4 +679,72 @@ fn the_api_checks_every_route_and_the_dashboard_runs_in_chromium() {
         let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
         assert!(size > 10_000, "{} is missing or empty", png.display());
     }
+}
+
+#[test]
+fn tls_is_required_when_configured_and_serve_refuses_files_that_do_not_load() {
+    // Files that do not load: serve stops with the reason; nothing listens.
+    for (cert, key, why) in [
+        ("certs/none.pem", "certs/none.key", "does not load"),
+        ("strata.toml", "strata.toml", "does not load"),
+    ] {
+        let (_p, shop, _http, sql) = shop_with(
+            &format!("tls_cert = \"{cert}\"\ntls_key = \"{key}\""),
+            false,
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["serve", "--project"])
+            .arg(&shop.0)
+            .envs(env())
+            .output()
+            .expect("serve");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "serve started with {cert}: {err}");
+        assert!(err.contains(why) && err.contains("TLS"), "{cert}: {err}");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", sql)).is_err());
+    }
+
+    // A real certificate: TLS clients connect; plaintext ones are refused.
+    let (_p, shop, http, sql) = shop_with(
+        "tls_cert = \"certs/server.pem\"\ntls_key = \"certs/server.key\"",
+        false,
+    );
+    std::fs::create_dir_all(shop.0.join("certs")).expect("mkdir");
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(shop.0.join("certs/server.key"))
+        .arg("-out")
+        .arg(shop.0.join("certs/server.pem"))
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _server = serve(&shop, http, sql);
+    let run = |mode: &str| {
+        Command::new("psql")
+            .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p", &sql.to_string()])
+            .args(["-U", "analyst", "-d", "shop", "-c", "select 40 + 2"])
+            .env("PGPASSWORD", ANALYST_PASSWORD)
+            .env("PGSSLMODE", mode)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .expect("psql")
+    };
+    let tls = run("require");
+    assert!(
+        tls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tls.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&tls.stdout).trim(), "42");
+    let plain = run("disable");
+    assert!(!plain.status.success());
+    let err = String::from_utf8_lossy(&plain.stderr);
+    assert!(err.contains("requires TLS"), "{err}");
 }
