@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
 
 # The independent Delta reader used by the interop test, the SMTP server
 # (aiosmtpd) the e-mail alert tests deliver to, and the OpenAPI validator.
-if ! python3 -c 'import deltalake, pyarrow, aiosmtpd, openapi_spec_validator' 2>/dev/null; then
+if ! python3 -c 'import deltalake, pyarrow, aiosmtpd, openapi_spec_validator, psycopg' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
 fi
 

@@ -207,6 +207,23 @@ impl LiveSchema {
             table.load_with_datetime(at).await.map_err(|e| {
                 DataFusionError::Plan(format!("{full} has no version at {spec}: {e}"))
             })?;
+            // delta-rs answers version 0 for a time before the table existed.
+            let first = table.version().unwrap_or(0);
+            let committed = self
+                .engine
+                .lake
+                .commit_summary(full, first as i64)
+                .await
+                .map_err(df_err)?
+                .timestamp_ms;
+            if let Some(ms) = committed.filter(|ms| *ms > at.timestamp_millis()) {
+                let when = chrono::DateTime::from_timestamp_millis(ms)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default();
+                return Err(DataFusionError::Plan(format!(
+                    "{full} did not exist yet at {spec}: its first version is from {when}"
+                )));
+            }
         }
         let provider = table.table_provider().await.map_err(df_err)?;
         let mut pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());

@@ -367,6 +367,44 @@ fn psql_reads_live_data_and_is_refused_writes_hidden_layers_and_wrong_passwords(
         );
     });
 
+    // psycopg (bind parameters through the extended protocol).
+    let script = format!(
+        r#"
+import psycopg
+with psycopg.connect("host=127.0.0.1 port={sql} user=analyst password={ANALYST_PASSWORD} dbname=shop") as c:
+    cur = c.cursor()
+    cur.execute("select count(*) from silver.orders where status = %s", ("shipped",))
+    print(cur.fetchone()[0])
+    try:
+        cur.execute("delete from gold.daily_revenue")
+        print("no error")
+    except psycopg.Error as e:
+        print(e.sqlstate)
+"#
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 (scripts/test.sh installs psycopg)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(
+        lines.first().and_then(|n| n.parse::<i64>().ok()),
+        Some(shop.count("select count(*) from silver.orders where status = 'shipped'")),
+        "{printed}"
+    );
+    assert_ne!(lines.get(1), Some(&"no error"), "{printed}");
+
+    // Time travel: not before the table existed.
+    let err = psql_err(
+        sql,
+        "analyst",
+        ANALYST_PASSWORD,
+        "select count(*) from silver.\"orders@2000-01-01\"",
+    );
+    assert!(err.contains("did not exist yet"), "{err}");
+
     // Time travel, and a new run seen by the running server.
     let v0: i64 = psql_ok(
         sql,
