@@ -710,6 +710,20 @@ fn the_api_checks_every_route_and_the_dashboard_runs_in_chromium() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // A read token: the same pages, and no buttons to start or resume runs.
+    let out = Command::new("node")
+        .arg(&driver)
+        .arg(format!("http://127.0.0.1:{http}"))
+        .arg(READ_TOKEN)
+        .arg(shots.join("read"))
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "dashboard test (read token) failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     for page in [
         "overview", "lineage", "model", "runs", "run", "products", "explorer",
     ] {
