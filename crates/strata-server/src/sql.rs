@@ -84,6 +84,7 @@ impl SqlServer {
         ];
         let mut services = HashMap::new();
         let mut parsers = HashMap::new();
+        let mut contexts = HashMap::new();
         let mut by_layers: HashMap<Vec<String>, (Arc<DfSessionService>, Arc<Parser>)> =
             HashMap::new();
         for login in logins {
@@ -106,6 +107,7 @@ impl SqlServer {
             };
             services.insert(login.name.clone(), service);
             parsers.insert(login.name.clone(), parser);
+            contexts.insert(login.name.clone(), sessions.for_layers(&key));
         }
         let mut salt = [0u8; 16];
         salt.iter_mut().for_each(|b| *b = rand_byte());
@@ -128,6 +130,7 @@ impl SqlServer {
                 require_tls: tls.is_some(),
                 service: Arc::new(Service {
                     services,
+                    contexts,
                     parser: Arc::new(UserParser { parsers }),
                 }),
                 auth: Arc::new(Passwords {
@@ -343,6 +346,8 @@ impl<H: StartupHandler> StartupHandler for Startup<H> {
 /// Routes each client to the session of its login.
 struct Service {
     services: HashMap<String, Arc<DfSessionService>>,
+    /// Each login's session, to plan prepared queries again at execution.
+    contexts: HashMap<String, SessionContext>,
     parser: Arc<UserParser>,
 }
 
@@ -424,11 +429,42 @@ impl ExtendedQueryHandler for Service {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        // The plan was checked when parsed; check again before it runs.
+        let service = self.for_client(client)?.clone();
+        // A prepared query's plan holds the table snapshots of when it was
+        // prepared: plan it again, so it reads the newest commits too.
+        let fresh = match &portal.statement.statement {
+            (sql, Some((statement @ Statement::Query(_), _))) => {
+                let ctx = self
+                    .contexts
+                    .get(&login_of(client))
+                    .ok_or_else(|| user_error("28000", "no session for this login".into()))?;
+                let plan = ctx
+                    .state()
+                    .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                        statement.clone(),
+                    )))
+                    .await
+                    .map_err(|e| refused(QueryError::Invalid(e.strip_backtrace())))?;
+                let mut fresh = Portal::default();
+                fresh.name = portal.name.clone();
+                fresh.statement = Arc::new(pgwire::api::stmt::StoredStatement::new(
+                    portal.statement.id.clone(),
+                    (sql.clone(), Some((statement.clone(), plan))),
+                    portal.statement.parameter_types.clone(),
+                ));
+                fresh.parameter_format = portal.parameter_format.clone();
+                fresh.parameters = portal.parameters.clone();
+                fresh.result_column_format = portal.result_column_format.clone();
+                fresh.state = portal.state.clone();
+                Some(fresh)
+            }
+            _ => None,
+        };
+        let portal = fresh.as_ref().unwrap_or(portal);
+        // Checked when parsed; checked again, as planned now, before it runs.
         if let (_, Some((_, plan))) = &portal.statement.statement {
             verify_read_only(plan).map_err(refused)?;
         }
-        let service = self.for_client(client)?.clone();
         ExtendedQueryHandler::do_query(service.as_ref(), client, portal, max_rows).await
     }
 }

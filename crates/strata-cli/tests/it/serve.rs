@@ -331,14 +331,16 @@ fn psql_reads_live_data_and_is_refused_writes_hidden_layers_and_wrong_passwords(
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(async {
+    // The connection outlives this block: a statement prepared now is run
+    // again after the next run, and must see its commit.
+    let mut bg = tokio::task::JoinSet::new();
+    let (client, prepared) = rt.block_on(async {
         let conn = format!(
             "host=127.0.0.1 port={sql} user=analyst password={ANALYST_PASSWORD} dbname=shop"
         );
         let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
             .await
             .expect("connect");
-        let mut bg = tokio::task::JoinSet::new();
         bg.spawn(connection);
         let rows = client
             .query(
@@ -365,6 +367,11 @@ fn psql_reads_live_data_and_is_refused_writes_hidden_layers_and_wrong_passwords(
             err.to_string().contains("bronze") || format!("{err:?}").contains("bronze"),
             "{err:?}"
         );
+        let prepared = client
+            .prepare("select count(*) from silver.orders where order_id > $1")
+            .await
+            .expect("prepare");
+        (client, prepared)
     });
 
     // psycopg (bind parameters through the extended protocol).
@@ -386,7 +393,11 @@ with psycopg.connect("host=127.0.0.1 port={sql} user=analyst password={ANALYST_P
         .args(["-c", &script])
         .output()
         .expect("python3 (scripts/test.sh installs psycopg)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8_lossy(&out.stdout).to_string();
     let lines: Vec<&str> = printed.lines().collect();
     assert_eq!(
@@ -423,6 +434,13 @@ with psycopg.connect("host=127.0.0.1 port={sql} user=analyst password={ANALYST_P
     .parse()
     .expect("a number");
     assert_eq!(v0, before);
+    let count_prepared = |client: &tokio_postgres::Client| -> i64 {
+        rt.block_on(async {
+            let rows = client.query(&prepared, &[&-1i64]).await.expect("prepared");
+            rows[0].get(0)
+        })
+    };
+    assert_eq!(count_prepared(&client), before);
     shop.ok(&["example", "next-day"]);
     shop.ok(&["run"]);
     let after: i64 = psql_ok(
@@ -438,6 +456,11 @@ with psycopg.connect("host=127.0.0.1 port={sql} user=analyst password={ANALYST_P
         "the server still shows {before} rows, not {after}"
     );
     assert_eq!(after, shop.count("select count(*) from silver.orders"));
+    assert_eq!(
+        count_prepared(&client),
+        after,
+        "a statement prepared before the run still reads the old snapshot"
+    );
     let still_v0: i64 = psql_ok(
         sql,
         "analyst",
