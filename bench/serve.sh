@@ -14,7 +14,7 @@ seconds="${2:-30}"
 clients="${CLIENTS:-32}"
 work="${BENCH_DIR:-/tmp/strata-bench-serve}"
 
-cargo build --release -p strata-cli -p strata-server --example sql_load >&2
+cargo build --release -p strata-cli -p strata-server --bins --example sql_load >&2
 strata="$CARGO_TARGET_DIR/release/strata"
 load="$CARGO_TARGET_DIR/release/examples/sql_load"
 

@@ -216,7 +216,13 @@ impl strata_server::Control for CliControl {
                 let (s, e) = (parse_time(&start)?, parse_time(&end)?);
                 let plan = prepare_backfill(&self.project, &self.graph, &self.state, &select, s, e)
                     .await?;
-                if plan.tasks.is_empty() {
+                let to_run: usize = plan
+                    .models
+                    .iter()
+                    .filter(|m| m.grain.is_some())
+                    .map(|m| m.to_run.len())
+                    .sum();
+                if to_run == 0 {
                     return Err(ControlError::Invalid(
                         "nothing to backfill: every interval in the range is done".into(),
                     ));

@@ -96,7 +96,8 @@ scope = "admin"
     (p, shop, http, sql)
 }
 
-fn serve(shop: &Shop, http: u16, sql: u16) -> Server {
+/// Starts `strata serve` and waits for its HTTP (and SQL, if given) port.
+fn serve(shop: &Shop, http: u16, sql: Option<u16>) -> Server {
     let log = std::fs::File::create(shop.0.join("serve.log")).expect("log");
     let child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["serve", "--project"])
@@ -110,7 +111,7 @@ fn serve(shop: &Shop, http: u16, sql: u16) -> Server {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let up = get(http, "/healthz", None).0 == 200
-            && std::net::TcpStream::connect(("127.0.0.1", sql)).is_ok();
+            && sql.is_none_or(|sql| std::net::TcpStream::connect(("127.0.0.1", sql)).is_ok());
         if up {
             return server;
         }
@@ -227,7 +228,7 @@ fn psql_err(port: u16, user: &str, password: &str, sql: &str) -> String {
 fn psql_reads_live_data_and_is_refused_writes_hidden_layers_and_wrong_passwords() {
     let (_p, shop, http, sql) = shop();
     let expected = shop.count("select count(*) from gold.daily_revenue");
-    let _server = serve(&shop, http, sql);
+    let _server = serve(&shop, http, Some(sql));
 
     // Reads, through the simple protocol.
     let n: i64 = psql_ok(
@@ -475,7 +476,7 @@ with psycopg.connect("host=127.0.0.1 port={sql} user=analyst password={ANALYST_P
 #[test]
 fn the_api_checks_every_route_and_the_dashboard_runs_in_chromium() {
     let (_p, shop, http, sql) = shop();
-    let _server = serve(&shop, http, sql);
+    let _server = serve(&shop, http, Some(sql));
 
     // The OpenAPI document validates, and lists what is served.
     let (status, doc) = get(http, "/api/openapi.json", None);
@@ -707,6 +708,28 @@ fn the_api_checks_every_route_and_the_dashboard_runs_in_chromium() {
         Some(r#"{"select": "gold.nope"}"#),
     );
     assert_eq!(status, 400);
+    // The shop has no partitioned model: a backfill says so.
+    let (status, body) = request(
+        http,
+        "POST",
+        "/api/backfills",
+        Some(ADMIN_TOKEN),
+        Some(r#"{"start": "2024-01-01", "end": "2024-01-03"}"#),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        String::from_utf8_lossy(&body).contains("no partitioned model"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, _) = request(
+        http,
+        "POST",
+        "/api/backfills",
+        Some(ADMIN_TOKEN),
+        Some(r#"{"start": "2024-01-01"}"#),
+    );
+    assert_eq!(status, 400, "a backfill without an end");
     let (status, _) = request(
         http,
         "POST",
@@ -800,7 +823,7 @@ fn tls_is_required_when_configured_and_serve_refuses_files_that_do_not_load() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _server = serve(&shop, http, sql);
+    let _server = serve(&shop, http, Some(sql));
     let run = |mode: &str| {
         Command::new("psql")
             .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p", &sql.to_string()])
@@ -822,4 +845,69 @@ fn tls_is_required_when_configured_and_serve_refuses_files_that_do_not_load() {
     assert!(!plain.status.success());
     let err = String::from_utf8_lossy(&plain.stderr);
     assert!(err.contains("requires TLS"), "{err}");
+}
+
+#[test]
+fn an_admin_backfills_through_the_api() {
+    let p = TestProject::new();
+    let http = free_port();
+    p.write(
+        "strata.toml",
+        &format!(
+            "[project]\nname = \"parts\"\n[sources.ev]\nformat = \"csv\"\npath = \"data/*.csv\"\ncolumns = {{ id = \"bigint\", at = \"timestamp\" }}\n[serve]\nhttp = \"127.0.0.1:{http}\"\n[serve.tokens.ops]\ntoken = \"${{ADMIN_TOKEN}}\"\nscope = \"admin\"\n"
+        ),
+    );
+    p.write(
+        "models/silver/events.sql",
+        "/*\nmaterialized = \"incremental\"\nstrategy = \"replace_range\"\npartition_by = \"day\"\ngrain = \"day\"\n*/\nselect id, cast(at as date) as day from bronze.ev\nwhere at >= :start and at < :end\n",
+    );
+    let mut csv = String::from("id,at\n");
+    for d in 1..=5 {
+        csv.push_str(&format!("{d},2024-01-{d:02}T10:00:00\n"));
+    }
+    p.write("data/ev.csv", &csv);
+    let _server = serve(&Shop(p.path().to_path_buf()), http, None);
+    let (status, body) = request(
+        http,
+        "POST",
+        "/api/backfills",
+        Some(ADMIN_TOKEN),
+        Some(
+            r#"{"start": "2024-01-01", "end": "2024-01-06", "select": "+silver.events", "parallel": 2}"#,
+        ),
+    );
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let id = serde_json::from_slice::<serde_json::Value>(&body).expect("json")["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run = loop {
+        let run = get_json(http, &format!("/api/runs/{id}"), ADMIN_TOKEN);
+        if run["status"] != "running" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the backfill did not finish");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(run["status"], "success", "{run}");
+    assert_eq!(run["trigger"], "backfill");
+    assert_eq!(
+        p.sql("select count(distinct day) as n from silver.events"),
+        vec!["n", "5"]
+    );
+    // Again: nothing is left to do.
+    let (status, body) = request(
+        http,
+        "POST",
+        "/api/backfills",
+        Some(ADMIN_TOKEN),
+        Some(r#"{"start": "2024-01-01", "end": "2024-01-06", "select": "+silver.events"}"#),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        String::from_utf8_lossy(&body).contains("nothing to backfill"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
 }
