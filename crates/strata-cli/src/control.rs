@@ -145,6 +145,15 @@ pub(crate) async fn prepare_backfill(
         .map_err(|e| ControlError::Invalid(e.to_string()))
 }
 
+/// How many intervals of partitioned models a backfill plan would run.
+pub(crate) fn intervals_to_run(plan: &BackfillPlan) -> usize {
+    plan.models
+        .iter()
+        .filter(|m| m.grain.is_some())
+        .map(|m| m.to_run.len())
+        .sum()
+}
+
 /// Starts runs for `strata serve`'s API. The runs belong to `runs`, which
 /// the serve loop owns: when serve stops, they stop (and are found
 /// interrupted, resumable, at the next start).
@@ -216,13 +225,7 @@ impl strata_server::Control for CliControl {
                 let (s, e) = (parse_time(&start)?, parse_time(&end)?);
                 let plan = prepare_backfill(&self.project, &self.graph, &self.state, &select, s, e)
                     .await?;
-                let to_run: usize = plan
-                    .models
-                    .iter()
-                    .filter(|m| m.grain.is_some())
-                    .map(|m| m.to_run.len())
-                    .sum();
-                if to_run == 0 {
+                if intervals_to_run(&plan) == 0 {
                     return Err(ControlError::Invalid(
                         "nothing to backfill: every interval in the range is done".into(),
                     ));

@@ -55,12 +55,7 @@ pub(crate) async fn backfill(
         .await
         .map_err(input)?;
     print_plan(&plan, start, end);
-    let to_run: usize = plan
-        .models
-        .iter()
-        .filter(|m| m.grain.is_some())
-        .map(|m| m.to_run.len())
-        .sum();
+    let to_run = crate::control::intervals_to_run(&plan);
     if dry_run {
         println!("dry run: nothing was run");
         return Ok(());

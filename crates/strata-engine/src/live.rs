@@ -11,7 +11,7 @@
 //! `silver."orders@2026-11-28T10:00:00Z"` (or a date) the version current at
 //! that time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
@@ -41,6 +41,7 @@ impl Engine {
             if layers.iter().any(|l| l == name) {
                 let schema = LiveSchema {
                     engine: self.clone(),
+                    known: known_tables(self, name),
                     layer: name.to_string(),
                     ctx: this.clone(),
                     live: Default::default(),
@@ -61,6 +62,8 @@ impl Engine {
 struct LiveSchema {
     engine: Engine,
     layer: String,
+    /// Its tables (the project does not change while it is served).
+    known: BTreeSet<String>,
     /// The session this schema belongs to, for planning views.
     ctx: Arc<OnceLock<SessionContext>>,
     /// Newest snapshot of each table read so far.
@@ -73,6 +76,22 @@ struct LiveSchema {
 struct Live {
     table: DeltaTable,
     provider: Arc<dyn TableProvider>,
+}
+
+/// Every table of `layer` Strata knows (sources, models, quarantine tables),
+/// without the layer prefix.
+fn known_tables(engine: &Engine, layer: &str) -> BTreeSet<String> {
+    let prefix = format!("{layer}.");
+    let project = &engine.project;
+    engine
+        .graph
+        .order()
+        .iter()
+        .cloned()
+        .chain(project.sources.values().map(|s| s.quarantine_table()))
+        .chain(project.models.keys().map(|m| format!("{m}_quarantine")))
+        .filter_map(|n| n.strip_prefix(&prefix).map(str::to_string))
+        .collect()
 }
 
 impl std::fmt::Debug for LiveSchema {
@@ -88,25 +107,6 @@ fn df_err(e: impl std::fmt::Display) -> DataFusionError {
 }
 
 impl LiveSchema {
-    /// Every table of this layer Strata knows: sources, models, quarantine tables.
-    fn known(&self) -> Vec<String> {
-        let prefix = format!("{}.", self.layer);
-        let project = &self.engine.project;
-        let mut names: Vec<String> = self
-            .engine
-            .graph
-            .order()
-            .iter()
-            .cloned()
-            .chain(project.sources.values().map(|s| s.quarantine_table()))
-            .chain(project.models.keys().map(|m| format!("{m}_quarantine")))
-            .filter_map(|n| n.strip_prefix(&prefix).map(str::to_string))
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-    }
-
     fn is_view(&self, full: &str) -> bool {
         self.engine
             .project
@@ -247,9 +247,10 @@ impl LiveSchema {
 #[async_trait]
 impl SchemaProvider for LiveSchema {
     fn table_names(&self) -> Vec<String> {
-        self.known()
-            .into_iter()
+        self.known
+            .iter()
             .filter(|t| self.exists_on_disk(&format!("{}.{t}", self.layer)))
+            .cloned()
             .collect()
     }
 
@@ -258,7 +259,7 @@ impl SchemaProvider for LiveSchema {
             Some((b, s)) => (b, Some(s)),
             None => (name, None),
         };
-        if !self.known().iter().any(|k| k == base) {
+        if !self.known.contains(base) {
             return Ok(None);
         }
         let full = format!("{}.{base}", self.layer);
@@ -271,8 +272,7 @@ impl SchemaProvider for LiveSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         let base = name.split_once('@').map_or(name, |(b, _)| b);
-        self.known().iter().any(|k| k == base)
-            && self.exists_on_disk(&format!("{}.{base}", self.layer))
+        self.known.contains(base) && self.exists_on_disk(&format!("{}.{base}", self.layer))
     }
 }
 

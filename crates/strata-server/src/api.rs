@@ -30,7 +30,9 @@ use serde::Deserialize;
 use strata_project::Role;
 
 use crate::auth::Caller;
-use crate::query::{QueryError, columns_json, page_sql, quote_table, rows_json, slice_sql};
+use crate::query::{
+    QueryError, columns_json, page_sql, quote_table, rows_json, slice_sql, where_clause,
+};
 use crate::{AppState, error};
 
 /// The OpenAPI document, as served.
@@ -701,6 +703,17 @@ async fn parquet_body(schema: SchemaRef, mut stream: SendableRecordBatchStream) 
     }
 }
 
+/// Every row of `batches` as JSON arrays.
+fn all_rows(
+    batches: &[datafusion::arrow::record_batch::RecordBatch],
+) -> Result<Vec<serde_json::Value>, QueryError> {
+    let mut rows = vec![];
+    for b in batches {
+        rows.extend(rows_json(b)?);
+    }
+    Ok(rows)
+}
+
 /// Checks `name` is a table of the project the caller may read.
 fn readable(s: &AppState, c: &Caller, name: &str) -> Result<(), Response> {
     let known = s.graph.node(name).is_some()
@@ -760,10 +773,7 @@ async fn table_rows(
     let count_sql = format!(
         "select count(*) from {}{}",
         quote_table(&name),
-        filter
-            .filter(|f| !f.trim().is_empty())
-            .map(|f| format!(" where {f}"))
-            .unwrap_or_default()
+        where_clause(filter)
     );
     let total = match s.sessions.collect(&c.layers, &count_sql).await {
         Ok((_, b)) => b
@@ -773,13 +783,10 @@ async fn table_rows(
             .unwrap_or(0),
         Err(e) => return query_error(e),
     };
-    let mut rows = vec![];
-    for b in &batches {
-        match rows_json(b) {
-            Ok(r) => rows.extend(r),
-            Err(e) => return query_error(e),
-        }
-    }
+    let rows = match all_rows(&batches) {
+        Ok(r) => r,
+        Err(e) => return query_error(e),
+    };
     json(serde_json::json!({
         "columns": columns_json(&schema),
         "rows": rows,
@@ -816,13 +823,10 @@ async fn table_slice(
         Ok(x) => x,
         Err(e) => return query_error(e),
     };
-    let mut rows = vec![];
-    for b in &batches {
-        match rows_json(b) {
-            Ok(r) => rows.extend(r),
-            Err(e) => return query_error(e),
-        }
-    }
+    let rows = match all_rows(&batches) {
+        Ok(r) => r,
+        Err(e) => return query_error(e),
+    };
     json(serde_json::json!({"columns": columns_json(&schema), "rows": rows}))
 }
 

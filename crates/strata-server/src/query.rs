@@ -203,10 +203,7 @@ pub fn page_sql(
     limit: usize,
     offset: usize,
 ) -> String {
-    let filter = filter
-        .filter(|f| !f.trim().is_empty())
-        .map(|f| format!(" where {f}"))
-        .unwrap_or_default();
+    let filter = where_clause(filter);
     let order = order_by
         .filter(|o| !o.trim().is_empty())
         .map(|o| format!(" order by {o}"))
@@ -215,6 +212,14 @@ pub fn page_sql(
         "select * from {}{filter}{order} limit {limit} offset {offset}",
         quote_table(table)
     )
+}
+
+/// ` where FILTER`, or nothing for no (or a blank) filter.
+pub fn where_clause(filter: Option<&str>) -> String {
+    filter
+        .filter(|f| !f.trim().is_empty())
+        .map(|f| format!(" where {f}"))
+        .unwrap_or_default()
 }
 
 /// `silver.orders` → `"silver"."orders"`.
@@ -256,10 +261,7 @@ pub fn slice_sql(
         .map(|m| format!("{m} as \"{}\"", m.replace('"', "'")))
         .collect::<Vec<_>>()
         .join(", ");
-    let filter = filter
-        .filter(|f| !f.trim().is_empty())
-        .map(|f| format!(" where {f}"))
-        .unwrap_or_default();
+    let filter = where_clause(filter);
     Ok(format!(
         "select {cols}, {aggs} from {table}{filter} group by {cols} order by {cols}"
     ))
