@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
 
 # The independent Delta reader used by the interop test, the SMTP server
-# (aiosmtpd) the e-mail alert tests deliver to, and the OpenAPI validator.
-if ! python3 -c 'import deltalake, pyarrow, aiosmtpd, openapi_spec_validator, psycopg' 2>/dev/null; then
+# (aiosmtpd) the e-mail alert tests deliver to, the OpenAPI validator, and what
+# the OpenLineage receiver (crates/strata-cli/tests/openlineage/receiver.py)
+# validates events with: openlineage-python's spec model, jsonschema and the
+# checkers of its date-time and uri formats.
+if ! python3 -c 'import deltalake, pyarrow, aiosmtpd, openapi_spec_validator, psycopg, openlineage.client.generated.base, jsonschema, referencing, rfc3339_validator, rfc3986_validator' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
 fi
 

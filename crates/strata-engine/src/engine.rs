@@ -30,6 +30,10 @@ pub struct Engine {
     /// One lock per table, held while a task commits to it, so tasks of one
     /// run that write the same table (a backfill's intervals) take turns.
     write_locks: Arc<std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Schemas of tables deployed by this process (see `deploy.rs`).
+    pub(crate) deployed: Arc<std::sync::Mutex<BTreeMap<String, SchemaRef>>>,
+    /// Tables read from another target's lake instead of this one (defer).
+    deferred: Arc<BTreeMap<String, Lake>>,
 }
 
 impl Engine {
@@ -43,7 +47,27 @@ impl Engine {
             lake,
             runtime: Arc::new(RuntimeEnv::default()),
             write_locks: Default::default(),
+            deployed: Default::default(),
+            deferred: Default::default(),
         }
+    }
+
+    /// Reads each of `tables` from `lake` (another target's) instead of this
+    /// engine's own lake. Nothing is ever written there: writes always go to
+    /// [`Engine::lake`], and a run must not build a deferred table.
+    pub fn with_deferred(mut self, lake: &Lake, tables: impl IntoIterator<Item = String>) -> Self {
+        self.deferred = Arc::new(tables.into_iter().map(|t| (t, lake.clone())).collect());
+        self
+    }
+
+    /// The tables read from another target's lake.
+    pub fn deferred(&self) -> impl Iterator<Item = &String> {
+        self.deferred.keys()
+    }
+
+    /// The lake `table` is read from: another target's when deferred.
+    pub fn reader_lake(&self, table: &str) -> &Lake {
+        self.deferred.get(table).unwrap_or(&self.lake)
     }
 
     /// Waits for, and holds until dropped, the right to commit to `table`.
@@ -141,7 +165,7 @@ impl Engine {
                 .context(|| format!("registering {name}"))?;
             return Ok(());
         }
-        match self.lake.open_existing(name).await? {
+        match self.reader_lake(name).open_existing(name).await? {
             Some(table) => {
                 count_bytes_read(table_bytes(&table, None));
                 versions.insert(name.to_string(), register_delta(ctx, name, &table).await?);
@@ -203,7 +227,7 @@ impl Engine {
             .chain(model_quarantines)
             .collect();
         for n in &names {
-            if let Some(table) = self.lake.open_existing(n).await? {
+            if let Some(table) = self.reader_lake(n).open_existing(n).await? {
                 register_delta(&ctx, n, &table).await?;
             }
         }

@@ -24,6 +24,24 @@ impl EngineExecutor {
 #[async_trait::async_trait]
 impl TaskExecutor for EngineExecutor {
     async fn execute(&self, task: &TaskSpec, run: &RunInfo) -> Result<TaskOutput, TaskError> {
+        let out = self.build(task, run).await?;
+        let e = &self.engine;
+        // A skipped task deployed nothing new, unless it was never recorded.
+        let recorded = out.skipped
+            && e.state
+                .deployment(&task.table)
+                .await
+                .context(|| "reading deployments".into())?
+                .is_some();
+        if !recorded {
+            e.record_deployment(&task.table, &run.run_id).await?;
+        }
+        Ok(out)
+    }
+}
+
+impl EngineExecutor {
+    async fn build(&self, task: &TaskSpec, run: &RunInfo) -> Result<TaskOutput, TaskError> {
         let e = &self.engine;
         let node = e
             .graph

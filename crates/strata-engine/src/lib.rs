@@ -16,12 +16,14 @@
 
 pub mod catalog;
 pub mod checks;
+pub mod deploy;
 mod engine;
 mod error;
 pub mod example;
 mod executor;
 pub mod ingest;
 pub mod lake;
+pub mod lineage;
 mod live;
 pub mod materialize;
 mod replace_range;

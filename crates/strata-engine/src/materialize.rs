@@ -428,7 +428,7 @@ async fn register_incremental(
             versions.extend(v);
             continue;
         }
-        let Some(table) = engine.lake.open_existing(u).await? else {
+        let Some(table) = engine.reader_lake(u).open_existing(u).await? else {
             return Err(Error::User(format!(
                 "table {u} has not been built yet; run `strata run --select +{}`",
                 model.name

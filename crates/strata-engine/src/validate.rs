@@ -27,6 +27,10 @@ pub struct PlanCheck {
     pub unknown: Vec<(String, String)>,
     /// The schema of every table whose schema is known, planned ones included.
     pub schemas: BTreeMap<String, SchemaRef>,
+    /// Each planned model's column lineage (direct origins of each column).
+    pub lineage: BTreeMap<String, crate::lineage::ModelLineage>,
+    /// The contract violations among `errors`, by model.
+    pub contracts: BTreeMap<String, Vec<String>>,
 }
 
 /// Plans every model of `project` in dependency order.
@@ -36,18 +40,7 @@ pub async fn check_plans(project: &Project, graph: &Graph) -> PlanCheck {
     let mut out = PlanCheck::default();
     let mut known: BTreeMap<String, SchemaRef> = BTreeMap::new();
     for s in project.sources.values() {
-        // The table as it is (columns added by drift included), else as declared or inferred.
-        let schema = match existing_schema(&lake, &s.table()).await {
-            Some(schema) => Some(schema),
-            None => match &s.columns {
-                Some(cols) => Some(with_metadata_schema(&crate::ingest::write_schema(
-                    cols,
-                    s.schema_drift,
-                ))),
-                None => inferred_schema(s),
-            },
-        };
-        if let Some(schema) = schema {
+        if let Some(schema) = source_schema(&lake, s).await {
             known.insert(s.table(), schema);
         }
         known.insert(s.quarantine_table(), quarantine_schema());
@@ -66,28 +59,15 @@ pub async fn check_plans(project: &Project, graph: &Graph) -> PlanCheck {
             out.unknown.push((name.clone(), missing.clone()));
             continue;
         }
-        for t in &node.tables {
-            if ctx.table_exist(t.as_str()).unwrap_or(false) {
-                continue;
-            }
-            if let Ok(mem) = MemTable::try_new(known[t].clone(), vec![vec![]]) {
-                let _ = ctx.register_table(t.as_str(), Arc::new(mem));
-            }
-        }
-        match ctx.sql(&crate::materialize::sql_for_planning(model)).await {
-            Ok(df) => {
+        register_schemas(&ctx, &node.tables, &known);
+        match plan_model(&ctx, model).await {
+            Ok((schema, lineage)) => {
                 out.planned += 1;
-                let mut schema: Schema = df.schema().as_arrow().clone();
-                if model.config.materialized == Materialization::Scd2 {
-                    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-                    let mut fields: Vec<Field> =
-                        schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-                    fields.push(Field::new("valid_from", ts.clone(), true));
-                    fields.push(Field::new("valid_to", ts, true));
-                    fields.push(Field::new("is_current", DataType::Boolean, true));
-                    schema = Schema::new(fields);
-                }
                 for problem in contract_violations(model, &schema) {
+                    out.contracts
+                        .entry(name.clone())
+                        .or_default()
+                        .push(problem.clone());
                     out.errors.push(
                         LocatedError::file(&model.path, problem).with_help(
                             "change the query or the `[columns]` contract in the header",
@@ -105,23 +85,72 @@ pub async fn check_plans(project: &Project, graph: &Graph) -> PlanCheck {
                         );
                     }
                 }
-                let mut q: Vec<Field> =
-                    schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-                q.push(Field::new("_rule", DataType::Utf8, true));
-                q.push(Field::new("_run_id", DataType::Utf8, true));
-                q.push(Field::new(
-                    "_quarantined_at",
-                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                    true,
-                ));
-                known.insert(format!("{name}_quarantine"), Arc::new(Schema::new(q)));
-                known.insert(name.clone(), Arc::new(schema));
+                known.insert(format!("{name}_quarantine"), quarantine_of(&schema));
+                known.insert(name.clone(), schema);
+                out.lineage.insert(name.clone(), lineage);
             }
             Err(e) => out.errors.push(locate(&model.path, &model.sql, &e)),
         }
     }
     out.schemas = known;
     out
+}
+
+/// Plans `model` in `ctx` (where the tables it reads are registered): its
+/// output schema as it will be stored (an scd2 model's validity columns
+/// added) and its column lineage.
+pub async fn plan_model(
+    ctx: &datafusion::prelude::SessionContext,
+    model: &strata_project::Model,
+) -> datafusion::error::Result<(SchemaRef, crate::lineage::ModelLineage)> {
+    let df = ctx
+        .sql(&crate::materialize::sql_for_planning(model))
+        .await?;
+    let mut lineage = crate::lineage::plan_lineage(df.logical_plan());
+    let mut schema: Schema = df.schema().as_arrow().clone();
+    if model.config.materialized == Materialization::Scd2 {
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("valid_from", ts.clone(), true));
+        fields.push(Field::new("valid_to", ts, true));
+        fields.push(Field::new("is_current", DataType::Boolean, true));
+        for c in ["valid_from", "valid_to", "is_current"] {
+            lineage.push((c.to_string(), vec![]));
+        }
+        schema = Schema::new(fields);
+    }
+    Ok((Arc::new(schema), lineage))
+}
+
+/// The schema of a model's quarantine table.
+pub(crate) fn quarantine_of(schema: &Schema) -> SchemaRef {
+    let mut q: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    q.push(Field::new("_rule", DataType::Utf8, true));
+    q.push(Field::new("_run_id", DataType::Utf8, true));
+    q.push(Field::new(
+        "_quarantined_at",
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        true,
+    ));
+    Arc::new(Schema::new(q))
+}
+
+/// Registers an empty table of each schema in `tables` not yet in `ctx`.
+pub fn register_schemas(
+    ctx: &datafusion::prelude::SessionContext,
+    tables: &[String],
+    schemas: &BTreeMap<String, SchemaRef>,
+) {
+    for t in tables {
+        if ctx.table_exist(t.as_str()).unwrap_or(false) {
+            continue;
+        }
+        if let Some(schema) = schemas.get(t)
+            && let Ok(mem) = MemTable::try_new(schema.clone(), vec![vec![]])
+        {
+            let _ = ctx.register_table(t.as_str(), Arc::new(mem));
+        }
+    }
 }
 
 fn locate(
@@ -143,6 +172,21 @@ fn locate(
             message,
         ),
         _ => LocatedError::file(path, message),
+    }
+}
+
+/// A source's bronze schema: the table as it is (columns added by drift
+/// included), else as declared or inferred from its first file.
+pub async fn source_schema(lake: &Lake, s: &strata_project::Source) -> Option<SchemaRef> {
+    match existing_schema(lake, &s.table()).await {
+        Some(schema) => Some(schema),
+        None => match &s.columns {
+            Some(cols) => Some(with_metadata_schema(&crate::ingest::write_schema(
+                cols,
+                s.schema_drift,
+            ))),
+            None => inferred_schema(s),
+        },
     }
 }
 

@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod interval;
+pub mod plan;
 pub mod refs;
 pub mod select;
 

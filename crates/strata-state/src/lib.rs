@@ -13,6 +13,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod deployments;
 mod error;
 mod intervals;
 mod migrations;
@@ -27,6 +28,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use error::Ctx;
+pub use deployments::{DeployedColumn, Deployment};
 pub use error::{Error, Result};
 pub use intervals::IntervalRecord;
 pub use monitor::{Incident, LastLoad, Silence, TaskTotals};

@@ -226,4 +226,17 @@ pub const MIGRATIONS: &[(i64, &str, &[&str])] = &[
         )",
         ],
     ),
+    (
+        11,
+        "deployments: each table's definition fingerprint and columns as last built",
+        &["CREATE TABLE deployments (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            materialized TEXT NOT NULL,
+            columns TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            deployed_at TEXT NOT NULL
+        )"],
+    ),
 ];

@@ -249,6 +249,42 @@ async fn exercise(store: &StateStore) {
         vec![("b".to_string(), "{\"owner\":\"x\"}".to_string())]
     );
 
+    // Deployments: replaced per table, read back in name order, forgotten when gone.
+    let dep = |name: &str, fp: &str| crate::Deployment {
+        name: name.into(),
+        kind: "model".into(),
+        fingerprint: fp.into(),
+        materialized: "table".into(),
+        columns: vec![crate::DeployedColumn {
+            name: "id".into(),
+            ty: "Int64".into(),
+            nullable: false,
+        }],
+        run_id: "r1".into(),
+        deployed_at: String::new(),
+    };
+    store.record_deployment(&dep("silver.b", "1")).await.expect("deploy");
+    store.record_deployment(&dep("silver.a", "1")).await.expect("deploy");
+    store.record_deployment(&dep("silver.b", "2")).await.expect("deploy");
+    let deployed = store.deployments().await.expect("deployments");
+    assert_eq!(
+        deployed.iter().map(|d| (d.name.as_str(), d.fingerprint.as_str())).collect::<Vec<_>>(),
+        vec![("silver.a", "1"), ("silver.b", "2")]
+    );
+    assert!(!deployed[0].deployed_at.is_empty());
+    assert_eq!(
+        store.deployment("silver.b").await.expect("one").map(|d| d.columns),
+        Some(dep("x", "").columns)
+    );
+    assert_eq!(
+        store
+            .forget_deployments_except(&["silver.b".to_string()])
+            .await
+            .expect("forget"),
+        1
+    );
+    assert!(store.deployment("silver.a").await.expect("one").is_none());
+
     // Ticks: claimed once.
     let first = store
         .schedule_first_seen("nightly", &day(1))
