@@ -29,6 +29,40 @@ pub struct RawConfig {
     pub monitoring: Option<Spanned<crate::alerts::RawMonitoring>>,
     /// `[serve]`: what `strata serve` listens on.
     pub serve: Option<Spanned<crate::serve::RawServe>>,
+    /// `[targets.NAME]`: environments (dev, prod) overriding where things live.
+    #[serde(default)]
+    pub targets: BTreeMap<String, Spanned<RawTarget>>,
+    /// `[openlineage]`: where run events are sent.
+    pub openlineage: Option<Spanned<RawOpenLineage>>,
+}
+
+/// `[targets.NAME]`: one environment; unset keys keep `[project]`'s values.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// Where this target's Delta tables live.
+    pub lake: Option<Spanned<String>>,
+    /// This target's state store URL.
+    pub state: Option<Spanned<String>>,
+    /// This target's engine.
+    pub engine: Option<Spanned<String>>,
+    /// Read tables that are unchanged against this other target's deployment
+    /// from that target's lake instead of building them here (never writing there).
+    pub defer: Option<Spanned<String>>,
+}
+
+/// `[openlineage]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOpenLineage {
+    /// The endpoint run events are POSTed to (e.g. `http://marquez:5000/api/v1/lineage`).
+    pub url: Spanned<String>,
+    /// The job namespace (default: the project's name).
+    pub namespace: Option<String>,
+    /// Sent as `Authorization: Bearer …` (`${ENV}` references are expanded).
+    pub api_key: Option<Spanned<String>>,
+    /// Seconds to wait for the endpoint per event (default 5).
+    pub timeout_seconds: Option<u64>,
 }
 
 /// `[schedules.NAME]`: when `strata serve` starts runs, and of what.
@@ -87,6 +121,9 @@ pub struct RawProject {
     pub state: Option<Spanned<String>>,
     /// The engine: `local` (default).
     pub engine: Option<Spanned<String>>,
+    /// The target used when `--target` is not given (default: none, the
+    /// `[project]` settings as they are).
+    pub target: Option<Spanned<String>>,
     /// Tasks run at once (default: the number of cores).
     pub max_parallel: Option<usize>,
 }
@@ -272,7 +309,7 @@ pub const SOURCE_KEYS: &[&str] = &[
 ];
 
 /// The keys allowed under `[project]`, for "did you mean" hints.
-pub const PROJECT_KEYS: &[&str] = &["name", "lake", "state", "engine", "max_parallel"];
+pub const PROJECT_KEYS: &[&str] = &["name", "lake", "state", "engine", "max_parallel", "target"];
 
 /// The keys allowed under `[schedules.NAME]`, for "did you mean" hints.
 pub const SCHEDULE_KEYS: &[&str] = &[

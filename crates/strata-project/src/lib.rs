@@ -91,6 +91,13 @@ pub struct Project {
     pub state: String,
     /// Engine: `local`.
     pub engine: String,
+    /// The target in use (`--target` or `[project] target`), if any.
+    pub target: Option<String>,
+    /// Where unchanged tables are read from instead of being built (the
+    /// target's `defer`).
+    pub defer: Option<Deferral>,
+    /// `[openlineage]`, when run events are sent.
+    pub openlineage: Option<OpenLineage>,
     /// Tasks run at once.
     pub max_parallel: usize,
     /// Sources by name.
@@ -113,6 +120,30 @@ pub struct Project {
     pub monitoring: Monitoring,
     /// `[serve]` (defaults when absent).
     pub serve: Serve,
+}
+
+/// The target a deferring target reads unchanged tables from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deferral {
+    /// Its name (`prod`).
+    pub target: String,
+    /// Its lake (read only).
+    pub lake: String,
+    /// Its state store (read only: its deployments say what is unchanged).
+    pub state: String,
+}
+
+/// `[openlineage]`: the endpoint OpenLineage run events go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenLineage {
+    /// Where events are POSTed.
+    pub url: String,
+    /// The jobs' namespace.
+    pub namespace: String,
+    /// Bearer token, if any.
+    pub api_key: Option<String>,
+    /// Seconds to wait per event.
+    pub timeout_seconds: u64,
 }
 
 /// How consumers may reach a data product.
@@ -148,6 +179,13 @@ pub struct Product {
 impl Project {
     /// Reads the project in `root`, reporting every problem found.
     pub fn load(root: &Path) -> Result<Project, Errors> {
+        Self::load_target(root, None)
+    }
+
+    /// Reads and validates the project at `root` for `target` (else the
+    /// `[project] target`, else no target): the target's lake, state and
+    /// engine replace the `[project]` ones.
+    pub fn load_target(root: &Path, target: Option<&str>) -> Result<Project, Errors> {
         let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
         let cfg_path = root.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
@@ -184,15 +222,48 @@ impl Project {
                     }
                 }
             };
-        let lake = match &raw.project.lake {
+        // The target: `--target`, else `[project] target`, else none.
+        let target_name: Option<(String, Option<std::ops::Range<usize>>)> = match target {
+            Some(t) => Some((t.to_string(), None)),
+            None => raw
+                .project
+                .target
+                .as_ref()
+                .map(|t| (t.get_ref().clone(), Some(t.span()))),
+        };
+        let active = match &target_name {
+            None => None,
+            Some((t, span)) => match raw.targets.get(t) {
+                Some(spec) => Some(spec.get_ref()),
+                None => {
+                    let known: Vec<&str> = raw.targets.keys().map(String::as_str).collect();
+                    let msg = format!("there is no target `{t}`");
+                    let help = match error::did_you_mean(t, known.iter().copied()) {
+                        Some(c) => format!("did you mean `{c}`?"),
+                        None if known.is_empty() => {
+                            "declare it as [targets.NAME] in strata.toml".to_string()
+                        }
+                        None => format!("known targets: {}", known.join(", ")),
+                    };
+                    errors.push(match span {
+                        Some(span) => at(span.clone(), msg).with_help(help),
+                        None => LocatedError::file(&rel_cfg, msg).with_help(help),
+                    });
+                    None
+                }
+            },
+        };
+        let resolve_lake = |value: Option<&toml::Spanned<String>>, errors: &mut Errors| match value
+        {
             None => root.join("lake").display().to_string(),
-            Some(l) => resolve_place(l, &mut errors)
+            Some(l) => resolve_place(l, errors)
                 .map(|v| absolutize(&root, &v))
                 .unwrap_or_default(),
         };
-        let state = match &raw.project.state {
+        let resolve_state = |value: Option<&toml::Spanned<String>>, errors: &mut Errors| match value
+        {
             None => format!("sqlite://{}", root.join(".strata/state.db").display()),
-            Some(s) => match resolve_place(s, &mut errors) {
+            Some(s) => match resolve_place(s, errors) {
                 Some(v) => {
                     if let Some(p) = v.strip_prefix("sqlite://") {
                         format!("sqlite://{}", absolutize(&root, p))
@@ -209,7 +280,8 @@ impl Project {
                 None => String::new(),
             },
         };
-        let engine = match &raw.project.engine {
+        let resolve_engine = |value: Option<&toml::Spanned<String>>, errors: &mut Errors| match value
+        {
             None => "local".to_string(),
             Some(e) if e.get_ref() == "local" => "local".to_string(),
             Some(e) => {
@@ -221,6 +293,89 @@ impl Project {
                     .with_help("use engine = \"local\""),
                 );
                 "local".to_string()
+            }
+        };
+        let lake = resolve_lake(
+            active
+                .and_then(|t| t.lake.as_ref())
+                .or(raw.project.lake.as_ref()),
+            &mut errors,
+        );
+        let state = resolve_state(
+            active
+                .and_then(|t| t.state.as_ref())
+                .or(raw.project.state.as_ref()),
+            &mut errors,
+        );
+        let engine = resolve_engine(
+            active
+                .and_then(|t| t.engine.as_ref())
+                .or(raw.project.engine.as_ref()),
+            &mut errors,
+        );
+        let defer = match active.and_then(|t| t.defer.as_ref()) {
+            None => None,
+            Some(d) => match raw.targets.get(d.get_ref()) {
+                None => {
+                    errors.push(
+                        at(d.span(), format!("there is no target `{}` to defer to", d.get_ref()))
+                            .with_help("name another [targets.NAME]"),
+                    );
+                    None
+                }
+                Some(other) => {
+                    let other = other.get_ref();
+                    let d_lake = resolve_lake(
+                        other.lake.as_ref().or(raw.project.lake.as_ref()),
+                        &mut errors,
+                    );
+                    let d_state = resolve_state(
+                        other.state.as_ref().or(raw.project.state.as_ref()),
+                        &mut errors,
+                    );
+                    if d_lake == lake || d_state == state {
+                        errors.push(
+                            at(
+                                d.span(),
+                                format!(
+                                    "target `{}` defers to `{}`, which has the same {}",
+                                    target_name.as_ref().map(|t| t.0.as_str()).unwrap_or(""),
+                                    d.get_ref(),
+                                    if d_lake == lake { "lake" } else { "state store" }
+                                ),
+                            )
+                            .with_help("give the deferring target its own lake and state, so it never writes the other's"),
+                        );
+                    }
+                    Some(Deferral {
+                        target: d.get_ref().clone(),
+                        lake: d_lake,
+                        state: d_state,
+                    })
+                }
+            },
+        };
+        let openlineage = match &raw.openlineage {
+            None => None,
+            Some(o) => {
+                let spec = o.get_ref();
+                let url = resolve_place(&spec.url, &mut errors).unwrap_or_default();
+                if !url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://") {
+                    errors.push(
+                        at(spec.url.span(), format!("`{url}` is not an http(s) URL"))
+                            .with_help("e.g. url = \"http://localhost:5000/api/v1/lineage\""),
+                    );
+                }
+                let api_key = spec
+                    .api_key
+                    .as_ref()
+                    .and_then(|k| resolve_place(k, &mut errors));
+                Some(OpenLineage {
+                    url,
+                    namespace: spec.namespace.clone().unwrap_or_else(|| name.clone()),
+                    api_key,
+                    timeout_seconds: spec.timeout_seconds.unwrap_or(5).max(1),
+                })
             }
         };
         let max_parallel = raw
@@ -462,6 +617,9 @@ impl Project {
         errors.into_result(Project {
             root,
             name,
+            target: target_name.map(|t| t.0),
+            defer,
+            openlineage,
             lake,
             state,
             engine,
@@ -1025,6 +1183,10 @@ fn keys_for_section(text: &str, offset: usize) -> Vec<&'static str> {
         serve::TOKEN_KEYS.to_vec()
     } else if header.starts_with("[serve") {
         serve::SERVE_KEYS.to_vec()
+    } else if header.starts_with("[targets.") {
+        vec!["lake", "state", "engine", "defer"]
+    } else if header.starts_with("[openlineage") {
+        vec!["url", "namespace", "api_key", "timeout_seconds"]
     } else {
         vec![
             "project",
@@ -1035,6 +1197,8 @@ fn keys_for_section(text: &str, offset: usize) -> Vec<&'static str> {
             "smtp",
             "monitoring",
             "serve",
+            "targets",
+            "openlineage",
         ]
     }
 }
@@ -1152,6 +1316,46 @@ mod tests {
         assert_eq!(p.lake, dir.path().join("lake").display().to_string());
         assert!(p.state.ends_with(".strata/state.db"));
         assert!(p.models.contains_key("gold.a"));
+    }
+
+    #[test]
+    fn targets_override_lake_state_and_defer() {
+        let toml = "[project]\nname = \"x\"\ntarget = \"dev\"\n\
+            [targets.prod]\nlake = \"/data/prod-lake\"\nstate = \"sqlite:///data/prod.db\"\n\
+            [targets.dev]\nlake = \"dev-lake\"\nstate = \"sqlite://dev.db\"\ndefer = \"prod\"\n\
+            [openlineage]\nurl = \"http://127.0.0.1:5000/api/v1/lineage\"\n";
+        let (dir, p) = project(toml, &[]);
+        let p = p.expect("loads");
+        assert_eq!(p.target.as_deref(), Some("dev"));
+        assert_eq!(p.lake, dir.path().join("dev-lake").display().to_string());
+        assert_eq!(p.state, format!("sqlite://{}", dir.path().join("dev.db").display()));
+        let d = p.defer.expect("defers");
+        assert_eq!((d.target.as_str(), d.lake.as_str()), ("prod", "/data/prod-lake"));
+        assert_eq!(d.state, "sqlite:///data/prod.db");
+        let ol = p.openlineage.expect("openlineage");
+        assert_eq!(ol.namespace, "x");
+        assert_eq!(ol.timeout_seconds, 5);
+        // --target wins over [project] target.
+        let prod = Project::load_target(dir.path(), Some("prod")).expect("prod loads");
+        assert_eq!(prod.lake, "/data/prod-lake");
+        assert!(prod.defer.is_none());
+        let e = Project::load_target(dir.path(), Some("prd"))
+            .expect_err("unknown target")
+            .to_string();
+        assert!(e.contains("there is no target `prd`") && e.contains("did you mean `prod`?"), "{e}");
+    }
+
+    #[test]
+    fn deferring_to_the_same_lake_is_refused() {
+        let toml = "[project]\nname = \"x\"\n\
+            [targets.prod]\n\
+            [targets.dev]\nstate = \"sqlite://dev.db\"\ndefer = \"prod\"\n";
+        let (dir, _) = project(toml, &[]);
+        let e = Project::load_target(dir.path(), Some("dev"))
+            .expect_err("same lake")
+            .to_string();
+        assert!(e.contains("defers to `prod`, which has the same lake"), "{e}");
+        assert!(e.starts_with("strata.toml:6:9:"), "{e}");
     }
 
     #[test]
