@@ -4,9 +4,11 @@
 
 mod control;
 mod docs;
+mod lineage;
 mod logs;
 mod monitor;
 mod output;
+mod plan;
 mod progress;
 mod schedule;
 mod status;
@@ -31,6 +33,10 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// The target (`[targets.NAME]`) whose lake, state store and engine to use
+    /// (default: `[project] target`, else the `[project]` settings).
+    #[arg(long, global = true, env = "STRATA_TARGET")]
+    target: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,6 +73,32 @@ enum Command {
     },
     /// Parse and check the project (config, SQL, references, cycles) without touching data.
     Validate,
+    /// What a run would change against what was last deployed: added, changed,
+    /// affected and removed tables, column changes marked breaking, what rebuilds.
+    Plan {
+        /// `table` (for people) or `json` (for CI bots).
+        #[arg(long, value_parser = ["table", "json"], default_value = "table")]
+        format: String,
+        /// Exit 1 when a change breaks readers.
+        #[arg(long)]
+        fail_on_breaking: bool,
+    },
+    /// Table lineage, or with --columns (or a column named: TABLE.COLUMN)
+    /// column lineage through every layer.
+    Lineage {
+        /// A table (`gold.daily_revenue`) or a column (`bronze.orders.amount`).
+        #[arg(value_name = "TABLE_OR_COLUMN")]
+        name: String,
+        /// Every column of the table, each with its origins.
+        #[arg(long)]
+        columns: bool,
+        /// Show what depends on it instead of what it comes from.
+        #[arg(long)]
+        downstream: bool,
+        /// `table` (text) or `json`.
+        #[arg(long, value_parser = ["table", "json"], default_value = "table")]
+        format: String,
+    },
     /// Run the DAG once.
     Run {
         /// Which tables: NAME, +NAME, NAME+, layer:L, tag:T, comma-separated.
@@ -278,6 +310,7 @@ fn input(msg: impl std::fmt::Display) -> Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = TARGET.set(cli.target.clone());
     init_logging(cli.log_format, &cli.project);
     // Keep each message on one line so `file:line:col: message` can be grepped.
     let _ = miette::set_hook(Box::new(|_| {
@@ -366,6 +399,45 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 check.planned,
                 graph.order().len()
             );
+            Ok(())
+        }
+        Command::Plan {
+            format,
+            fail_on_breaking,
+        } => {
+            let (project, graph) = load(&cli.project)?;
+            let state = StateStore::open(&project.state).await.map_err(input)?;
+            let plan = match plan::compute(&project, &graph, &state).await {
+                Ok(p) => p,
+                Err(plan::PlanError::Project(e)) => return Err(e.into()),
+                Err(plan::PlanError::State(e)) => return Err(input(e)),
+            };
+            plan::print(&plan, project.target.as_deref(), format == "json");
+            if fail_on_breaking && plan.breaking() {
+                return Err(Failure::Failed);
+            }
+            Ok(())
+        }
+        Command::Lineage {
+            name,
+            columns,
+            downstream,
+            format,
+        } => {
+            let (project, graph) = load(&cli.project)?;
+            let req = lineage::Request {
+                target: &name,
+                columns,
+                downstream,
+                json: format == "json",
+            };
+            let text = lineage::render(&project, &graph, &req)
+                .await
+                .map_err(input)?;
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
             Ok(())
         }
         Command::Run {
@@ -595,8 +667,12 @@ fn scaffold(dir: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The target given by `--target` (set once at start).
+static TARGET: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
 fn load(dir: &std::path::Path) -> Result<(Project, Graph), Failure> {
-    let project = Project::load(dir)?;
+    let target = TARGET.get().and_then(|t| t.as_deref());
+    let project = Project::load_target(dir, target)?;
     let graph = Graph::build(&project)?;
     Ok((project, graph))
 }
@@ -605,6 +681,53 @@ async fn engine(dir: &std::path::Path) -> Result<Engine, Failure> {
     let (project, graph) = load(dir)?;
     let state = StateStore::open(&project.state).await.map_err(input)?;
     Ok(Engine::new(Arc::new(project), Arc::new(graph), state))
+}
+
+/// For a target that defers to another: the tables unchanged against the
+/// other target's deployment, read from its lake instead of being built.
+async fn deferred_tables(project: &Project, graph: &Graph) -> Result<Vec<String>, Failure> {
+    let Some(d) = &project.defer else {
+        return Ok(vec![]);
+    };
+    if let Some(path) = d.state.strip_prefix("sqlite://")
+        && !std::path::Path::new(path).exists()
+    {
+        return Err(input(format!(
+            "target {} has deployed nothing yet (no state store at {path}); run it first, or remove `defer`",
+            d.target
+        )));
+    }
+    let other = StateStore::open(&d.state).await.map_err(input)?;
+    // Plan over the other target's tables: its lake holds what is deferred.
+    let mut seen_from = project.clone();
+    seen_from.lake = d.lake.clone();
+    let plan = match plan::compute(&seen_from, graph, &other).await {
+        Ok(p) => p,
+        Err(plan::PlanError::Project(e)) => return Err(e.into()),
+        Err(plan::PlanError::State(e)) => return Err(input(e)),
+    };
+    let deferred: Vec<String> = plan
+        .tables
+        .iter()
+        .filter(|t| t.change == strata_graph::plan::Change::Unchanged)
+        .map(|t| t.name.clone())
+        .collect();
+    let built = plan
+        .tables
+        .iter()
+        .filter(|t| {
+            t.change != strata_graph::plan::Change::Unchanged
+                && t.change != strata_graph::plan::Change::Removed
+        })
+        .count();
+    eprintln!(
+        "deferring to target {}: {} unchanged tables are read from its lake ({}), {} built here",
+        d.target,
+        deferred.len(),
+        d.lake,
+        built
+    );
+    Ok(deferred)
 }
 
 /// A date (`2024-01-31`, midnight UTC) or an RFC 3339 time.
@@ -636,6 +759,11 @@ async fn run(
     if let Some((id, done)) = &prepared.resumed {
         eprintln!("resuming run {id} ({done} tasks already done)");
     }
+    let mut prepared = prepared;
+    let deferred = deferred_tables(&project, &graph).await?;
+    if !deferred.is_empty() {
+        prepared.tasks.retain(|t| !deferred.contains(&t.table));
+    }
     let max_parallel = project.max_parallel;
     let products = product_definitions(&project);
     let (project_arc, graph_arc) = (Arc::new(project), Arc::new(graph));
@@ -647,6 +775,7 @@ async fn run(
         prepared.options,
         max_parallel,
         true,
+        deferred,
     )
     .await
     .map_err(input)?;

@@ -24,8 +24,14 @@ pub(crate) async fn execute(
     options: RunOptions,
     max_parallel: usize,
     show_progress: bool,
+    deferred: Vec<String>,
 ) -> Result<RunSummary, strata_state::Error> {
-    let engine = Engine::new(project.clone(), graph.clone(), state.clone());
+    let mut engine = Engine::new(project.clone(), graph.clone(), state.clone());
+    if let Some(d) = &project.defer
+        && !deferred.is_empty()
+    {
+        engine = engine.with_deferred(&strata_engine::lake::Lake::new(&d.lake), deferred);
+    }
     let mut runner = Runner::new(state.clone(), max_parallel);
     let bar = show_progress.then(|| Arc::new(progress::Progress::new()));
     if let Some(b) = &bar {
@@ -79,6 +85,7 @@ pub(crate) async fn backfill(
         },
         parallel,
         true,
+        vec![],
     )
     .await
     .map_err(input)?;
@@ -211,6 +218,7 @@ impl Launcher for CliLauncher {
                 options.clone(),
                 self.project.max_parallel,
                 false,
+                vec![],
             )
             .await
             {
