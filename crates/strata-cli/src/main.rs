@@ -759,6 +759,7 @@ async fn run(
     if let Some((id, done)) = &prepared.resumed {
         eprintln!("resuming run {id} ({done} tasks already done)");
     }
+    let full_run = prepared.options.selection.is_empty() && prepared.resumed.is_none();
     let mut prepared = prepared;
     let deferred = deferred_tables(&project, &graph).await?;
     if !deferred.is_empty() {
@@ -801,6 +802,13 @@ async fn run(
             .save_products(&products, &summary.run_id)
             .await
             .map_err(input)?;
+        if full_run {
+            // Tables no longer in the project are no longer deployed.
+            state
+                .forget_deployments_except(graph_arc.order())
+                .await
+                .map_err(input)?;
+        }
         Ok(())
     } else {
         Err(Failure::Failed)

@@ -11,6 +11,7 @@ mod example;
 mod intervals;
 mod materializations;
 mod partitions;
+mod plan;
 mod resume;
 mod schedules;
 mod serve;
