@@ -81,30 +81,36 @@ impl Engine {
         self.deployed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records that `table` was just built (or found up to date) by `run_id`.
-    /// A model whose inputs' columns are unknown is not recorded.
-    pub async fn record_deployment(&self, table: &str, run_id: &str) -> Result<()> {
+    /// Records that `table` was just built (or found up to date) by `run_id`;
+    /// returns its schema and, for a model, its column lineage. A model whose
+    /// inputs' columns are unknown is not recorded.
+    pub async fn record_deployment(
+        &self,
+        table: &str,
+        run_id: &str,
+    ) -> Result<Option<(SchemaRef, Option<crate::lineage::ModelLineage>)>> {
         let Some(node) = self.graph.node(table) else {
-            return Ok(());
+            return Ok(None);
         };
-        let (kind, fingerprint, materialized, schema) = match &node.kind {
+        let (kind, fingerprint, materialized, schema, lineage) = match &node.kind {
             NodeKind::Source(name) => {
                 let Some(source) = self.project.sources.get(name) else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 let Some(schema) = source_schema(&self.lake, source).await else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 (
                     "source",
                     strata_graph::plan::source_fingerprint(source),
                     "ingest".to_string(),
                     schema,
+                    None,
                 )
             }
             NodeKind::Model => {
                 let Some(model) = self.project.models.get(table) else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 let mut inputs: BTreeMap<String, SchemaRef> = BTreeMap::new();
                 for t in &node.tables {
@@ -112,19 +118,20 @@ impl Engine {
                         Some(s) => {
                             inputs.insert(t.clone(), s);
                         }
-                        None => return Ok(()),
+                        None => return Ok(None),
                     }
                 }
                 let ctx = self.context();
                 register_schemas(&ctx, &node.tables, &inputs);
-                let Ok((schema, _)) = plan_model(&ctx, model).await else {
-                    return Ok(()); // it just ran, so this only happens if an input changed under it
+                let Ok((schema, lineage)) = plan_model(&ctx, model).await else {
+                    return Ok(None); // it just ran, so this only happens if an input changed under it
                 };
                 (
                     "model",
                     strata_graph::plan::model_fingerprint(model),
                     model.config.materialized.as_str().to_string(),
                     schema,
+                    Some(lineage),
                 )
             }
         };
@@ -141,6 +148,7 @@ impl Engine {
                 deployed_at: String::new(),
             })
             .await
-            .context(|| format!("recording the deployment of {table}"))
+            .context(|| format!("recording the deployment of {table}"))?;
+        Ok(Some((schema, lineage)))
     }
 }

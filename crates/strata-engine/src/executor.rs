@@ -12,29 +12,91 @@ use crate::{ingest, materialize};
 /// Runs tasks with DataFusion and Delta Lake.
 pub struct EngineExecutor {
     engine: Engine,
+    lineage: Option<crate::openlineage::Emitter>,
 }
 
 impl EngineExecutor {
-    /// An executor over `engine`.
+    /// An executor over `engine` (sending OpenLineage events when the
+    /// project configures an endpoint).
     pub fn new(engine: Engine) -> Self {
-        Self { engine }
+        let lineage = engine
+            .project
+            .openlineage
+            .as_ref()
+            .and_then(|cfg| crate::openlineage::Emitter::new(cfg, engine.lake.root()));
+        Self { engine, lineage }
     }
 }
 
 #[async_trait::async_trait]
 impl TaskExecutor for EngineExecutor {
     async fn execute(&self, task: &TaskSpec, run: &RunInfo) -> Result<TaskOutput, TaskError> {
-        let out = self.build(task, run).await?;
         let e = &self.engine;
+        let ol_run = uuid::Uuid::new_v4();
+        let inputs: Vec<String> = e
+            .graph
+            .node(&task.table)
+            .map(|n| n.tables.clone())
+            .unwrap_or_default();
+        let model = e.project.models.get(&task.table);
+        let interval = task.interval.or(run.interval).map(|(a, b)| {
+            let f = |t: chrono::DateTime<chrono::Utc>| {
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            };
+            (f(a), f(b))
+        });
+        let event = |kind| crate::openlineage::TaskEvent {
+            kind,
+            run_id: ol_run,
+            strata_run: &run.run_id,
+            table: &task.table,
+            job_type: if model.is_some() { &task.kind } else { "ingest" },
+            sql: model.map(|m| m.sql.as_str()),
+            inputs: &inputs,
+            columns: None,
+            lineage: None,
+            stats: None,
+            interval: interval.clone(),
+            error: None,
+        };
+        if let Some(ol) = &self.lineage {
+            ol.send(&event("START")).await;
+        }
+        let out = match self.build(task, run).await {
+            Ok(out) => out,
+            Err(err) => {
+                if let Some(ol) = &self.lineage {
+                    let mut ev = event("FAIL");
+                    ev.error = Some(&err.message);
+                    ol.send(&ev).await;
+                }
+                return Err(err);
+            }
+        };
         // A skipped task deployed nothing new, unless it was never recorded.
         let recorded = out.skipped
+            && self.lineage.is_none()
             && e.state
                 .deployment(&task.table)
                 .await
                 .context(|| "reading deployments".into())?
                 .is_some();
         if !recorded {
-            e.record_deployment(&task.table, &run.run_id).await?;
+            let deployed = e.record_deployment(&task.table, &run.run_id).await?;
+            if let Some(ol) = &self.lineage {
+                let mut ev = event("COMPLETE");
+                let columns = deployed.as_ref().map(|(schema, _)| {
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| (f.name().clone(), f.data_type().to_string()))
+                        .collect()
+                });
+                ev.columns = columns;
+                ev.lineage = deployed.as_ref().and_then(|(_, l)| l.as_ref());
+                ev.stats = Some((out.rows_written, out.bytes_written));
+                ol.send(&ev).await;
+            }
         }
         Ok(out)
     }

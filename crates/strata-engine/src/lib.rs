@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod lake;
 pub mod lineage;
 mod live;
+pub mod openlineage;
 pub mod materialize;
 mod replace_range;
 pub mod unit;

@@ -10,6 +10,7 @@ mod drift;
 mod example;
 mod intervals;
 mod materializations;
+mod openlineage;
 mod partitions;
 mod plan;
 mod resume;
