@@ -195,16 +195,30 @@ fn table_section(t: &TableDoc) -> String {
     );
     if !t.columns.is_empty() {
         h.push_str(
-            "<table><tr><th>column</th><th>type</th><th>nullable</th><th>description</th></tr>",
+            "<table><tr><th>column</th><th>type</th><th>nullable</th><th>description</th><th>derived from</th></tr>",
         );
         for c in &t.columns {
             let _ = write!(
                 h,
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&c.name),
                 esc(&c.ty),
                 if c.nullable { "yes" } else { "no" },
-                esc(c.description.as_deref().unwrap_or(""))
+                esc(c.description.as_deref().unwrap_or("")),
+                c.derived_from
+                    .iter()
+                    .map(|d| {
+                        let (col, how) = d.split_once(' ').unwrap_or((d, ""));
+                        let table = col.rsplit_once('.').map(|(t, _)| t).unwrap_or(col);
+                        format!(
+                            "<a href=\"#{}\"><code>{}</code></a> {}",
+                            anchor(table),
+                            esc(col),
+                            esc(how)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("<br>")
             );
         }
         h.push_str("</table>");

@@ -73,6 +73,9 @@ pub struct ColumnDoc {
     pub nullable: bool,
     /// What it means (from the model's contract).
     pub description: Option<String>,
+    /// The upstream columns it derives from, one layer up:
+    /// `silver.orders.amount (copy)` or `… (transformation)`.
+    pub derived_from: Vec<String>,
 }
 
 /// One check and its latest result.
@@ -117,6 +120,8 @@ pub async fn catalog(engine: &Engine) -> Result<Catalog> {
     let graph = &engine.graph;
     let state = &engine.state;
     let now = chrono::Utc::now();
+    // Column lineage, from each model's plan.
+    let plans = crate::validate::check_plans(project, graph).await;
     let mut tables = vec![];
     for name in graph.order() {
         let Some(node) = graph.node(name) else {
@@ -143,6 +148,7 @@ pub async fn catalog(engine: &Engine) -> Result<Catalog> {
                         ty: type_name(f.data_type()),
                         nullable: f.is_nullable(),
                         description: None,
+                        derived_from: vec![],
                     })
                     .collect()
             }
@@ -154,6 +160,7 @@ pub async fn catalog(engine: &Engine) -> Result<Catalog> {
                         ty: t.to_string(),
                         nullable: true,
                         description: None,
+                        derived_from: vec![],
                     })
                     .collect(),
                 (None, false) => contract
@@ -163,12 +170,27 @@ pub async fn catalog(engine: &Engine) -> Result<Catalog> {
                         ty: c.ty.as_ref().map(|t| t.to_string()).unwrap_or_default(),
                         nullable: c.nullable,
                         description: None,
+                        derived_from: vec![],
                     })
                     .collect(),
                 (None, true) => vec![],
             },
         };
         for c in &mut columns {
+            if let Some(lineage) = plans.lineage.get(name)
+                && let Some((_, edges)) = lineage.iter().find(|(n, _)| *n == c.name)
+            {
+                c.derived_from = edges
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} ({})",
+                            e.from,
+                            if e.copy { "copy" } else { "transformation" }
+                        )
+                    })
+                    .collect();
+            }
             if let Some(spec) = contract.iter().find(|s| s.name == c.name) {
                 c.description = spec.description.clone();
                 if !spec.nullable {

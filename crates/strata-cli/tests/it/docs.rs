@@ -61,6 +61,16 @@ fn docs_show_tables_columns_checks_products_and_lineage() {
         (n["ty"].as_str(), n["nullable"].as_bool()),
         (Some("bigint"), Some(false))
     );
+    // Column lineage: each column's origins one layer up.
+    let kind = gold["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .find(|c| c["name"] == "kind")
+        .expect("kind");
+    assert_eq!(kind["derived_from"][0], "bronze.ev.kind (copy)");
+    assert!(html.contains("<th>derived from</th>"));
+    assert!(html.contains("<a href=\"#t-bronze-ev\"><code>bronze.ev.kind</code></a> (copy)"));
     let checks: Vec<(String, String)> = gold["checks"]
         .as_array()
         .expect("checks")

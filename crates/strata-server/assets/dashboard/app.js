@@ -944,10 +944,11 @@ async function pageModel(gen, name) {
     <div class="grid2">
       <section class="card">
         <h2>Schema <span class="count">${columns.length}</span></h2>
-        ${columns.length ? html`<table class="data"><thead><tr><th>column</th><th>type</th><th>nullable</th><th>description</th></tr></thead>
+        ${columns.length ? html`<table class="data"><thead><tr><th>column</th><th>type</th><th>nullable</th><th>description</th><th>derived from</th></tr></thead>
           <tbody>${columns.map((c) => html`<tr><td class="mono">${c.name}</td><td><code class="type">${c.ty}</code></td>
             <td>${c.nullable === false ? 'not null' : c.nullable === true ? html`<span class="muted">nullable</span>` : ''}</td>
-            <td>${c.description || ''}</td></tr>`)}</tbody></table>` : html`<p class="empty">No columns known yet.</p>`}
+            <td>${c.description || ''}</td>
+            <td class="mono">${(c.derived_from || []).map((d) => html`<div>${d}</div>`)}</td></tr>`)}</tbody></table>` : html`<p class="empty">No columns known yet.</p>`}
       </section>
       <section class="card">
         <h2>Checks <span class="count">${checks.length}</span></h2>
