@@ -71,6 +71,23 @@ fn docs_show_tables_columns_checks_products_and_lineage() {
     assert_eq!(kind["derived_from"][0], "bronze.ev.kind (copy)");
     assert!(html.contains("<th>derived from</th>"));
     assert!(html.contains("<a href=\"#t-bronze-ev\"><code>bronze.ev.kind</code></a> (copy)"));
+    // What a reader sees: the site from the file system in headless Chromium.
+    let driver =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/docs.mjs");
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("docs.png");
+    let out = std::process::Command::new("node")
+        .arg(&driver)
+        .arg(p.path().join("site"))
+        .arg(&shot)
+        .output()
+        .expect("node (scripts/test.sh installs playwright-core and chromium)");
+    assert!(
+        out.status.success(),
+        "docs site in Chromium:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::metadata(&shot).expect("screenshot").len() > 10_000);
     let checks: Vec<(String, String)> = gold["checks"]
         .as_array()
         .expect("checks")
