@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Orchestration overhead: a generated project of 1,000 small models (10 roots
 # over one source, each other model joining two recent ones, fixed seed), on
-# the release build. Prints one line:
-#   dag: validate=<s> run=<s> rerun=<s> per_model_ms=<ms> peak_mb=<MB>
+# the release build (or the binary in $STRATA_BIN). Prints one line:
+#   dag: validate=<s> run=<s> rerun=<s> plan=<s> plan_changed=<s> per_model_ms=<ms> peak_mb=<MB>
+# `plan` is `strata plan` after the run (nothing changed); `plan_changed` after
+# one early model's SQL changed (so most of the DAG is affected).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
 models="${1:-1000}"
 work="${BENCH_DIR:-/tmp/strata-bench-dag}"
 
-cargo build --release -p strata-cli >&2
-strata="$CARGO_TARGET_DIR/release/strata"
+if [ -n "${STRATA_BIN:-}" ]; then
+  strata="$STRATA_BIN"
+else
+  cargo build --release -p strata-cli >&2
+  strata="$CARGO_TARGET_DIR/release/strata"
+fi
 
 rm -rf "$work" && mkdir -p "$work/data" "$work/models/silver" "$work/models/gold"
 python3 - "$work" "$models" <<'PY'
@@ -35,5 +41,8 @@ t() { /usr/bin/time -f "%e %M" -o "$work/t.txt" "$@" >/dev/null 2>&1; cat "$work
 read -r validate _ < <(t "$strata" validate --project "$work")
 read -r run kb < <(t "$strata" run --project "$work")
 read -r rerun _ < <(t "$strata" run --project "$work")
+read -r plan _ < <(t "$strata" plan --project "$work")
+echo "select id, v + 1 as v from bronze.events" > "$work/models/silver/m0003.sql"
+read -r plan_changed _ < <(t "$strata" plan --project "$work")
 per=$(python3 -c "print(f'{$run / $models * 1000:.1f}')")
-echo "dag: validate=${validate} run=${run} rerun=${rerun} per_model_ms=${per} peak_mb=$((kb / 1024)) models=${models}"
+echo "dag: validate=${validate} run=${run} rerun=${rerun} plan=${plan} plan_changed=${plan_changed} per_model_ms=${per} peak_mb=$((kb / 1024)) models=${models}"

@@ -254,7 +254,14 @@ impl strata_server::Control for CliControl {
             runs.spawn_on(
                 async move {
                     match crate::schedule::execute(
-                        &project, &graph, &state, tasks, options, parallel, false, vec![],
+                        &project,
+                        &graph,
+                        &state,
+                        tasks,
+                        options,
+                        parallel,
+                        false,
+                        vec![],
                     )
                     .await
                     {

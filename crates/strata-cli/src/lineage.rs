@@ -120,11 +120,13 @@ pub(crate) async fn render(
             }
         } else {
             if cg.origins(&at).is_empty() {
-                s.push_str(if graph.node(&table).is_some_and(|n| n.upstream.is_empty()) {
-                    "  (a source column)\n"
-                } else {
-                    "  (computed from no table column)\n"
-                });
+                s.push_str(
+                    if graph.node(&table).is_some_and(|n| n.upstream.is_empty()) {
+                        "  (a source column)\n"
+                    } else {
+                        "  (computed from no table column)\n"
+                    },
+                );
             }
             tree(&cg, &at, "  ", &mut BTreeSet::new(), &mut s);
         }
@@ -176,7 +178,12 @@ fn table_lineage(graph: &Graph, table: &str, json: bool) -> String {
         .unwrap_or_default();
     }
     let mut s = String::new();
-    let direct = |n: &str| graph.node(n).map(|x| x.upstream.clone()).unwrap_or_default();
+    let direct = |n: &str| {
+        graph
+            .node(n)
+            .map(|x| x.upstream.clone())
+            .unwrap_or_default()
+    };
     let _ = writeln!(s, "upstream of {table}:");
     if up.is_empty() {
         s.push_str("  (none)\n");

@@ -50,7 +50,11 @@ impl TaskExecutor for EngineExecutor {
             run_id: ol_run,
             strata_run: &run.run_id,
             table: &task.table,
-            job_type: if model.is_some() { &task.kind } else { "ingest" },
+            job_type: if model.is_some() {
+                &task.kind
+            } else {
+                "ingest"
+            },
             sql: model.map(|m| m.sql.as_str()),
             inputs: &inputs,
             columns: None,

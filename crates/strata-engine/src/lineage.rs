@@ -199,7 +199,13 @@ fn walk(plan: &LogicalPlan) -> Vec<Origins> {
                 let all = transformed(merge(origins.iter()));
                 return vec![all; n];
             }
-            let all = transformed(merge(inputs.iter().flat_map(|i| walk(i)).collect::<Vec<_>>().iter()));
+            let all = transformed(merge(
+                inputs
+                    .iter()
+                    .flat_map(|i| walk(i))
+                    .collect::<Vec<_>>()
+                    .iter(),
+            ));
             vec![all; n]
         }
     }

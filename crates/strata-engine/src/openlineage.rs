@@ -144,7 +144,10 @@ impl Emitter {
                 .collect();
             facets.insert(
                 "schema".into(),
-                with(facet("SchemaDatasetFacet", "1-2-0"), json!({"fields": fields})),
+                with(
+                    facet("SchemaDatasetFacet", "1-2-0"),
+                    json!({"fields": fields}),
+                ),
             );
         }
         if let Some(lineage) = e.lineage {

@@ -165,7 +165,9 @@ impl Action {
             Action::Build => "build",
             Action::Rebuild => "rebuild",
             Action::FullRefresh => "full refresh",
-            Action::Incremental => "new rows only (stored rows kept; --full-refresh recomputes them)",
+            Action::Incremental => {
+                "new rows only (stored rows kept; --full-refresh recomputes them)"
+            }
             Action::Keep => "keep",
             Action::Orphan => "no longer built (its table stays in the lake)",
         }
@@ -276,11 +278,19 @@ impl Plan {
                         widened,
                     } => format!(
                         "~ column {column} {from} -> {to} ({})",
-                        if *widened { "widened" } else { "narrowed or retyped" }
+                        if *widened {
+                            "widened"
+                        } else {
+                            "narrowed or retyped"
+                        }
                     ),
                     ColumnChange::Nullability { column, nullable } => format!(
                         "~ column {column} {}",
-                        if *nullable { "may now be null" } else { "is now never null" }
+                        if *nullable {
+                            "may now be null"
+                        } else {
+                            "is now never null"
+                        }
                     ),
                 };
                 let _ = writeln!(s, "      {line}{mark}");
@@ -299,7 +309,11 @@ impl Plan {
                 );
             }
         }
-        let breaking = self.tables.iter().filter(|t| !t.breaking.is_empty()).count();
+        let breaking = self
+            .tables
+            .iter()
+            .filter(|t| !t.breaking.is_empty())
+            .count();
         let rebuild = self
             .tables
             .iter()
@@ -441,7 +455,8 @@ pub fn diff(graph: &Graph, current: &BTreeMap<String, Current>, deployed: &[Depl
                     } else if cur.materialized == "ingest" {
                         plan.reasons.push("source definition changed".into());
                     } else {
-                        plan.reasons.push("definition changed (SQL or config)".into());
+                        plan.reasons
+                            .push("definition changed (SQL or config)".into());
                     }
                 }
                 if let Some(cols) = &cur.columns {
@@ -603,7 +618,10 @@ pub fn widens(from: &str, to: &str) -> bool {
     if from == "Float32" && to == "Float64" {
         return true;
     }
-    if ["Int8", "Int16", "Int32", "UInt8", "UInt16", "UInt32", "Float32"].contains(&from)
+    if [
+        "Int8", "Int16", "Int32", "UInt8", "UInt16", "UInt32", "Float32",
+    ]
+    .contains(&from)
         && to == "Float64"
     {
         return true;

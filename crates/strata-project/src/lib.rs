@@ -280,21 +280,21 @@ impl Project {
                 None => String::new(),
             },
         };
-        let resolve_engine = |value: Option<&toml::Spanned<String>>, errors: &mut Errors| match value
-        {
-            None => "local".to_string(),
-            Some(e) if e.get_ref() == "local" => "local".to_string(),
-            Some(e) => {
-                errors.push(
-                    at(
-                        e.span(),
-                        format!("engine `{}` is not supported yet", e.get_ref()),
-                    )
-                    .with_help("use engine = \"local\""),
-                );
-                "local".to_string()
-            }
-        };
+        let resolve_engine =
+            |value: Option<&toml::Spanned<String>>, errors: &mut Errors| match value {
+                None => "local".to_string(),
+                Some(e) if e.get_ref() == "local" => "local".to_string(),
+                Some(e) => {
+                    errors.push(
+                        at(
+                            e.span(),
+                            format!("engine `{}` is not supported yet", e.get_ref()),
+                        )
+                        .with_help("use engine = \"local\""),
+                    );
+                    "local".to_string()
+                }
+            };
         let lake = resolve_lake(
             active
                 .and_then(|t| t.lake.as_ref())
@@ -318,8 +318,11 @@ impl Project {
             Some(d) => match raw.targets.get(d.get_ref()) {
                 None => {
                     errors.push(
-                        at(d.span(), format!("there is no target `{}` to defer to", d.get_ref()))
-                            .with_help("name another [targets.NAME]"),
+                        at(
+                            d.span(),
+                            format!("there is no target `{}` to defer to", d.get_ref()),
+                        )
+                        .with_help("name another [targets.NAME]"),
                     );
                     None
                 }
@@ -1328,9 +1331,15 @@ mod tests {
         let p = p.expect("loads");
         assert_eq!(p.target.as_deref(), Some("dev"));
         assert_eq!(p.lake, dir.path().join("dev-lake").display().to_string());
-        assert_eq!(p.state, format!("sqlite://{}", dir.path().join("dev.db").display()));
+        assert_eq!(
+            p.state,
+            format!("sqlite://{}", dir.path().join("dev.db").display())
+        );
         let d = p.defer.expect("defers");
-        assert_eq!((d.target.as_str(), d.lake.as_str()), ("prod", "/data/prod-lake"));
+        assert_eq!(
+            (d.target.as_str(), d.lake.as_str()),
+            ("prod", "/data/prod-lake")
+        );
         assert_eq!(d.state, "sqlite:///data/prod.db");
         let ol = p.openlineage.expect("openlineage");
         assert_eq!(ol.namespace, "x");
@@ -1342,7 +1351,10 @@ mod tests {
         let e = Project::load_target(dir.path(), Some("prd"))
             .expect_err("unknown target")
             .to_string();
-        assert!(e.contains("there is no target `prd`") && e.contains("did you mean `prod`?"), "{e}");
+        assert!(
+            e.contains("there is no target `prd`") && e.contains("did you mean `prod`?"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1354,7 +1366,10 @@ mod tests {
         let e = Project::load_target(dir.path(), Some("dev"))
             .expect_err("same lake")
             .to_string();
-        assert!(e.contains("defers to `prod`, which has the same lake"), "{e}");
+        assert!(
+            e.contains("defers to `prod`, which has the same lake"),
+            "{e}"
+        );
         assert!(e.starts_with("strata.toml:6:9:"), "{e}");
     }
 

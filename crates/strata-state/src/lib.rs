@@ -27,8 +27,8 @@ use std::collections::{BTreeMap, HashSet};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-use error::Ctx;
 pub use deployments::{DeployedColumn, Deployment};
+use error::Ctx;
 pub use error::{Error, Result};
 pub use intervals::IntervalRecord;
 pub use monitor::{Incident, LastLoad, Silence, TaskTotals};

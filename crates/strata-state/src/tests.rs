@@ -263,17 +263,33 @@ async fn exercise(store: &StateStore) {
         run_id: "r1".into(),
         deployed_at: String::new(),
     };
-    store.record_deployment(&dep("silver.b", "1")).await.expect("deploy");
-    store.record_deployment(&dep("silver.a", "1")).await.expect("deploy");
-    store.record_deployment(&dep("silver.b", "2")).await.expect("deploy");
+    store
+        .record_deployment(&dep("silver.b", "1"))
+        .await
+        .expect("deploy");
+    store
+        .record_deployment(&dep("silver.a", "1"))
+        .await
+        .expect("deploy");
+    store
+        .record_deployment(&dep("silver.b", "2"))
+        .await
+        .expect("deploy");
     let deployed = store.deployments().await.expect("deployments");
     assert_eq!(
-        deployed.iter().map(|d| (d.name.as_str(), d.fingerprint.as_str())).collect::<Vec<_>>(),
+        deployed
+            .iter()
+            .map(|d| (d.name.as_str(), d.fingerprint.as_str()))
+            .collect::<Vec<_>>(),
         vec![("silver.a", "1"), ("silver.b", "2")]
     );
     assert!(!deployed[0].deployed_at.is_empty());
     assert_eq!(
-        store.deployment("silver.b").await.expect("one").map(|d| d.columns),
+        store
+            .deployment("silver.b")
+            .await
+            .expect("one")
+            .map(|d| d.columns),
         Some(dep("x", "").columns)
     );
     assert_eq!(

@@ -72,8 +72,7 @@ fn docs_show_tables_columns_checks_products_and_lineage() {
     assert!(html.contains("<th>derived from</th>"));
     assert!(html.contains("<a href=\"#t-bronze-ev\"><code>bronze.ev.kind</code></a> (copy)"));
     // What a reader sees: the site from the file system in headless Chromium.
-    let driver =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/docs.mjs");
+    let driver = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/docs.mjs");
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("docs.png");
     let out = std::process::Command::new("node")
         .arg(&driver)

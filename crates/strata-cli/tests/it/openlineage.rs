@@ -102,8 +102,7 @@ fn tasks_send_valid_run_events_with_schema_lineage_and_statistics() {
     let id = &output["facets"]["columnLineage"]["fields"]["id"]["inputFields"][0];
     assert_eq!(id["transformations"][0]["subtype"], "IDENTITY");
     assert_eq!(
-        output["outputFacets"]["outputStatistics"]["rowCount"],
-        2,
+        output["outputFacets"]["outputStatistics"]["rowCount"], 2,
         "{output}"
     );
     let fail = of("gold.bad");
@@ -111,5 +110,8 @@ fn tasks_send_valid_run_events_with_schema_lineage_and_statistics() {
         .as_str()
         .expect("error message");
     assert!(msg.contains("row_count"), "{msg}");
-    assert!(fail[1]["outputs"][0]["facets"].is_null(), "nothing was published");
+    assert!(
+        fail[1]["outputs"][0]["facets"].is_null(),
+        "nothing was published"
+    );
 }

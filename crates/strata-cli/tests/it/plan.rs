@@ -11,7 +11,10 @@ fn shop() -> TestProject {
         "strata.toml",
         "[project]\nname = \"plan\"\n[sources.orders]\nformat = \"csv\"\npath = \"data/*.csv\"\ncolumns = { id = \"bigint\", customer = \"string\", amount = \"double\" }\n",
     );
-    p.write("data/a.csv", "id,customer,amount\n1,ann,10.5\n2,bob,3\n3,ann,1.5\n");
+    p.write(
+        "data/a.csv",
+        "id,customer,amount\n1,ann,10.5\n2,bob,3\n3,ann,1.5\n",
+    );
     p.write(
         "models/silver/orders.sql",
         "select id, trim(customer) as customer, amount from bronze.orders",
@@ -50,11 +53,18 @@ fn plan_reports_each_kind_of_change() {
     let text = plan(&p);
     insta::assert_snapshot!("changed_and_affected", text);
     let out = p.strata(&["plan", "--fail-on-breaking"]);
-    assert_eq!(out.status.code(), Some(1), "a narrowed column breaks readers");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a narrowed column breaks readers"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&p.ok(&["plan", "--format", "json"])).expect("json");
     assert_eq!(json["breaking"], true);
-    assert_eq!((json["changed"].as_i64(), json["affected"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(
+        (json["changed"].as_i64(), json["affected"].as_i64()),
+        (Some(1), Some(1))
+    );
     let silver = json["tables"]
         .as_array()
         .expect("tables")
@@ -78,7 +88,10 @@ fn plan_reports_each_kind_of_change() {
     let text = plan(&p);
     insta::assert_snapshot!("removed_renamed_contract", text);
     assert!(text.contains("contract: column `big` is Boolean"), "{text}");
-    assert_eq!(p.strata(&["plan", "--fail-on-breaking"]).status.code(), Some(1));
+    assert_eq!(
+        p.strata(&["plan", "--fail-on-breaking"]).status.code(),
+        Some(1)
+    );
     // Once applied (after fixing the contract), removed tables are forgotten.
     p.write(
         "models/silver/orders.sql",
@@ -95,20 +108,22 @@ fn lineage_to_the_column_both_ways() {
     insta::assert_snapshot!("columns_upstream", text);
     let text = p.ok(&["lineage", "bronze.orders.amount", "--downstream"]);
     assert!(text.contains("silver.orders.amount  (copy)"), "{text}");
-    assert!(text.contains("gold.customers.revenue  (transformation)"), "{text}");
-    let json: serde_json::Value = serde_json::from_str(&p.ok(&[
-        "lineage",
-        "gold.customers.customer",
-        "--format",
-        "json",
-    ]))
-    .expect("json");
+    assert!(
+        text.contains("gold.customers.revenue  (transformation)"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&p.ok(&["lineage", "gold.customers.customer", "--format", "json"]))
+            .expect("json");
     let up = json["columns"][0]["upstream"].as_array().expect("upstream");
     assert_eq!(up[0]["column"]["table"], "silver.orders");
     assert_eq!(up[1]["column"]["table"], "bronze.orders");
     assert_eq!(up[1]["copy"], false, "trim() transforms it");
     let table = p.ok(&["lineage", "silver.orders"]);
-    assert!(table.contains("downstream of silver.orders:\n  gold.customers"), "{table}");
+    assert!(
+        table.contains("downstream of silver.orders:\n  gold.customers"),
+        "{table}"
+    );
     let bad = p.strata(&["lineage", "gold.customers.nope"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(
@@ -151,7 +166,9 @@ fn a_dev_target_defers_unchanged_tables_to_prod() {
     // Nothing deployed in prod yet: a deferring run says so.
     let early = p.strata(&["run", "--target", "dev"]);
     assert_eq!(early.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&early.stderr).contains("target prod has deployed nothing yet"));
+    assert!(
+        String::from_utf8_lossy(&early.stderr).contains("target prod has deployed nothing yet")
+    );
 
     p.ok(&["run", "--target", "prod"]);
     let prod_before = listing(&p.path().join("lake-prod"));
@@ -184,9 +201,19 @@ fn a_dev_target_defers_unchanged_tables_to_prod() {
         "csv",
         "select customer, revenue, largest from gold.customers order by customer",
     ]);
-    assert_eq!(rows, "customer,revenue,largest\nann,12.0,10.5\nbob,3.0,3.0\n");
+    assert_eq!(
+        rows,
+        "customer,revenue,largest\nann,12.0,10.5\nbob,3.0,3.0\n"
+    );
     // Prod's gold is still the old one.
-    let prod = p.ok(&["sql", "--target", "prod", "--format", "csv", "select * from gold.customers order by customer"]);
+    let prod = p.ok(&[
+        "sql",
+        "--target",
+        "prod",
+        "--format",
+        "csv",
+        "select * from gold.customers order by customer",
+    ]);
     assert_eq!(prod.lines().next(), Some("customer,revenue,orders"));
     // The dev plan against dev's own deployment: gold deployed, upstream not.
     let dev_plan = p.ok(&["plan", "--target", "dev"]);

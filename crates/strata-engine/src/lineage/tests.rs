@@ -151,10 +151,9 @@ async fn window_functions_transform_their_inputs() {
 
 #[tokio::test]
 async fn scalar_subqueries_count_as_origins() {
-    let l = lineage(
-        "select id, (select max(amount) from bronze.orders) as top from bronze.customers",
-    )
-    .await;
+    let l =
+        lineage("select id, (select max(amount) from bronze.orders) as top from bronze.customers")
+            .await;
     assert_eq!(
         show(&l),
         vec![
@@ -207,7 +206,10 @@ async fn lineage_composes_through_layers_both_ways() {
         .collect();
     assert_eq!(
         shown,
-        vec!["1 silver.orders.amount false", "2 bronze.orders.amount false"]
+        vec![
+            "1 silver.orders.amount false",
+            "2 bronze.orders.amount false"
+        ]
     );
     let up = g.upstream(&ColumnRef {
         table: "gold.revenue".into(),

@@ -61,13 +61,24 @@ fn base_columns() -> BTreeMap<String, Vec<Column>> {
     [
         (
             "bronze.orders",
-            vec![col("id", "Int64"), col("amount", "Float64"), col("day", "Date32")],
+            vec![
+                col("id", "Int64"),
+                col("amount", "Float64"),
+                col("day", "Date32"),
+            ],
         ),
         (
             "silver.orders",
-            vec![col("id", "Int64"), col("amount", "Float64"), col("day", "Date32")],
+            vec![
+                col("id", "Int64"),
+                col("amount", "Float64"),
+                col("day", "Date32"),
+            ],
         ),
-        ("silver.events", vec![col("id", "Int64"), col("day", "Date32")]),
+        (
+            "silver.events",
+            vec![col("id", "Int64"), col("day", "Date32")],
+        ),
         (
             "gold.revenue",
             vec![col("day", "Date32"), col("revenue", "Float64")],
@@ -183,10 +194,7 @@ fn column_changes_are_classified() {
         ],
     );
     // revenue widened from Float32 is not breaking; here Float64 -> Decimal is.
-    cols.insert(
-        "gold.revenue".into(),
-        vec![col("day", "Date32")],
-    );
+    cols.insert("gold.revenue".into(), vec![col("day", "Date32")]);
     let plan = plan_of(
         &[
             (
@@ -198,7 +206,11 @@ fn column_changes_are_classified() {
         cols,
     );
     assert!(plan.breaking());
-    let orders = &plan.tables.iter().find(|t| t.name == "silver.orders").expect("orders");
+    let orders = &plan
+        .tables
+        .iter()
+        .find(|t| t.name == "silver.orders")
+        .expect("orders");
     assert_eq!(orders.breaking.len(), 2, "{:?}", orders.breaking);
     insta::assert_snapshot!(plan.render());
 }
@@ -233,7 +245,11 @@ fn removed_models_and_history_keeping_models() {
             let mut c = base_columns();
             c.insert(
                 "silver.events".into(),
-                vec![col("id", "Int64"), col("day", "Date32"), col("one", "Int64")],
+                vec![
+                    col("id", "Int64"),
+                    col("day", "Date32"),
+                    col("one", "Int64"),
+                ],
             );
             c
         },
@@ -252,7 +268,9 @@ fn materialization_change_and_broken_contract() {
         "/* materialized = \"view\" */\nselect day, sum(amount) as revenue from silver.orders group by day",
     )]);
     let mut cur = current(&p, &g, &base_columns());
-    cur.get_mut("gold.revenue").expect("revenue").contract_errors =
+    cur.get_mut("gold.revenue")
+        .expect("revenue")
+        .contract_errors =
         vec!["contract: column `revenue` is Float64 but the contract says decimal(15,2)".into()];
     let plan = diff(&g, &cur, &deployed());
     assert!(plan.breaking());
