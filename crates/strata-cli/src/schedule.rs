@@ -16,6 +16,7 @@ use crate::output::{right, table};
 use crate::{Failure, input, progress};
 
 /// Runs `tasks` as one run with a progress bar.
+#[allow(clippy::too_many_arguments)] // one call per kind of run; a struct would only rename them
 pub(crate) async fn execute(
     project: &Arc<Project>,
     graph: &Arc<Graph>,
