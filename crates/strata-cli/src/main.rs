@@ -291,6 +291,15 @@ enum Failure {
     Failed,
 }
 
+impl From<plan::PlanError> for Failure {
+    fn from(e: plan::PlanError) -> Self {
+        match e {
+            plan::PlanError::Project(e) => e.into(),
+            plan::PlanError::State(e) => input(e),
+        }
+    }
+}
+
 impl From<Errors> for Failure {
     fn from(e: Errors) -> Self {
         for err in &e.0 {
@@ -407,11 +416,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         } => {
             let (project, graph) = load(&cli.project)?;
             let state = StateStore::open(&project.state).await.map_err(input)?;
-            let plan = match plan::compute(&project, &graph, &state).await {
-                Ok(p) => p,
-                Err(plan::PlanError::Project(e)) => return Err(e.into()),
-                Err(plan::PlanError::State(e)) => return Err(input(e)),
-            };
+            let plan = plan::compute(&project, &graph, &state).await?;
             plan::print(&plan, project.target.as_deref(), format == "json");
             if fail_on_breaking && plan.breaking() {
                 return Err(Failure::Failed);
@@ -701,11 +706,7 @@ async fn deferred_tables(project: &Project, graph: &Graph) -> Result<Vec<String>
     // Plan over the other target's tables: its lake holds what is deferred.
     let mut seen_from = project.clone();
     seen_from.lake = d.lake.clone();
-    let plan = match plan::compute(&seen_from, graph, &other).await {
-        Ok(p) => p,
-        Err(plan::PlanError::Project(e)) => return Err(e.into()),
-        Err(plan::PlanError::State(e)) => return Err(input(e)),
-    };
+    let plan = plan::compute(&seen_from, graph, &other).await?;
     let deferred: Vec<String> = plan
         .tables
         .iter()
