@@ -10,8 +10,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
 # (aiosmtpd) the e-mail alert tests deliver to, the OpenAPI validator, and what
 # the OpenLineage receiver (crates/strata-cli/tests/openlineage/receiver.py)
 # validates events with: openlineage-python's spec model, jsonschema and the
-# checkers of its date-time and uri formats.
-if ! python3 -c 'import deltalake, pyarrow, aiosmtpd, openapi_spec_validator, psycopg, openlineage.client.generated.base, jsonschema, referencing, rfc3339_validator, rfc3986_validator' 2>/dev/null; then
+# checkers of its date-time and uri formats; the S3 emulator (moto's server)
+# and the clients the object-storage tests put objects with.
+if ! python3 -c 'import deltalake, pyarrow, aiosmtpd, openapi_spec_validator, psycopg, openlineage.client.generated.base, jsonschema, referencing, rfc3339_validator, rfc3986_validator, moto.server, flask_cors, boto3, azure.storage.blob' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
 fi
 
@@ -29,6 +30,12 @@ if ! command -v chromium >/dev/null; then
 fi
 if [ ! -d crates/strata-cli/tests/dashboard/node_modules/playwright-core ]; then
   (cd crates/strata-cli/tests/dashboard && npm ci --no-audit --no-fund --silent)
+fi
+
+# Azurite (npm, pinned in crates/strata-cli/tests/storage/package-lock.json) is
+# the Azure Blob emulator of the object-storage tests.
+if [ ! -x crates/strata-cli/tests/storage/node_modules/.bin/azurite-blob ]; then
+  (cd crates/strata-cli/tests/storage && npm ci --no-audit --no-fund --silent)
 fi
 
 # psql is the SQL endpoint's client in the serving tests.

@@ -678,6 +678,8 @@ static TARGET: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 fn load(dir: &std::path::Path) -> Result<(Project, Graph), Failure> {
     let target = TARGET.get().and_then(|t| t.as_deref());
     let project = Project::load_target(dir, target)?;
+    strata_engine::storage::check_options(&project.storage)
+        .map_err(|e| input(format!("{}: {e}", dir.join("strata.toml").display())))?;
     let graph = Graph::build(&project)?;
     Ok((project, graph))
 }

@@ -31,7 +31,10 @@ pub(crate) async fn execute(
     if let Some(d) = &project.defer
         && !deferred.is_empty()
     {
-        engine = engine.with_deferred(&strata_engine::lake::Lake::new(&d.lake), deferred);
+        engine = engine.with_deferred(
+            &strata_engine::lake::Lake::with_options(&d.lake, &project.storage),
+            deferred,
+        );
     }
     let mut runner = Runner::new(state.clone(), max_parallel);
     let bar = show_progress.then(|| Arc::new(progress::Progress::new()));

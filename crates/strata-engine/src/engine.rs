@@ -39,7 +39,7 @@ pub struct Engine {
 impl Engine {
     /// An engine over a validated project and its graph.
     pub fn new(project: Arc<Project>, graph: Arc<Graph>, state: StateStore) -> Self {
-        let lake = Lake::new(&project.lake);
+        let lake = Lake::of(&project);
         Self {
             project,
             graph,

@@ -1,7 +1,8 @@
 //! Where tables live: `<lake>/<layer>/<name>` as Delta tables, and the
 //! provenance Strata writes into each commit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use futures::TryStreamExt;
@@ -53,18 +54,45 @@ impl Provenance {
     }
 }
 
-/// The lake root.
-#[derive(Debug, Clone)]
+/// The lake root, and the object-store options its tables are opened with.
+#[derive(Clone)]
 pub struct Lake {
     root: String,
+    /// `[storage]` options (may hold secrets: never shown).
+    options: Arc<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lake")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Lake {
-    /// A lake at `root` (an absolute folder or a URL).
+    /// A lake at `root` (an absolute folder or a URL), with no storage options.
     pub fn new(root: &str) -> Self {
+        Self::with_options(root, &[])
+    }
+
+    /// A lake at `root` whose tables are opened with `options` (`[storage]`).
+    pub fn with_options(root: &str, options: &[(String, String)]) -> Self {
+        crate::storage::install();
         Self {
             root: root.trim_end_matches('/').to_string(),
+            options: Arc::new(options.iter().cloned().collect()),
         }
+    }
+
+    /// The project's lake, opened with its `[storage]` options.
+    pub fn of(project: &strata_project::Project) -> Self {
+        Self::with_options(&project.lake, &project.storage)
+    }
+
+    /// The object-store options tables are opened with.
+    pub fn options(&self) -> &HashMap<String, String> {
+        &self.options
     }
 
     /// The lake root as given.
@@ -90,7 +118,7 @@ impl Lake {
     /// Opens a table's handle; `version()` is `None` when no table exists there yet.
     pub async fn open(&self, name: &str) -> Result<DeltaTable> {
         let url = self.table_url(name)?;
-        DeltaTable::try_from_url(url)
+        DeltaTable::try_from_url_with_storage_options(url, self.options.as_ref().clone())
             .await
             .context(|| format!("opening {name}"))
     }
@@ -261,7 +289,10 @@ impl Lake {
     pub async fn commit_summary(&self, name: &str, version: i64) -> Result<CommitSummary> {
         let url = self.table_url(name)?;
         let handle = deltalake::DeltaTableBuilder::from_url(url)
-            .and_then(|b| b.build())
+            .and_then(|b| {
+                b.with_storage_options(self.options.as_ref().clone())
+                    .build()
+            })
             .context(|| format!("opening {name}"))?;
         Ok(read_commit(
             &handle.log_store(),

@@ -28,6 +28,7 @@ mod live;
 pub mod materialize;
 pub mod openlineage;
 mod replace_range;
+pub mod storage;
 pub mod unit;
 pub mod validate;
 

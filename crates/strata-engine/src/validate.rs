@@ -36,7 +36,7 @@ pub struct PlanCheck {
 /// Plans every model of `project` in dependency order.
 pub async fn check_plans(project: &Project, graph: &Graph) -> PlanCheck {
     let ctx = session_context(project.max_parallel, Arc::default());
-    let lake = Lake::new(&project.lake);
+    let lake = Lake::of(project);
     let mut out = PlanCheck::default();
     let mut known: BTreeMap<String, SchemaRef> = BTreeMap::new();
     for s in project.sources.values() {
@@ -185,7 +185,7 @@ pub async fn source_schema(lake: &Lake, s: &strata_project::Source) -> Option<Sc
                 cols,
                 s.schema_drift,
             ))),
-            None => inferred_schema(s),
+            None => inferred_schema(lake, s).await,
         },
     }
 }
@@ -197,14 +197,30 @@ async fn existing_schema(lake: &Lake, table: &str) -> Option<SchemaRef> {
 }
 
 /// The schema the first matching file would give (as the first ingest infers it).
-fn inferred_schema(source: &strata_project::Source) -> Option<SchemaRef> {
+async fn inferred_schema(lake: &Lake, source: &strata_project::Source) -> Option<SchemaRef> {
     if source.format.is_database() || source.format == strata_project::Format::Http {
         return None; // known once ingested, or from declared columns
     }
-    let first = glob::glob(&source.path)
-        .ok()?
-        .filter_map(Result::ok)
-        .find(|p| p.is_file())?;
+    // On object storage: the first matching object, fetched into a spool.
+    let mut _spool = None;
+    let first = if crate::storage::is_remote(&source.path) {
+        let (store, listed) = crate::storage::list(&source.path, lake.options())
+            .await
+            .ok()?;
+        let one = listed.into_iter().find(|l| !l.url.ends_with('/'))?;
+        let dir = tempfile::tempdir().ok()?;
+        let path = crate::storage::fetch(&store, &[one], dir.path())
+            .await
+            .ok()?
+            .pop()?;
+        _spool = Some(dir);
+        path
+    } else {
+        glob::glob(&source.path)
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|p| p.is_file())?
+    };
     let data = match source.format {
         strata_project::Format::Parquet => crate::ingest::files::parquet_schema(&first).ok()?,
         strata_project::Format::Csv => schema_of(

@@ -34,6 +34,10 @@ pub struct RawConfig {
     pub targets: BTreeMap<String, Spanned<RawTarget>>,
     /// `[openlineage]`: where run events are sent.
     pub openlineage: Option<Spanned<RawOpenLineage>>,
+    /// `[storage]`: object-store options (endpoint, region, credentials as
+    /// `${ENV}` references) for a lake or sources on `s3://`, `az://`, `gs://`.
+    #[serde(default)]
+    pub storage: IndexMap<String, Spanned<String>>,
 }
 
 /// `[targets.NAME]`: one environment; unset keys keep `[project]`'s values.

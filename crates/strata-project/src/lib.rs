@@ -98,6 +98,9 @@ pub struct Project {
     pub defer: Option<Deferral>,
     /// `[openlineage]`, when run events are sent.
     pub openlineage: Option<OpenLineage>,
+    /// `[storage]`: object-store options for the lake and file sources on
+    /// object storage, `${ENV}` references expanded (secrets: never log them).
+    pub storage: Vec<(String, String)>,
     /// Tasks run at once.
     pub max_parallel: usize,
     /// Sources by name.
@@ -381,6 +384,11 @@ impl Project {
                 })
             }
         };
+        let storage: Vec<(String, String)> = raw
+            .storage
+            .iter()
+            .filter_map(|(k, v)| resolve_place(v, &mut errors).map(|v| (k.to_ascii_lowercase(), v)))
+            .collect();
         let max_parallel = raw
             .project
             .max_parallel
@@ -623,6 +631,7 @@ impl Project {
             target: target_name.map(|t| t.0),
             defer,
             openlineage,
+            storage,
             lake,
             state,
             engine,
@@ -1202,6 +1211,7 @@ fn keys_for_section(text: &str, offset: usize) -> Vec<&'static str> {
             "serve",
             "targets",
             "openlineage",
+            "storage",
         ]
     }
 }

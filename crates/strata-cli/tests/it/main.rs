@@ -16,5 +16,6 @@ mod plan;
 mod resume;
 mod schedules;
 mod serve;
+mod storage;
 mod support;
 mod unit_tests;

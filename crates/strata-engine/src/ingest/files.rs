@@ -75,7 +75,7 @@ fn partition_value<'a>(partition: &'a [(String, String)], name: &str) -> Option<
 }
 
 /// Values of one unexpected column, sampled for type inference.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Extra {
     name: String,
     text: Vec<String>,
@@ -199,6 +199,117 @@ fn csv_reader(
         .from_reader(f))
 }
 
+/// Where each column is in a CSV file's records, from its header.
+#[derive(Clone)]
+struct Layout {
+    /// Which field holds each column (`usize::MAX`: the file lacks it).
+    index: Vec<usize>,
+    /// Fields per record.
+    width: usize,
+    /// Header fields that are no column of the source: (field, samples).
+    extras: Vec<(usize, Extra)>,
+    /// Columns of the source the file lacks.
+    missing: Vec<String>,
+}
+
+impl Layout {
+    /// No header: the columns in order.
+    fn positional(columns: &[(String, ColumnType)]) -> Self {
+        Self {
+            index: (0..columns.len()).collect(),
+            width: columns.len(),
+            extras: vec![],
+            missing: vec![],
+        }
+    }
+
+    /// From the header record at `line`.
+    fn from_header(
+        record: &csv::StringRecord,
+        line: i64,
+        columns: &[(String, ColumnType)],
+        drift: SchemaDrift,
+        partition: &[(String, String)],
+    ) -> Result<Self, String> {
+        let header: Vec<String> = record.iter().map(normalize_name).collect();
+        let mut index = vec![usize::MAX; columns.len()];
+        let mut missing = vec![];
+        for (i, (name, _)) in columns.iter().enumerate() {
+            match header.iter().position(|h| h == name) {
+                Some(p) => index[i] = p,
+                None => {
+                    if partition_value(partition, name).is_none() {
+                        missing.push(name.clone());
+                    }
+                }
+            }
+        }
+        let mut extras = vec![];
+        for (f, h) in header.iter().enumerate() {
+            if !columns.iter().any(|(n, _)| n == h) && !h.is_empty() {
+                extras.push((
+                    f,
+                    Extra {
+                        name: h.clone(),
+                        ..Default::default()
+                    },
+                ));
+            }
+        }
+        if drift == SchemaDrift::Fail {
+            if !missing.is_empty() {
+                return Err(format!(
+                    "line {line}: the header has no column {} (header: {})",
+                    missing.join(", "),
+                    header.join(", ")
+                ));
+            }
+            if !extras.is_empty() {
+                let names: Vec<String> = extras.iter().map(|(_, e)| e.name.clone()).collect();
+                return Err(format!(
+                    "line {line}: {}",
+                    drift_error("new columns", &names)
+                ));
+            }
+        }
+        Ok(Self {
+            index,
+            width: header.len(),
+            extras,
+            missing,
+        })
+    }
+
+    /// The types of the extra columns (`schema_drift = "add_columns"`).
+    fn new_columns(self, drift: SchemaDrift) -> Vec<(String, ColumnType)> {
+        if drift != SchemaDrift::AddColumns {
+            return vec![];
+        }
+        self.extras
+            .into_iter()
+            .map(|(_, e)| {
+                let t = infer_text(e.text.iter().map(String::as_str));
+                (e.name, t)
+            })
+            .collect()
+    }
+}
+
+/// How a source's CSV files are read (the source's settings, borrowed).
+#[derive(Clone, Copy)]
+pub struct CsvRead<'a> {
+    /// The source's columns.
+    pub columns: &'a [(String, ColumnType)],
+    /// Delimiter, quote, header.
+    pub opts: &'a CsvOptions,
+    /// Strings read as null.
+    pub nulls: &'a [String],
+    /// Schema drift policy.
+    pub drift: SchemaDrift,
+    /// Hive partition values of the file's path.
+    pub partition: &'a [(String, String)],
+}
+
 /// Decodes a CSV file into `columns`.
 pub fn decode_csv(
     path: &Path,
@@ -208,20 +319,45 @@ pub fn decode_csv(
     drift: SchemaDrift,
     partition: &[(String, String)],
 ) -> Result<FileData, String> {
+    let how = CsvRead {
+        columns,
+        opts,
+        nulls,
+        drift,
+        partition,
+    };
     let mut rdr = csv_reader(path, opts)?;
+    let (mut data, layout) = decode_records(&mut rdr, how, None)?;
+    data.missing_columns = layout.missing.clone();
+    data.new_columns = layout.new_columns(drift);
+    Ok(data)
+}
+
+/// Decodes the records of `rdr` into the source's columns. With `layout`,
+/// the reader is past the header (or the file has none); without it, the
+/// first record is the header when the source says so.
+fn decode_records<R: std::io::Read>(
+    rdr: &mut csv::Reader<R>,
+    how: CsvRead<'_>,
+    layout: Option<Layout>,
+) -> Result<(FileData, Layout), String> {
+    let CsvRead {
+        columns,
+        opts,
+        nulls,
+        drift,
+        partition,
+    } = how;
     let mut sink = if drift == SchemaDrift::Rescue {
         RowSink::rescuing(columns)
     } else {
         RowSink::new(columns)
     };
     let mut record = csv::StringRecord::new();
-    // Which field holds each column (usize::MAX: the file lacks it).
-    let mut index: Vec<usize> = (0..columns.len()).collect();
-    let mut width = columns.len();
-    let mut first = true;
-    // Header fields that are no column of the source: (field, samples).
-    let mut extras: Vec<(usize, Extra)> = vec![];
-    let mut missing_columns = vec![];
+    let mut header_pending = layout.is_none() && opts.header;
+    let mut layout = layout.unwrap_or_else(|| Layout::positional(columns));
+    let delim = char::from(opts.delimiter).to_string();
+    let is_null = |v: &str| nulls.iter().any(|n| n == v);
     loop {
         let line = rdr.position().line() as i64;
         match rdr.read_record(&mut record) {
@@ -234,57 +370,15 @@ pub fn decode_csv(
             }
         }
         let line = record.position().map(|p| p.line() as i64).unwrap_or(line);
-        if first && opts.header {
-            first = false;
-            let header: Vec<String> = record.iter().map(normalize_name).collect();
-            width = header.len();
-            let mut missing = vec![];
-            for (i, (name, _)) in columns.iter().enumerate() {
-                match header.iter().position(|h| h == name) {
-                    Some(p) => index[i] = p,
-                    None => {
-                        index[i] = usize::MAX;
-                        if partition_value(partition, name).is_none() {
-                            missing.push(name.clone());
-                        }
-                    }
-                }
-            }
-            for (f, h) in header.iter().enumerate() {
-                if !columns.iter().any(|(n, _)| n == h) && !h.is_empty() {
-                    extras.push((
-                        f,
-                        Extra {
-                            name: h.clone(),
-                            ..Default::default()
-                        },
-                    ));
-                }
-            }
-            if drift == SchemaDrift::Fail {
-                if !missing.is_empty() {
-                    return Err(format!(
-                        "line {line}: the header has no column {} (header: {})",
-                        missing.join(", "),
-                        header.join(", ")
-                    ));
-                }
-                if !extras.is_empty() {
-                    let names: Vec<String> = extras.iter().map(|(_, e)| e.name.clone()).collect();
-                    return Err(format!(
-                        "line {line}: {}",
-                        drift_error("new columns", &names)
-                    ));
-                }
-            }
-            missing_columns = missing;
+        if header_pending {
+            header_pending = false;
+            layout = Layout::from_header(&record, line, columns, drift, partition)?;
             continue;
         }
-        first = false;
         if record.len() == 1 && record.get(0).is_some_and(str::is_empty) {
             continue; // blank line
         }
-        let delim = char::from(opts.delimiter).to_string();
+        let width = layout.width;
         if record.len() != width {
             let raw = record.iter().collect::<Vec<_>>().join(&delim);
             sink.reject(
@@ -295,9 +389,8 @@ pub fn decode_csv(
             continue;
         }
         let rec = &record;
-        let is_null = |v: &str| nulls.iter().any(|n| n == v);
         let mut extra = serde_json::Map::new();
-        for (f, e) in extras.iter_mut() {
+        for (f, e) in layout.extras.iter_mut() {
             let v = rec.get(*f).unwrap_or("");
             if is_null(v) {
                 continue;
@@ -308,6 +401,7 @@ pub fn decode_csv(
                 e.text.push(v.to_string());
             }
         }
+        let index = &layout.index;
         sink.push_row_rescuing(
             line,
             || rec.iter().collect::<Vec<_>>().join(&delim),
@@ -332,24 +426,188 @@ pub fn decode_csv(
         )?;
     }
     sink.flush()?;
-    let new_columns = if drift == SchemaDrift::AddColumns {
-        extras
-            .into_iter()
-            .map(|(_, e)| {
-                let t = infer_text(e.text.iter().map(String::as_str));
-                (e.name, t)
-            })
-            .collect()
-    } else {
-        vec![]
+    Ok((
+        FileData {
+            rows_read: sink.rows_read,
+            batches: std::mem::take(&mut sink.batches),
+            bad: std::mem::take(&mut sink.bad),
+            new_columns: vec![],
+            missing_columns: vec![],
+        },
+        layout,
+    ))
+}
+
+/// Files at least this large are split into chunks decoded in parallel.
+pub const PARALLEL_MIN_BYTES: u64 = 32 << 20;
+/// The size of one chunk.
+const CHUNK_BYTES: u64 = 16 << 20;
+
+/// As [`decode_csv`], but an uncompressed file of at least
+/// [`PARALLEL_MIN_BYTES`] is cut at line ends into chunks that `threads`
+/// threads decode at once. Same rows, same order, same line numbers. A cut
+/// that falls inside a quoted value (a line break in a field: an odd number of
+/// quote characters before it) is detected, and the file is then decoded in
+/// one pass instead.
+pub fn decode_csv_parallel(
+    path: &Path,
+    how: CsvRead<'_>,
+    threads: usize,
+) -> Result<FileData, String> {
+    decode_in_chunks(path, how, threads, PARALLEL_MIN_BYTES, CHUNK_BYTES)
+}
+
+fn decode_in_chunks(
+    path: &Path,
+    how: CsvRead<'_>,
+    threads: usize,
+    min_bytes: u64,
+    chunk_bytes: u64,
+) -> Result<FileData, String> {
+    let sequential = || {
+        decode_csv(
+            path,
+            how.columns,
+            how.opts,
+            how.nulls,
+            how.drift,
+            how.partition,
+        )
     };
-    Ok(FileData {
-        rows_read: sink.rows_read,
-        batches: std::mem::take(&mut sink.batches),
-        bad: std::mem::take(&mut sink.bad),
-        new_columns,
-        missing_columns,
-    })
+    let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    let compressed = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["gz", "gzip", "zst", "zstd"].contains(&e.to_ascii_lowercase().as_str()));
+    if threads < 2 || size < min_bytes || compressed {
+        return sequential();
+    }
+    // The header, and where the data starts.
+    let mut rdr = csv_reader(path, how.opts)?;
+    let (layout, data_start, header_lines) = if how.opts.header {
+        let mut rec = csv::StringRecord::new();
+        match rdr.read_record(&mut rec) {
+            Ok(true) => {}
+            _ => return sequential(),
+        }
+        let layout = Layout::from_header(&rec, 1, how.columns, how.drift, how.partition)?;
+        let pos = rdr.position();
+        (layout, pos.byte(), pos.line() as i64 - 1)
+    } else {
+        (Layout::positional(how.columns), 0, 0)
+    };
+    drop(rdr);
+    let bounds = chunk_bounds(path, data_start, size, chunk_bytes)?;
+    let quote = how.opts.quote;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    type Chunk = Result<(FileData, Layout, i64, u64), String>;
+    let results: std::sync::Mutex<Vec<Option<Chunk>>> =
+        std::sync::Mutex::new((0..bounds.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(bounds.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&(from, to)) = bounds.get(i) else {
+                        break;
+                    };
+                    let r = decode_chunk(path, from, to, quote, how, layout.clone());
+                    if let Ok(mut all) = results.lock() {
+                        all[i] = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    let chunks = results
+        .into_inner()
+        .map_err(|_| "a decoding thread failed".to_string())?;
+    let mut out = FileData::default();
+    let mut merged = layout;
+    let mut lines_before = header_lines;
+    let mut quotes_before: u64 = 0;
+    for (i, c) in chunks.into_iter().enumerate() {
+        let (data, chunk_layout, lines, quotes) =
+            c.ok_or_else(|| format!("chunk {i} was not decoded"))??;
+        if quotes_before % 2 == 1 {
+            return sequential(); // the cut fell inside a quoted value
+        }
+        out.rows_read += data.rows_read;
+        out.batches.extend(data.batches);
+        out.bad.extend(data.bad.into_iter().map(|mut b| {
+            b.line += lines_before;
+            b
+        }));
+        for ((_, into), (_, from)) in merged.extras.iter_mut().zip(chunk_layout.extras) {
+            let room = SAMPLE_ROWS.saturating_sub(into.text.len());
+            into.text.extend(from.text.into_iter().take(room));
+        }
+        lines_before += lines;
+        quotes_before += quotes;
+    }
+    out.missing_columns = merged.missing.clone();
+    out.new_columns = merged.new_columns(how.drift);
+    Ok(out)
+}
+
+/// Byte ranges `[from, to)` of about `chunk` bytes from `start`, each ending
+/// just after a line break (the last at the end of the file).
+fn chunk_bounds(path: &Path, start: u64, size: u64, chunk: u64) -> Result<Vec<(u64, u64)>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path).map_err(|e| e.to_string())?;
+    let mut out = vec![];
+    let mut from = start;
+    let mut buf = vec![0u8; 64 << 10];
+    while from < size {
+        let mut to = from + chunk;
+        if to >= size {
+            out.push((from, size));
+            break;
+        }
+        f.seek(SeekFrom::Start(to)).map_err(|e| e.to_string())?;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                to = size;
+                break;
+            }
+            if let Some(p) = buf[..n].iter().position(|&b| b == b'\n') {
+                to += p as u64 + 1;
+                break;
+            }
+            to += n as u64;
+        }
+        out.push((from, to));
+        from = to;
+    }
+    Ok(out)
+}
+
+/// Decodes bytes `[from, to)` of a file: the data, the layout's samples, the
+/// number of line breaks and of quote characters in the chunk.
+fn decode_chunk(
+    path: &Path,
+    from: u64,
+    to: u64,
+    quote: u8,
+    how: CsvRead<'_>,
+    layout: Layout,
+) -> Result<(FileData, Layout, i64, u64), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path).map_err(|e| e.to_string())?;
+    f.seek(SeekFrom::Start(from)).map_err(|e| e.to_string())?;
+    let mut bytes = vec![0u8; usize::try_from(to - from).map_err(|e| e.to_string())?];
+    f.read_exact(&mut bytes).map_err(|e| e.to_string())?;
+    let lines = bytes.iter().filter(|&&b| b == b'\n').count() as i64;
+    let quotes = bytes.iter().filter(|&&b| b == quote).count() as u64;
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(how.opts.delimiter)
+        .quote(how.opts.quote)
+        .from_reader(bytes.as_slice());
+    let (data, layout) = decode_records(&mut rdr, how, Some(layout))?;
+    Ok((data, layout, lines, quotes))
 }
 
 /// Decodes an NDJSON file into `columns`; keys that are no column are drift.
@@ -583,6 +841,75 @@ mod tests {
             header: true,
             delimiter: b',',
             quote: b'"',
+        }
+    }
+
+    fn rows_of(d: &FileData) -> Vec<String> {
+        let mut out = vec![];
+        for b in &d.batches {
+            for r in 0..b.num_rows() {
+                let cells: Vec<String> = b
+                    .columns()
+                    .iter()
+                    .map(|c| {
+                        datafusion::arrow::util::display::array_value_to_string(c, r)
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                out.push(cells.join("|"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn chunked_csv_decoding_matches_one_pass_even_across_quoted_line_breaks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cols = vec![
+            ("id".to_string(), ColumnType::Int64),
+            ("note".into(), ColumnType::Utf8),
+            ("amount".into(), ColumnType::Decimal(15, 2)),
+        ];
+        let o = opts();
+        let nulls = [String::new()];
+        let how = CsvRead {
+            columns: &cols,
+            opts: &o,
+            nulls: &nulls,
+            drift: SchemaDrift::AddColumns,
+            partition: &[],
+        };
+        let mut plain = String::from("id,note,amount,extra\n");
+        for i in 0..3000 {
+            match i % 500 {
+                7 => plain.push_str(&format!("{i},short\n")),
+                9 => plain.push_str(&format!("x{i},bad id,1.00,e\n")),
+                _ => plain.push_str(&format!("{i},\"a, b {i}\",{}.25,e{i}\n", i % 97)),
+            }
+        }
+        // The same rows with a quoted value that spans many lines (and chunks).
+        let mut quoted = plain.clone();
+        let long: String = (0..400).map(|i| format!("line {i}\n")).collect();
+        quoted.push_str(&format!("9999,\"{long}\",1.00,e\n"));
+        for (name, text) in [("plain.csv", &plain), ("quoted.csv", &quoted)] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).expect("write");
+            let one = decode_csv(&p, &cols, &o, &nulls, SchemaDrift::AddColumns, &[]).expect("one");
+            let chunked = decode_in_chunks(&p, how, 3, 0, 1024).expect("chunked");
+            assert_eq!(chunked.rows_read, one.rows_read, "{name}");
+            assert_eq!(rows_of(&chunked), rows_of(&one), "{name}");
+            let bad = |d: &FileData| -> Vec<(i64, String, String)> {
+                d.bad
+                    .iter()
+                    .map(|b| (b.line, b.error.clone(), b.raw.clone()))
+                    .collect()
+            };
+            assert_eq!(bad(&chunked), bad(&one), "{name}");
+            assert_eq!(chunked.new_columns, one.new_columns, "{name}");
+            assert!(one.bad.iter().any(|b| b.line == 9), "{:?}", bad(&one));
+            if name == "plain.csv" {
+                assert!(chunked.batches.len() > 1, "it was cut into chunks");
+            }
         }
     }
 

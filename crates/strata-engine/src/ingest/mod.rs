@@ -20,6 +20,7 @@ use datafusion::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::logstore::ObjectStoreRef;
 use deltalake::protocol::SaveMode;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -79,7 +80,7 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
     }
     let table_name = source.table();
     let root = engine.project.root.clone();
-    let all = list_files(source, &root)?;
+    let (store, all) = list_files(engine, source, &root).await?;
     if all.is_empty() {
         return Err(Error::User(format!(
             "source `{}` matched no files at `{}`; check `path` in strata.toml",
@@ -146,7 +147,7 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
         });
     }
 
-    let todo: Vec<(PathBuf, String)> = all
+    let todo: Vec<(Found, String)> = all
         .into_iter()
         .filter(|(_, rel)| source.mode == SourceMode::Snapshot || !seen.contains(rel))
         .collect();
@@ -158,6 +159,9 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
             ..Default::default()
         });
     }
+    // Objects on object storage are read from a local spool, kept until the
+    // batch is committed.
+    let (_spool, todo) = localize(store.as_ref(), todo).await?;
 
     let mut columns = columns_for(source, &bronze, &todo[0].0)?;
     // Hive-style folders (`date=2024-01-01/`) give columns of their own.
@@ -526,13 +530,16 @@ async fn commit_batch(
     })
 }
 
-/// Decodes files two at a time, off the async threads.
+/// Decodes files two at a time, off the async threads; when there are fewer
+/// files than cores, a large CSV file is itself decoded on several threads.
 async fn decode_all(
     source: &Source,
     todo: &[(PathBuf, String)],
     columns: &[(String, ColumnType)],
     parquet_target: &SchemaRef,
 ) -> Vec<(PathBuf, String, std::result::Result<FileData, String>)> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = if todo.len() < cores { cores } else { 1 };
     futures::stream::iter(todo.to_vec())
         .map(|(path, rel)| {
             let source = source.clone();
@@ -542,13 +549,16 @@ async fn decode_all(
                 let p = path.clone();
                 let partition = files::hive_values(&rel);
                 let r = tokio::task::spawn_blocking(move || match source.format {
-                    Format::Csv => files::decode_csv(
+                    Format::Csv => files::decode_csv_parallel(
                         &p,
-                        &columns,
-                        &source.csv,
-                        &source.null_values,
-                        source.schema_drift,
-                        &partition,
+                        files::CsvRead {
+                            columns: &columns,
+                            opts: &source.csv,
+                            nulls: &source.null_values,
+                            drift: source.schema_drift,
+                            partition: &partition,
+                        },
+                        threads,
                     ),
                     Format::Ndjson => {
                         files::decode_ndjson(&p, &columns, source.schema_drift, &partition)
@@ -976,7 +986,7 @@ fn to_manifest(
 /// Files of `source` that have landed and are not in its manifest yet, as
 /// named in the manifest (relative to the project): what a sensor waits for.
 pub async fn pending_files(engine: &Engine, source: &Source) -> Result<Vec<String>> {
-    let all = list_files(source, &engine.project.root)?;
+    let (_, all) = list_files(engine, source, &engine.project.root).await?;
     let seen = engine
         .state
         .ingested_files(&source.name)
@@ -989,8 +999,38 @@ pub async fn pending_files(engine: &Engine, source: &Source) -> Result<Vec<Strin
         .collect())
 }
 
-/// Matching files, sorted, each with its name relative to the project root.
-fn list_files(source: &Source, root: &Path) -> Result<Vec<(PathBuf, String)>> {
+/// A file a source's glob matched.
+#[derive(Debug, Clone)]
+enum Found {
+    /// On local disk.
+    Local(PathBuf),
+    /// On object storage (read through a local spool).
+    Remote(crate::storage::Listed),
+}
+
+/// Matching files, sorted, each with its name relative to the project root
+/// (its full URL on object storage), and the store remote ones are read from.
+async fn list_files(
+    engine: &Engine,
+    source: &Source,
+    root: &Path,
+) -> Result<(Option<ObjectStoreRef>, Vec<(Found, String)>)> {
+    if crate::storage::is_remote(&source.path) {
+        let (store, listed) = crate::storage::list(&source.path, engine.lake.options())
+            .await
+            .map_err(|e| match e {
+                Error::User(m) => Error::User(format!("source `{}`: {m}", source.name)),
+                Error::External(m) => Error::External(format!("source `{}`: {m}", source.name)),
+                other => other,
+            })?;
+        let files = listed
+            .into_iter()
+            .filter(|l| !l.url.ends_with('/'))
+            .map(|l| (l.url.clone(), l))
+            .map(|(url, l)| (Found::Remote(l), url))
+            .collect();
+        return Ok((Some(store), files));
+    }
     let paths = glob::glob(&source.path).map_err(|e| {
         Error::User(format!(
             "source `{}`: bad path pattern `{}`: {e}",
@@ -1007,11 +1047,48 @@ fn list_files(source: &Source, root: &Path) -> Result<Vec<(PathBuf, String)>> {
                 .strip_prefix(root)
                 .map(|r| r.display().to_string())
                 .unwrap_or_else(|_| p.display().to_string());
-            out.push((p, rel));
+            out.push((Found::Local(p), rel));
         }
     }
     out.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(out)
+    Ok((None, out))
+}
+
+/// Local paths for `todo`: remote objects are downloaded into a spool folder
+/// (returned, so it lives as long as the batch needs it).
+async fn localize(
+    store: Option<&ObjectStoreRef>,
+    todo: Vec<(Found, String)>,
+) -> Result<(Option<tempfile::TempDir>, Vec<(PathBuf, String)>)> {
+    let remote: Vec<crate::storage::Listed> = todo
+        .iter()
+        .filter_map(|(f, _)| match f {
+            Found::Remote(l) => Some(l.clone()),
+            Found::Local(_) => None,
+        })
+        .collect();
+    let (spool, mut fetched) = match (store, remote.is_empty()) {
+        (Some(store), false) => {
+            let dir = tempfile::Builder::new()
+                .prefix("strata-spool-")
+                .tempdir()
+                .map_err(|e| Error::External(format!("creating a spool folder: {e}")))?;
+            let paths = crate::storage::fetch(store, &remote, dir.path()).await?;
+            (Some(dir), paths.into_iter())
+        }
+        _ => (None, Vec::new().into_iter()),
+    };
+    let mut out = Vec::with_capacity(todo.len());
+    for (f, rel) in todo {
+        let path = match f {
+            Found::Local(p) => p,
+            Found::Remote(_) => fetched
+                .next()
+                .ok_or_else(|| Error::Internal(format!("{rel} was not fetched")))?,
+        };
+        out.push((path, rel));
+    }
+    Ok((spool, out))
 }
 
 /// Declared columns, else the bronze table's, else inferred from `first`.
