@@ -277,7 +277,7 @@ pub async fn fetch(
     objects: &[Listed],
     dir: &std::path::Path,
 ) -> Result<Vec<std::path::PathBuf>> {
-    let jobs = objects.to_vec().into_iter().enumerate().map(|(i, o)| {
+    let jobs = objects.iter().cloned().enumerate().map(|(i, o)| {
         let store = store.clone();
         let name = o.meta.location.filename().unwrap_or("object").to_string();
         // Keep the file name (its extension says how it is compressed).
