@@ -5,6 +5,7 @@
 # metadata columns, a Delta commit) beside, in the same run,
 #   floor:  bare DataFusion reading the same CSV with the same types and writing Parquet
 #   duckdb: DuckDB (Python package) doing the same
+# all three writing uncompressed Parquet (Strata's bronze files are).
 # Release builds (or STRATA_BIN / BENCH_BIN). Prints one line:
 #   ingest: sf=<n> mb=<MB> strata=<s> floor=<s> duckdb=<s> ratio=<strata/floor> vs_duckdb=<strata/duckdb> strata_mbps=<MB/s> floor_mbps=<MB/s> throughput_vs_floor=<x> peak_mb=<MB>
 set -euo pipefail
@@ -43,7 +44,7 @@ cols = {"l_orderkey": "BIGINT", "l_partkey": "BIGINT", "l_suppkey": "BIGINT", "l
         "l_tax": "DECIMAL(15,2)", "l_returnflag": "VARCHAR", "l_linestatus": "VARCHAR", "l_shipdate": "DATE",
         "l_commitdate": "DATE", "l_receiptdate": "DATE", "l_shipinstruct": "VARCHAR", "l_shipmode": "VARCHAR",
         "l_comment": "VARCHAR"}
-duckdb.sql(f"COPY (SELECT * FROM read_csv('{sys.argv[1]}', header = true, columns = {cols})) TO '{sys.argv[2]}' (FORMAT parquet)")
+duckdb.sql(f"COPY (SELECT * FROM read_csv('{sys.argv[1]}', header = true, columns = {cols})) TO '{sys.argv[2]}' (FORMAT parquet, COMPRESSION uncompressed)")
 PY
 )
 

@@ -3,7 +3,8 @@
 //! - `gen TABLE --sf N --out DIR`: TPC-H data as CSV with a header, generated in
 //!   process by the `tpchgen` crate (`DIR/TABLE.csv`; all 8 tables with `all`).
 //! - `floor-ingest CSV OUT`: the floor of bronze ingestion: bare DataFusion reads
-//!   TPC-H lineitem CSV with its types and writes Parquet. Prints seconds.
+//!   TPC-H lineitem CSV with its types and writes uncompressed Parquet (as
+//!   Strata writes bronze). Prints seconds.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::config::TableParquetOptions;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{CsvReadOptions, SessionContext};
 use tpchgen::csv::{
@@ -148,10 +150,13 @@ async fn floor_ingest(csv: &Path, out: &Path) -> Result<f64, String> {
         )
         .await
         .map_err(|e| e.to_string())?;
+    // Uncompressed, as Strata writes bronze: the same work on both sides.
+    let mut parquet = TableParquetOptions::default();
+    parquet.global.compression = Some("uncompressed".into());
     df.write_parquet(
         out.to_str().ok_or("the output path is not UTF-8")?,
         DataFrameWriteOptions::new(),
-        None,
+        Some(parquet),
     )
     .await
     .map_err(|e| e.to_string())?;

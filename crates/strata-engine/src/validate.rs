@@ -181,10 +181,22 @@ pub async fn source_schema(lake: &Lake, s: &strata_project::Source) -> Option<Sc
     match existing_schema(lake, &s.table()).await {
         Some(schema) => Some(schema),
         None => match &s.columns {
-            Some(cols) => Some(with_metadata_schema(&crate::ingest::write_schema(
-                cols,
-                s.schema_drift,
-            ))),
+            Some(cols) => {
+                // Hive folders of the first matching file give columns too.
+                let mut cols = cols.clone();
+                if let Some(first) = first_file_name(lake, s).await {
+                    for (k, v) in crate::ingest::files::hive_values(&first) {
+                        if !cols.iter().any(|(c, _)| *c == k) {
+                            let t = crate::ingest::infer::infer_text([v.as_str()].into_iter());
+                            cols.push((k, t));
+                        }
+                    }
+                }
+                Some(with_metadata_schema(&crate::ingest::write_schema(
+                    &cols,
+                    s.schema_drift,
+                )))
+            }
             None => inferred_schema(lake, s).await,
         },
     }
@@ -194,6 +206,29 @@ async fn existing_schema(lake: &Lake, table: &str) -> Option<SchemaRef> {
     let t = lake.open_existing(table).await.ok()??;
     let snapshot = t.snapshot().ok()?;
     Some(snapshot.snapshot().arrow_schema())
+}
+
+/// The name (path or URL) of a file source's first matching file.
+async fn first_file_name(lake: &Lake, source: &strata_project::Source) -> Option<String> {
+    if source.format.is_database() || source.format == strata_project::Format::Http {
+        return None;
+    }
+    if crate::storage::is_remote(&source.path) {
+        let (_, listed) = crate::storage::list(&source.path, lake.options())
+            .await
+            .ok()?;
+        return listed
+            .into_iter()
+            .map(|l| l.url)
+            .find(|u| !u.ends_with('/'));
+    }
+    let mut paths: Vec<std::path::PathBuf> = glob::glob(&source.path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    paths.first().map(|p| p.display().to_string())
 }
 
 /// The schema the first matching file would give (as the first ingest infers it).

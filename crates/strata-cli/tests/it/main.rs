@@ -11,6 +11,7 @@ mod example;
 mod intervals;
 mod materializations;
 mod openlineage;
+mod parallel;
 mod partitions;
 mod plan;
 mod resume;

@@ -103,12 +103,24 @@ fn azurite() -> Emulator {
 impl Emulator {
     /// Runs tests/storage/objects.py; returns stdout.
     fn objects(&self, args: &[&str]) -> String {
-        let out = Command::new("python3")
-            .arg(storage_dir().join("objects.py"))
-            .args([self.cloud, &self.endpoint])
-            .args(args)
-            .output()
-            .expect("python3");
+        let run = || {
+            Command::new("python3")
+                .arg(storage_dir().join("objects.py"))
+                .args([self.cloud, &self.endpoint])
+                .args(args)
+                .output()
+                .expect("python3")
+        };
+        let mut out = run();
+        if !out.status.success() && args.first() == Some(&"read") {
+            // The Python reader has been seen to abort once under load (as in
+            // the example test): say so, and read once more.
+            eprintln!(
+                "python deltalake failed once, retrying: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out = run();
+        }
         assert!(
             out.status.success(),
             "objects.py {args:?}: {}",
@@ -215,8 +227,11 @@ on_bad_rows = "quarantine"
         ("STRATA_TEST_S3_ENDPOINT", s3.endpoint.as_str()),
         ("STRATA_TEST_S3_SECRET", SECRET),
     ];
+    // Before anything is ingested, validation plans over the declared columns
+    // plus the Hive folder's `date` (from the first object in the bucket).
+    p.ok_env(&["validate"], &env);
     p.ok_env(&["run"], &env);
-    // Validation plans against the tables in the bucket.
+    // After, against the tables in the bucket.
     p.ok_env(&["validate"], &env);
 
     // The tables are in the bucket, and nothing landed on local disk.

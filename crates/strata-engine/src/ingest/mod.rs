@@ -454,6 +454,48 @@ async fn commit_batch(
         _ => None,
     };
     let props = stats::bronze_writer_properties(&data_schema_with_meta);
+    let data_rows: usize = data_batches.iter().map(RecordBatch::num_rows).sum();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let same_schema = match bronze.snapshot() {
+        Ok(s) => s.snapshot().arrow_schema().fields() == data_schema_with_meta.fields(),
+        Err(_) => bronze.version().is_none(),
+    };
+    let (bronze, data_batches) = if data_rows >= parallel_write_rows() && cores > 1 && same_schema {
+        match append_parallel(
+            bronze,
+            data_batches,
+            &data_schema_with_meta,
+            &props,
+            provenance.commit_properties(),
+            cores,
+        )
+        .await
+        .context(|| format!("writing {table_name}"))?
+        {
+            Appended::Done(version) => {
+                return finish_commit(
+                    engine,
+                    source,
+                    run,
+                    CommitDone {
+                        version: Some(version),
+                        per_interval,
+                        events,
+                        watermark,
+                        accounts,
+                        batch_id,
+                        rows_read,
+                        rows_loaded,
+                        rows_quarantined,
+                    },
+                )
+                .await;
+            }
+            Appended::NotHere(table, batches) => (table, batches),
+        }
+    } else {
+        (bronze, data_batches)
+    };
     let mut w = if data_batches.is_empty() {
         // Every row was bad: still commit an empty version so the batch is recorded.
         let empty = RecordBatch::new_empty(data_schema_with_meta);
@@ -469,7 +511,58 @@ async fn commit_batch(
         w = w.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);
     }
     let table = w.await.context(|| format!("writing {table_name}"))?;
-    let version = version_of(&table);
+    finish_commit(
+        engine,
+        source,
+        run,
+        CommitDone {
+            version: version_of(&table),
+            per_interval,
+            events,
+            watermark,
+            accounts,
+            batch_id,
+            rows_read,
+            rows_loaded,
+            rows_quarantined,
+        },
+    )
+    .await
+}
+
+/// What a batch's bronze commit leaves for its bookkeeping.
+struct CommitDone {
+    version: Option<i64>,
+    per_interval: Option<(std::collections::BTreeMap<i64, i64>, Option<i64>)>,
+    events: Vec<strata_state::SchemaEvent>,
+    watermark: Option<db::Watermark>,
+    accounts: Vec<FileAccount>,
+    batch_id: String,
+    rows_read: i64,
+    rows_loaded: i64,
+    rows_quarantined: i64,
+}
+
+/// After the bronze commit: intervals, schema events, the watermark and the
+/// manifest, then the task's output.
+async fn finish_commit(
+    engine: &Engine,
+    source: &Source,
+    run: &RunInfo,
+    done: CommitDone,
+) -> Result<TaskOutput> {
+    let CommitDone {
+        version,
+        per_interval,
+        events,
+        watermark,
+        accounts,
+        batch_id,
+        rows_read,
+        rows_loaded,
+        rows_quarantined,
+    } = done;
+    let table_name = source.table();
     let mut data_time = None;
     if let (Some((counts, newest)), Some((_, grain))) = (per_interval, &source.time) {
         data_time = newest.and_then(crate::replace_range::micros_rfc3339);
@@ -528,6 +621,88 @@ async fn commit_batch(
         }),
         ..Default::default()
     })
+}
+
+/// Bronze batches of at least this many rows are written by one Parquet
+/// writer per core (delta-rs's own write encodes on one thread).
+const PARALLEL_WRITE_ROWS: usize = 1_000_000;
+
+/// [`PARALLEL_WRITE_ROWS`], or `STRATA_PARALLEL_WRITE_ROWS` (for tests).
+fn parallel_write_rows() -> usize {
+    std::env::var("STRATA_PARALLEL_WRITE_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PARALLEL_WRITE_ROWS)
+}
+
+/// The outcome of [`append_parallel`].
+enum Appended {
+    /// Committed as this version.
+    Done(i64),
+    /// The table's schema is not the batches': write them the usual way.
+    NotHere(deltalake::DeltaTable, Vec<RecordBatch>),
+}
+
+/// Appends `batches` as one commit, their Parquet files written by `threads`
+/// writers at once. A table that does not exist yet is first created empty.
+async fn append_parallel(
+    table: deltalake::DeltaTable,
+    batches: Vec<RecordBatch>,
+    schema: &SchemaRef,
+    props: &deltalake::parquet::file::properties::WriterProperties,
+    commit: deltalake::kernel::transaction::CommitProperties,
+    threads: usize,
+) -> std::result::Result<Appended, deltalake::DeltaTableError> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+    use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
+    let mut table = table;
+    if table.version().is_none() {
+        let kernel: deltalake::kernel::StructType = schema.as_ref().try_into_kernel()?;
+        table = table
+            .create()
+            .with_columns(kernel.fields().cloned())
+            .await?;
+    }
+    let probe = RecordBatchWriter::for_table(&table)?;
+    if probe.arrow_schema().fields() != schema.fields() {
+        return Ok(Appended::NotHere(table, batches));
+    }
+    // Contiguous groups keep the rows' order within each file.
+    let per = batches.len().div_ceil(threads).max(1);
+    let mut groups: Vec<Vec<RecordBatch>> = vec![];
+    let mut it = batches.into_iter().peekable();
+    while it.peek().is_some() {
+        groups.push(it.by_ref().take(per).collect());
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for group in groups {
+        let mut w = RecordBatchWriter::for_table(&table)?.with_writer_properties(props.clone());
+        set.spawn(async move {
+            for b in group {
+                w.write(b).await?;
+            }
+            w.flush().await
+        });
+    }
+    let mut actions = vec![];
+    while let Some(r) = set.join_next().await {
+        let adds = r.map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))??;
+        actions.extend(adds.into_iter().map(deltalake::kernel::Action::Add));
+    }
+    let snapshot = table.snapshot()?;
+    let done = deltalake::kernel::transaction::CommitBuilder::from(commit)
+        .with_actions(actions)
+        .build(
+            Some(snapshot),
+            table.log_store(),
+            deltalake::protocol::DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: None,
+                predicate: None,
+            },
+        )
+        .await?;
+    Ok(Appended::Done(done.version as i64))
 }
 
 /// Decodes files two at a time, off the async threads; when there are fewer

@@ -4,6 +4,7 @@
 //! guessed at: it is returned whole, with the reason and its line, for the
 //! quarantine table.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
@@ -56,9 +57,10 @@ pub fn schema_of(columns: &[(String, ColumnType)]) -> SchemaRef {
     ))
 }
 
-/// One converted value.
+/// One converted value; text borrows from the record it was read from
+/// when it can (no allocation per value).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
+pub enum Cell<'a> {
     /// Null.
     Null,
     /// Integer.
@@ -66,7 +68,7 @@ pub enum Cell {
     /// Float.
     Float(f64),
     /// Text.
-    Str(String),
+    Str(Cow<'a, str>),
     /// Boolean.
     Bool(bool),
     /// Days since the epoch.
@@ -77,12 +79,36 @@ pub enum Cell {
     Dec(i128),
 }
 
+impl Cell<'_> {
+    /// The same value, owning its text.
+    pub fn into_owned(self) -> Cell<'static> {
+        match self {
+            Cell::Null => Cell::Null,
+            Cell::Int(v) => Cell::Int(v),
+            Cell::Float(v) => Cell::Float(v),
+            Cell::Str(s) => Cell::Str(Cow::Owned(s.into_owned())),
+            Cell::Bool(v) => Cell::Bool(v),
+            Cell::Date(v) => Cell::Date(v),
+            Cell::Ts(v) => Cell::Ts(v),
+            Cell::Dec(v) => Cell::Dec(v),
+        }
+    }
+}
+
+/// An emptied cell vector under another lifetime, keeping its allocation
+/// (collecting an empty vector's iterator into one of the same layout reuses
+/// the buffer).
+fn relabel<'x, 'y>(mut v: Vec<Cell<'x>>) -> Vec<Cell<'y>> {
+    v.clear();
+    v.into_iter().map(|_| Cell::Null).collect()
+}
+
 /// Converts text to a column type.
-pub fn parse_text(s: &str, t: ColumnType) -> Result<Cell, String> {
+pub fn parse_text(s: &str, t: ColumnType) -> Result<Cell<'_>, String> {
     let v = s.trim();
     let bad = |what: &str| Err(format!("`{s}` is not a valid {what}"));
     match t {
-        ColumnType::Utf8 => Ok(Cell::Str(s.to_string())),
+        ColumnType::Utf8 => Ok(Cell::Str(Cow::Borrowed(s))),
         ColumnType::Int64 => match v.parse::<i64>() {
             Ok(i) => Ok(Cell::Int(i)),
             Err(_) => match v.parse::<f64>() {
@@ -109,28 +135,45 @@ pub fn parse_text(s: &str, t: ColumnType) -> Result<Cell, String> {
 }
 
 /// Converts a JSON value to a column type.
-pub fn parse_json(v: &Value, t: ColumnType) -> Result<Cell, String> {
+pub fn parse_json(v: &Value, t: ColumnType) -> Result<Cell<'_>, String> {
     match (v, t) {
         (Value::Null, _) => Ok(Cell::Null),
-        (Value::String(s), ColumnType::Utf8) => Ok(Cell::Str(s.clone())),
+        (Value::String(s), ColumnType::Utf8) => Ok(Cell::Str(Cow::Borrowed(s))),
         (Value::String(s), _) => parse_text(s, t),
         (Value::Number(n), ColumnType::Int64) => match n.as_i64() {
             Some(i) => Ok(Cell::Int(i)),
-            None => parse_text(&n.to_string(), t),
+            None => parse_text(&n.to_string(), t).map(Cell::into_owned),
         },
         (Value::Number(n), ColumnType::Float64) => n
             .as_f64()
             .map(Cell::Float)
             .ok_or_else(|| format!("`{n}` is not a valid double")),
-        (Value::Number(n), ColumnType::Decimal(..)) => parse_text(&n.to_string(), t),
+        (Value::Number(n), ColumnType::Decimal(..)) => {
+            parse_text(&n.to_string(), t).map(Cell::into_owned)
+        }
         (Value::Bool(b), ColumnType::Boolean) => Ok(Cell::Bool(*b)),
-        (other, ColumnType::Utf8) => Ok(Cell::Str(other.to_string())),
+        (other, ColumnType::Utf8) => Ok(Cell::Str(Cow::Owned(other.to_string()))),
         (other, _) => Err(format!("`{other}` is not a valid {t}")),
     }
 }
 
 fn parse_date(s: &str) -> Option<i32> {
-    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    let d = match s.as_bytes() {
+        // The common `YYYY-MM-DD`, without a format string.
+        [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1]
+            if [y0, y1, y2, y3, m0, m1, d0, d1]
+                .iter()
+                .all(|b| b.is_ascii_digit()) =>
+        {
+            let n = |bs: &[&u8]| {
+                bs.iter()
+                    .fold(0u32, |acc, b| acc * 10 + u32::from(**b - b'0'))
+            };
+            let year = i32::try_from(n(&[y0, y1, y2, y3])).ok()?;
+            NaiveDate::from_ymd_opt(year, n(&[m0, m1]), n(&[d0, d1]))?
+        }
+        _ => NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?,
+    };
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
     i32::try_from((d - epoch).num_days()).ok()
 }
@@ -213,11 +256,11 @@ impl Builder {
         }
     }
 
-    fn push(&mut self, c: Cell) {
+    fn push(&mut self, c: Cell<'_>) {
         match (self, c) {
             (Builder::Int(b), Cell::Int(v)) => b.append_value(v),
             (Builder::Float(b), Cell::Float(v)) => b.append_value(v),
-            (Builder::Str(b), Cell::Str(v)) => b.append_value(v),
+            (Builder::Str(b), Cell::Str(v)) => b.append_value(v.as_ref()),
             (Builder::Bool(b), Cell::Bool(v)) => b.append_value(v),
             (Builder::Date(b), Cell::Date(v)) => b.append_value(v),
             (Builder::Ts(b), Cell::Ts(v)) => b.append_value(v),
@@ -279,7 +322,8 @@ pub struct RowSink {
     pub bad: Vec<BadRow>,
     /// Rows read (good + bad).
     pub rows_read: i64,
-    cells: Vec<Cell>,
+    /// The allocation of each row's cells, kept between rows.
+    cells: Vec<Cell<'static>>,
 }
 
 impl RowSink {
@@ -324,11 +368,11 @@ impl RowSink {
 
     /// Adds a row whose cells are produced by `convert(column_index, type)`;
     /// if any cell fails, the whole row goes to `bad` with `raw` and `line`.
-    pub fn push_row(
+    pub fn push_row<'a>(
         &mut self,
         line: i64,
         raw: impl FnOnce() -> String,
-        convert: impl FnMut(usize, ColumnType) -> Result<Cell, String>,
+        convert: impl FnMut(usize, ColumnType) -> Result<Cell<'a>, String>,
     ) -> Result<(), String> {
         self.push_row_rescuing(line, raw, convert, |_| None, serde_json::Map::new())
     }
@@ -336,28 +380,29 @@ impl RowSink {
     /// As [`RowSink::push_row`]; in a rescuing sink a cell that fails is
     /// loaded as null and `original(column_index)` is kept in `_rescued`, with
     /// the row's unexpected fields `extra`.
-    pub fn push_row_rescuing(
+    pub fn push_row_rescuing<'a>(
         &mut self,
         line: i64,
         raw: impl FnOnce() -> String,
-        mut convert: impl FnMut(usize, ColumnType) -> Result<Cell, String>,
+        mut convert: impl FnMut(usize, ColumnType) -> Result<Cell<'a>, String>,
         original: impl Fn(usize) -> Option<Value>,
         extra: serde_json::Map<String, Value>,
     ) -> Result<(), String> {
         self.rows_read += 1;
-        self.cells.clear();
+        let mut cells: Vec<Cell<'a>> = relabel(std::mem::take(&mut self.cells));
         let mut rescued = extra;
         for (i, t) in self.types.iter().enumerate() {
             match convert(i, *t) {
-                Ok(c) => self.cells.push(c),
+                Ok(c) => cells.push(c),
                 Err(e) => {
                     if self.rescue.is_some()
                         && let Some(v) = original(i)
                     {
                         rescued.insert(self.names[i].clone(), v);
-                        self.cells.push(Cell::Null);
+                        cells.push(Cell::Null);
                         continue;
                     }
+                    self.cells = relabel(cells);
                     self.bad.push(BadRow {
                         raw: raw(),
                         error: e,
@@ -367,9 +412,10 @@ impl RowSink {
                 }
             }
         }
-        for (b, c) in self.builders.iter_mut().zip(self.cells.drain(..)) {
+        for (b, c) in self.builders.iter_mut().zip(cells.drain(..)) {
             b.push(c);
         }
+        self.cells = relabel(cells);
         if let Some(r) = &mut self.rescue {
             if rescued.is_empty() {
                 r.append_null();
@@ -432,6 +478,18 @@ mod tests {
             Ok(Cell::Date(1))
         );
         assert!(parse_text("2024-02-31", ColumnType::Date).is_err());
+        assert_eq!(
+            parse_text("2024-02-29", ColumnType::Date),
+            Ok(Cell::Date(19782))
+        );
+        assert_eq!(
+            parse_text("1969-12-31", ColumnType::Date),
+            Ok(Cell::Date(-1))
+        );
+        assert!(parse_text("2024-13-01", ColumnType::Date).is_err());
+        assert!(parse_text("2024-1a-01", ColumnType::Date).is_err());
+        // Not zero-padded: the general parser still reads it.
+        assert_eq!(parse_text("1970-1-2", ColumnType::Date), Ok(Cell::Date(1)));
         assert_eq!(
             parse_text("1970-01-01T00:00:01", ColumnType::Timestamp),
             Ok(Cell::Ts(1_000_000))
