@@ -87,33 +87,33 @@ pub fn store_for(
         ))
     };
     let store: ObjectStoreRef = match cloud_of(&scheme) {
-        Some(Cloud::Aws) => {
-            let mut b = AmazonS3Builder::from_env().with_url(url.as_str());
-            for (k, v) in options {
-                if let Ok(key) = AmazonS3ConfigKey::from_str(k) {
-                    b = b.with_config(key, v);
-                }
-            }
-            Arc::new(b.build().map_err(fail)?)
-        }
-        Some(Cloud::Azure) => {
-            let mut b = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
-            for (k, v) in options {
-                if let Ok(key) = AzureConfigKey::from_str(k) {
-                    b = b.with_config(key, v);
-                }
-            }
-            Arc::new(b.build().map_err(fail)?)
-        }
-        Some(Cloud::Gcp) => {
-            let mut b = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
-            for (k, v) in options {
-                if let Ok(key) = GoogleConfigKey::from_str(k) {
-                    b = b.with_config(key, v);
-                }
-            }
-            Arc::new(b.build().map_err(fail)?)
-        }
+        Some(Cloud::Aws) => Arc::new(
+            keys_of::<AmazonS3ConfigKey>(options)
+                .fold(
+                    AmazonS3Builder::from_env().with_url(url.as_str()),
+                    |b, (k, v)| b.with_config(k, v),
+                )
+                .build()
+                .map_err(fail)?,
+        ),
+        Some(Cloud::Azure) => Arc::new(
+            keys_of::<AzureConfigKey>(options)
+                .fold(
+                    MicrosoftAzureBuilder::from_env().with_url(url.as_str()),
+                    |b, (k, v)| b.with_config(k, v),
+                )
+                .build()
+                .map_err(fail)?,
+        ),
+        Some(Cloud::Gcp) => Arc::new(
+            keys_of::<GoogleConfigKey>(options)
+                .fold(
+                    GoogleCloudStorageBuilder::from_env().with_url(url.as_str()),
+                    |b, (k, v)| b.with_config(k, v),
+                )
+                .build()
+                .map_err(fail)?,
+        ),
         None => {
             return Err(Error::User(format!(
                 "`{}` is not an object-store URL (use s3://, az://, gs:// or a local folder)",
@@ -124,6 +124,13 @@ pub fn store_for(
     let path = StorePath::from_url_path(url.path())
         .map_err(|e| Error::User(format!("bad object path in {}: {e}", redact(url.as_str()))))?;
     Ok((store, path))
+}
+
+/// The options that are keys of one cloud's client (the others are ignored).
+fn keys_of<K: FromStr>(options: &HashMap<String, String>) -> impl Iterator<Item = (K, &String)> {
+    options
+        .iter()
+        .filter_map(|(k, v)| K::from_str(k).ok().map(|key| (key, v)))
 }
 
 /// A URL without user info or query (where some put keys).

@@ -456,113 +456,35 @@ async fn commit_batch(
     let props = stats::bronze_writer_properties(&data_schema_with_meta);
     let data_rows: usize = data_batches.iter().map(RecordBatch::num_rows).sum();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let same_schema = match bronze.snapshot() {
-        Ok(s) => s.snapshot().arrow_schema().fields() == data_schema_with_meta.fields(),
-        Err(_) => bronze.version().is_none(),
-    };
-    let (bronze, data_batches) = if data_rows >= parallel_write_rows() && cores > 1 && same_schema {
+    let commit = provenance.commit_properties();
+    let version = if data_rows >= parallel_write_rows() && cores > 1 {
         match append_parallel(
             bronze,
             data_batches,
             &data_schema_with_meta,
             &props,
-            provenance.commit_properties(),
+            commit.clone(),
             cores,
         )
         .await
         .context(|| format!("writing {table_name}"))?
         {
-            Appended::Done(version) => {
-                return finish_commit(
-                    engine,
-                    source,
-                    run,
-                    CommitDone {
-                        version: Some(version),
-                        per_interval,
-                        events,
-                        watermark,
-                        accounts,
-                        batch_id,
-                        rows_read,
-                        rows_loaded,
-                        rows_quarantined,
-                    },
-                )
-                .await;
+            Appended::Done(version) => Some(version),
+            Appended::NotHere(table, batches) => {
+                write_bronze(table, batches, data_schema_with_meta, props, commit, source).await?
             }
-            Appended::NotHere(table, batches) => (table, batches),
         }
     } else {
-        (bronze, data_batches)
+        write_bronze(
+            bronze,
+            data_batches,
+            data_schema_with_meta,
+            props,
+            commit,
+            source,
+        )
+        .await?
     };
-    let mut w = if data_batches.is_empty() {
-        // Every row was bad: still commit an empty version so the batch is recorded.
-        let empty = RecordBatch::new_empty(data_schema_with_meta);
-        bronze.write(vec![empty])
-    } else {
-        bronze.write(data_batches)
-    }
-    .with_writer_properties(props)
-    .with_save_mode(SaveMode::Append)
-    .with_commit_properties(provenance.commit_properties());
-    if source.schema_drift != SchemaDrift::Fail {
-        // New columns (or `_rescued`) join the table; older rows read them as null.
-        w = w.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);
-    }
-    let table = w.await.context(|| format!("writing {table_name}"))?;
-    finish_commit(
-        engine,
-        source,
-        run,
-        CommitDone {
-            version: version_of(&table),
-            per_interval,
-            events,
-            watermark,
-            accounts,
-            batch_id,
-            rows_read,
-            rows_loaded,
-            rows_quarantined,
-        },
-    )
-    .await
-}
-
-/// What a batch's bronze commit leaves for its bookkeeping.
-struct CommitDone {
-    version: Option<i64>,
-    per_interval: Option<(std::collections::BTreeMap<i64, i64>, Option<i64>)>,
-    events: Vec<strata_state::SchemaEvent>,
-    watermark: Option<db::Watermark>,
-    accounts: Vec<FileAccount>,
-    batch_id: String,
-    rows_read: i64,
-    rows_loaded: i64,
-    rows_quarantined: i64,
-}
-
-/// After the bronze commit: intervals, schema events, the watermark and the
-/// manifest, then the task's output.
-async fn finish_commit(
-    engine: &Engine,
-    source: &Source,
-    run: &RunInfo,
-    done: CommitDone,
-) -> Result<TaskOutput> {
-    let CommitDone {
-        version,
-        per_interval,
-        events,
-        watermark,
-        accounts,
-        batch_id,
-        rows_read,
-        rows_loaded,
-        rows_quarantined,
-    } = done;
-    let table_name = source.table();
     let mut data_time = None;
     if let (Some((counts, newest)), Some((_, grain))) = (per_interval, &source.time) {
         data_time = newest.and_then(crate::replace_range::micros_rfc3339);
@@ -621,6 +543,33 @@ async fn finish_commit(
         }),
         ..Default::default()
     })
+}
+
+/// Appends a batch to bronze with delta-rs's write (one Parquet writer); new
+/// columns join the table unless the source's drift policy is `fail`.
+async fn write_bronze(
+    bronze: deltalake::DeltaTable,
+    batches: Vec<RecordBatch>,
+    schema: SchemaRef,
+    props: deltalake::parquet::file::properties::WriterProperties,
+    commit: deltalake::kernel::transaction::CommitProperties,
+    source: &Source,
+) -> Result<Option<i64>> {
+    let mut w = if batches.is_empty() {
+        // Every row was bad: still commit an empty version so the batch is recorded.
+        bronze.write(vec![RecordBatch::new_empty(schema)])
+    } else {
+        bronze.write(batches)
+    }
+    .with_writer_properties(props)
+    .with_save_mode(SaveMode::Append)
+    .with_commit_properties(commit);
+    if source.schema_drift != SchemaDrift::Fail {
+        // New columns (or `_rescued`) join the table; older rows read them as null.
+        w = w.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);
+    }
+    let table = w.await.context(|| format!("writing {}", source.table()))?;
+    Ok(version_of(&table))
 }
 
 /// Bronze batches of at least this many rows are written by one Parquet
