@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
+use datafusion::common::Dependency;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::DeltaTable;
@@ -545,8 +546,17 @@ async fn build_incremental(
     let p = provenance(model, run, versions);
     let published = version_of(&target);
     if !exists {
-        let a = audit(engine, &ctx, model, df, run, After::Replace, published).await?;
+        let mut a = audit(engine, &ctx, model, df, run, After::Replace, published).await?;
         if model.config.strategy == Strategy::Merge {
+            if !unique_by_construction(&a.kept, &model.config.unique_key) {
+                // Computed once, then checked and written from memory: the
+                // key checks would otherwise run the whole query twice more.
+                a.kept = a
+                    .kept
+                    .cache()
+                    .await
+                    .context(|| format!("computing {}", model.name))?;
+            }
             check_unique(&ctx, &a.kept, model).await?;
         }
         write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await?;
@@ -735,6 +745,10 @@ async fn check_unique(ctx: &SessionContext, df: &DataFrame, model: &Model) -> Re
             model.path.display()
         )));
     }
+    if unique_by_construction(df, &model.config.unique_key) {
+        let _ = ctx.deregister_table("__strata_new");
+        return Ok(());
+    }
     let dup = ctx
         .sql(&format!("select {keys}, count(*) as n from __strata_new group by {keys} having count(*) > 1 limit 1"))
         .await
@@ -753,6 +767,23 @@ async fn check_unique(ctx: &SessionContext, df: &DataFrame, model: &Model) -> Re
         )));
     }
     Ok(())
+}
+
+/// Whether the query's plan guarantees that no two rows share `keys`: it
+/// groups by (a subset of) them, so DataFusion's functional dependencies mark
+/// them as a key of the output. The duplicate check, a second aggregation over
+/// the whole result, is then skipped; nulls are still checked.
+fn unique_by_construction(df: &DataFrame, keys: &[String]) -> bool {
+    let schema = df.schema();
+    schema
+        .functional_dependencies()
+        .iter()
+        .filter(|d| d.mode == Dependency::Single && !d.source_indices.is_empty())
+        .any(|d| {
+            d.source_indices
+                .iter()
+                .all(|&i| keys.iter().any(|k| k == schema.field(i).name()))
+        })
 }
 
 async fn build_scd2(
@@ -940,4 +971,43 @@ fn check_schema_scd2(target: &DeltaTable, cols: &[String], model: &Model) -> Res
     let mut want: Vec<String> = cols.to_vec();
     want.extend(["valid_from", "valid_to", "is_current"].map(String::from));
     check_columns(target, want, model, " (this drops its history)")
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::SessionContext;
+
+    use super::unique_by_construction;
+
+    async fn df(sql: &str) -> datafusion::prelude::DataFrame {
+        let ctx = SessionContext::new();
+        ctx.sql(
+            "create table t (a bigint, b bigint, c varchar) as values (1, 1, 'x'), (1, 2, 'y')",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+        ctx.sql(sql).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_query_grouped_by_the_key_is_unique_by_construction() {
+        let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let grouped =
+            df("select a, b, first_value(c order by c desc) as c from t group by a, b").await;
+        assert!(unique_by_construction(&grouped, &keys(&["a", "b"])));
+        // A key wider than the grouping is unique too; a narrower one is not.
+        let by_a = df("select a, max(b) as b from t group by a").await;
+        assert!(unique_by_construction(&by_a, &keys(&["a", "b"])));
+        assert!(!unique_by_construction(&grouped, &keys(&["a"])));
+        // A plain select proves nothing: `a` repeats here.
+        let plain = df("select a, b, c from t").await;
+        assert!(!unique_by_construction(&plain, &keys(&["a", "b"])));
+        // Renamed in a projection: the proof follows the output names.
+        let renamed =
+            df("select x as k, n from (select a as x, count(*) as n from t group by a)").await;
+        assert!(unique_by_construction(&renamed, &keys(&["k"])));
+    }
 }
