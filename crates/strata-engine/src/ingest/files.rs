@@ -600,6 +600,11 @@ fn decode_chunk(
     f.read_exact(&mut bytes).map_err(|e| e.to_string())?;
     let lines = bytes.iter().filter(|&&b| b == b'\n').count() as i64;
     let quotes = bytes.iter().filter(|&&b| b == quote).count() as u64;
+    if vectorizable(&how, &layout)
+        && let Some(data) = decode_text_vectorized(&bytes, &how, &layout)
+    {
+        return Ok((data, layout, lines, quotes));
+    }
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -608,6 +613,49 @@ fn decode_chunk(
         .from_reader(bytes.as_slice());
     let (data, layout) = decode_records(&mut rdr, how, Some(layout))?;
     Ok((data, layout, lines, quotes))
+}
+
+/// Whether arrow's vectorized CSV reader gives exactly what the row-by-row
+/// path gives for a chunk: every column is text taken as it is (no value to
+/// parse, so none can be rejected), the null marker is the default empty
+/// field (arrow's default too), and the file's fields map one to one onto the
+/// source's columns (no new, missing or partition columns, nothing rescued).
+fn vectorizable(how: &CsvRead<'_>, layout: &Layout) -> bool {
+    how.drift != SchemaDrift::Rescue
+        && matches!(how.nulls, [n] if n.is_empty())
+        && layout.width > 1
+        && layout.extras.is_empty()
+        && layout.missing.is_empty()
+        && layout.index.iter().all(|&i| i < layout.width)
+        && how.columns.iter().all(|(_, t)| *t == ColumnType::Utf8)
+}
+
+/// Decodes a chunk of text columns with arrow's CSV reader. `None` when a
+/// record does not fit (a wrong field count, a blank line): the row-by-row
+/// path then decodes the chunk and accounts for every record.
+fn decode_text_vectorized(bytes: &[u8], how: &CsvRead<'_>, layout: &Layout) -> Option<FileData> {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let fields: Vec<Field> = (0..layout.width)
+        .map(|i| Field::new(format!("f{i}"), DataType::Utf8, true))
+        .collect();
+    let reader =
+        datafusion::arrow::csv::ReaderBuilder::new(std::sync::Arc::new(Schema::new(fields)))
+            .with_header(false)
+            .with_delimiter(how.opts.delimiter)
+            .with_quote(how.opts.quote)
+            .with_projection(layout.index.clone())
+            .with_batch_size(super::rows::BATCH_ROWS)
+            .build(std::io::Cursor::new(bytes))
+            .ok()?;
+    let schema = super::rows::schema_of(how.columns);
+    let mut out = FileData::default();
+    for batch in reader {
+        let batch = batch.ok()?;
+        out.rows_read += batch.num_rows() as i64;
+        out.batches
+            .push(RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).ok()?);
+    }
+    Some(out)
 }
 
 /// Decodes an NDJSON file into `columns`; keys that are no column are drift.
@@ -860,6 +908,91 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn text_columns_decode_vectorized_exactly_as_row_by_row() {
+        use datafusion::arrow::compute::concat_batches;
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Columns in another order than the file's; quoted delimiters, doubled
+        // quotes, empty fields (null), spaces kept.
+        let cols = vec![
+            ("note".to_string(), ColumnType::Utf8),
+            ("id".into(), ColumnType::Utf8),
+            ("code".into(), ColumnType::Utf8),
+        ];
+        let o = opts();
+        let nulls = [String::new()];
+        let how = CsvRead {
+            columns: &cols,
+            opts: &o,
+            nulls: &nulls,
+            drift: SchemaDrift::AddColumns,
+            partition: &[],
+        };
+        let mut text = String::from("id,code,note\n");
+        for i in 0..5000 {
+            match i % 7 {
+                0 => text.push_str(&format!("{i},,\"say \"\"hi\"\", {i}\"\n")),
+                1 => text.push_str(&format!("{i}, c{i} ,\n")),
+                _ => text.push_str(&format!("{i},c{i},plain {i}\n")),
+            }
+        }
+        let p = dir.path().join("text.csv");
+        std::fs::write(&p, &text).expect("write");
+        let one = decode_csv(&p, &cols, &o, &nulls, SchemaDrift::AddColumns, &[]).expect("one");
+        let schema = super::super::rows::schema_of(&cols);
+        let all = |d: &FileData| concat_batches(&schema, &d.batches).expect("concat");
+        // The vectorized reader takes these chunks (it is not a fallback).
+        let header_end = text.find('\n').expect("header") + 1;
+        let layout = Layout::from_header(
+            &csv::StringRecord::from(vec!["id", "code", "note"]),
+            1,
+            &cols,
+            SchemaDrift::AddColumns,
+            &[],
+        )
+        .expect("layout");
+        assert!(vectorizable(&how, &layout));
+        let fast = decode_text_vectorized(&text.as_bytes()[header_end..], &how, &layout)
+            .expect("vectorized");
+        assert_eq!(fast.rows_read, one.rows_read);
+        assert_eq!(all(&fast), all(&one));
+        let chunked = decode_in_chunks(&p, how, 3, 0, 4096).expect("chunked");
+        assert_eq!(chunked.rows_read, 5000);
+        assert_eq!(all(&chunked), all(&one));
+        // CRLF line ends too.
+        let crlf = text.replace('\n', "\r\n");
+        std::fs::write(&p, &crlf).expect("write");
+        let one_crlf =
+            decode_csv(&p, &cols, &o, &nulls, SchemaDrift::AddColumns, &[]).expect("one");
+        let fast = decode_text_vectorized(&crlf.as_bytes()[header_end + 1..], &how, &layout)
+            .expect("vectorized");
+        assert_eq!(all(&fast), all(&one_crlf));
+        assert_eq!(all(&fast), all(&one));
+        // A short record: that chunk goes row by row, the row is quarantined
+        // with its line, every other row loads.
+        let short = text.replacen("3,c3,plain 3\n", "3,c3\n", 1);
+        std::fs::write(&p, &short).expect("write");
+        assert!(decode_text_vectorized(&short.as_bytes()[header_end..], &how, &layout).is_none());
+        let chunked = decode_in_chunks(&p, how, 3, 0, 4096).expect("chunked");
+        assert_eq!(chunked.rows_read, 5000);
+        assert_eq!(
+            chunked.batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            4999
+        );
+        assert_eq!(chunked.bad.len(), 1);
+        let one = decode_csv(&p, &cols, &o, &nulls, SchemaDrift::AddColumns, &[]).expect("one");
+        assert_eq!((chunked.bad[0].line, one.bad[0].line), (5, 5));
+        // Typed columns are parsed row by row.
+        let typed = vec![("id".to_string(), ColumnType::Int64)];
+        assert!(!vectorizable(
+            &CsvRead {
+                columns: &typed,
+                ..how
+            },
+            &layout
+        ));
     }
 
     #[test]
