@@ -985,11 +985,11 @@ mod tests {
             "create table t (a bigint, b bigint, c varchar) as values (1, 1, 'x'), (1, 2, 'y')",
         )
         .await
-        .unwrap()
+        .expect("test query")
         .collect()
         .await
-        .unwrap();
-        ctx.sql(sql).await.unwrap()
+        .expect("test query");
+        ctx.sql(sql).await.expect("test query")
     }
 
     #[tokio::test]
