@@ -100,7 +100,12 @@ pub fn infer_csv(
     nulls: &[String],
 ) -> Result<Vec<(String, ColumnType)>, String> {
     let mut rdr = csv_reader(path, opts)?;
-    let mut records = rdr.records();
+    let mut records = rdr.records().map(|r| {
+        r.map(|mut r| {
+            strip_cr(&mut r);
+            r
+        })
+    });
     let header: Vec<String> = if opts.header {
         match records.next() {
             Some(Ok(h)) => h.iter().map(normalize_name).collect(),
@@ -191,12 +196,34 @@ fn csv_reader(
     opts: &CsvOptions,
 ) -> Result<csv::Reader<Box<dyn std::io::Read + Send>>, String> {
     let f = open_text(path)?;
-    Ok(csv::ReaderBuilder::new()
+    Ok(record_reader(opts, f))
+}
+
+/// A CSV reader over `r`. Records end at `\n` only: the csv crate's default
+/// (`\r`, `\n` or `\r\n`) consumes a CRLF's `\n` at the start of the *next*
+/// record, so every record after the first of a CRLF file would report the
+/// line before its own. The `\r` left at the end of a CRLF record's last
+/// field is removed by [`strip_cr`].
+fn record_reader<R: std::io::Read>(opts: &CsvOptions, r: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .delimiter(opts.delimiter)
         .quote(opts.quote)
-        .from_reader(f))
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_reader(r)
+}
+
+/// Removes the `\r` of a CRLF line end from a record's last field.
+fn strip_cr(record: &mut csv::StringRecord) {
+    let n = record.len();
+    if let Some(last) = record.get(n.wrapping_sub(1))
+        && let Some(kept) = last.strip_suffix('\r')
+    {
+        let kept = kept.to_string();
+        record.truncate(n - 1);
+        record.push_field(&kept);
+    }
 }
 
 /// Where each column is in a CSV file's records, from its header.
@@ -362,7 +389,7 @@ fn decode_records<R: std::io::Read>(
         let line = rdr.position().line() as i64;
         match rdr.read_record(&mut record) {
             Ok(false) => break,
-            Ok(true) => {}
+            Ok(true) => strip_cr(&mut record),
             Err(e) => {
                 let line = e.position().map(|p| p.line() as i64).unwrap_or(line);
                 sink.reject(line, String::new(), format!("unreadable CSV record: {e}"));
@@ -487,7 +514,7 @@ fn decode_in_chunks(
     let (layout, data_start, header_lines) = if how.opts.header {
         let mut rec = csv::StringRecord::new();
         match rdr.read_record(&mut rec) {
-            Ok(true) => {}
+            Ok(true) => strip_cr(&mut rec),
             _ => return sequential(),
         }
         let layout = Layout::from_header(&rec, 1, how.columns, how.drift, how.partition)?;
@@ -605,12 +632,7 @@ fn decode_chunk(
     {
         return Ok((data, layout, lines, quotes));
     }
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(how.opts.delimiter)
-        .quote(how.opts.quote)
-        .from_reader(bytes.as_slice());
+    let mut rdr = record_reader(how.opts, bytes.as_slice());
     let (data, layout) = decode_records(&mut rdr, how, Some(layout))?;
     Ok((data, layout, lines, quotes))
 }
@@ -970,6 +992,15 @@ mod tests {
             .expect("vectorized");
         assert_eq!(all(&fast), all(&one_crlf));
         assert_eq!(all(&fast), all(&one));
+        // In a CRLF file a quarantined row names its own line too.
+        let short_crlf = crlf.replacen("3,c3,plain 3\r\n", "3,c3\r\n", 1);
+        std::fs::write(&p, &short_crlf).expect("write");
+        let one = decode_csv(&p, &cols, &o, &nulls, SchemaDrift::AddColumns, &[]).expect("one");
+        let chunked = decode_in_chunks(&p, how, 3, 0, 4096).expect("chunked");
+        assert_eq!((one.bad[0].line, chunked.bad[0].line), (5, 5));
+        assert_eq!(one.bad[0].raw, "3,c3");
+        assert_eq!(all(&chunked), all(&one));
+        assert_eq!(chunked.rows_read, 5000);
         // A short record: that chunk goes row by row, the row is quarantined
         // with its line, every other row loads.
         let short = text.replacen("3,c3,plain 3\n", "3,c3\n", 1);
