@@ -117,11 +117,7 @@ fn main() -> Result<(), String> {
             Ok(())
         }
         Command::FloorIngest { csv, out } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            let secs = rt.block_on(floor_ingest(&csv, &out))?;
+            let secs = runtime()?.block_on(floor_ingest(&csv, &out))?;
             println!("{secs:.3}");
             Ok(())
         }
@@ -143,15 +139,30 @@ fn main() -> Result<(), String> {
         Command::GenIncrement { sf, step, out } => increment(sf, step, &out),
         Command::Answers { out } => answers(&out),
         Command::FloorTpch { project, out } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            let secs = rt.block_on(floor_tpch(&project, &out))?;
+            let secs = runtime()?.block_on(floor_tpch(&project, &out))?;
             println!("{secs:.3}");
             Ok(())
         }
     }
+}
+
+/// A multi-threaded Tokio runtime for the floors.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The files of `dir` ending in `.EXT`, sorted.
+fn files_with_ext(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// The TPC-H tables.
@@ -320,12 +331,7 @@ async fn floor_tpch(project: &Path, out: &Path) -> Result<f64, String> {
         .as_micros() as i64;
     for table in TABLES {
         let dir = project.join("landing").join(table);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "csv"))
-            .collect();
-        files.sort();
+        let files = files_with_ext(&dir, "csv")?;
         let first = files
             .first()
             .ok_or_else(|| format!("{}: no CSV file", dir.display()))?;
@@ -365,11 +371,7 @@ async fn floor_tpch(project: &Path, out: &Path) -> Result<f64, String> {
     }
     for layer in ["silver", "gold"] {
         let dir = project.join("models").join(layer);
-        let mut models: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-            .collect();
+        let mut models = files_with_ext(&dir, "sql")?;
         // The one silver model that reads other silver tables goes last.
         models.sort_by_key(|p| (p.ends_with("orders_enriched.sql"), p.clone()));
         for path in models {

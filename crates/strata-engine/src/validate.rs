@@ -208,53 +208,61 @@ async fn existing_schema(lake: &Lake, table: &str) -> Option<SchemaRef> {
     Some(snapshot.snapshot().arrow_schema())
 }
 
-/// The name (path or URL) of a file source's first matching file.
-async fn first_file_name(lake: &Lake, source: &strata_project::Source) -> Option<String> {
-    if source.format.is_database() || source.format == strata_project::Format::Http {
-        return None;
-    }
-    if crate::storage::is_remote(&source.path) {
-        let (_, listed) = crate::storage::list(&source.path, lake.options())
-            .await
-            .ok()?;
-        return listed
-            .into_iter()
-            .map(|l| l.url)
-            .find(|u| !u.ends_with('/'));
-    }
-    let mut paths: Vec<std::path::PathBuf> = glob::glob(&source.path)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|p| p.is_file())
-        .collect();
-    paths.sort();
-    paths.first().map(|p| p.display().to_string())
+/// A file source's first matching file: a local path, or an object on storage.
+enum FirstFile {
+    Local(std::path::PathBuf),
+    Remote(deltalake::logstore::ObjectStoreRef, crate::storage::Listed),
 }
 
-/// The schema the first matching file would give (as the first ingest infers it).
-async fn inferred_schema(lake: &Lake, source: &strata_project::Source) -> Option<SchemaRef> {
+impl FirstFile {
+    /// Its name (path or URL), as the manifest and Hive columns see it.
+    fn name(&self) -> String {
+        match self {
+            FirstFile::Local(p) => p.display().to_string(),
+            FirstFile::Remote(_, l) => l.url.clone(),
+        }
+    }
+}
+
+/// The first file matching a file source's glob (none for databases and APIs).
+async fn first_file(lake: &Lake, source: &strata_project::Source) -> Option<FirstFile> {
     if source.format.is_database() || source.format == strata_project::Format::Http {
         return None; // known once ingested, or from declared columns
     }
-    // On object storage: the first matching object, fetched into a spool.
-    let mut _spool = None;
-    let first = if crate::storage::is_remote(&source.path) {
+    if crate::storage::is_remote(&source.path) {
         let (store, listed) = crate::storage::list(&source.path, lake.options())
             .await
             .ok()?;
         let one = listed.into_iter().find(|l| !l.url.ends_with('/'))?;
-        let dir = tempfile::tempdir().ok()?;
-        let path = crate::storage::fetch(&store, &[one], dir.path())
-            .await
-            .ok()?
-            .pop()?;
-        _spool = Some(dir);
-        path
-    } else {
-        glob::glob(&source.path)
-            .ok()?
-            .filter_map(Result::ok)
-            .find(|p| p.is_file())?
+        return Some(FirstFile::Remote(store, one));
+    }
+    glob::glob(&source.path)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|p| p.is_file())
+        .map(FirstFile::Local)
+}
+
+/// The name (path or URL) of a file source's first matching file.
+async fn first_file_name(lake: &Lake, source: &strata_project::Source) -> Option<String> {
+    first_file(lake, source).await.map(|f| f.name())
+}
+
+/// The schema the first matching file would give (as the first ingest infers it).
+async fn inferred_schema(lake: &Lake, source: &strata_project::Source) -> Option<SchemaRef> {
+    // On object storage: the first matching object, fetched into a spool.
+    let mut _spool = None;
+    let first = match first_file(lake, source).await? {
+        FirstFile::Local(path) => path,
+        FirstFile::Remote(store, one) => {
+            let dir = tempfile::tempdir().ok()?;
+            let path = crate::storage::fetch(&store, &[one], dir.path())
+                .await
+                .ok()?
+                .pop()?;
+            _spool = Some(dir);
+            path
+        }
     };
     let data = match source.format {
         strata_project::Format::Parquet => crate::ingest::files::parquet_schema(&first).ok()?,

@@ -100,11 +100,13 @@ pub fn infer_csv(
     nulls: &[String],
 ) -> Result<Vec<(String, ColumnType)>, String> {
     let mut rdr = csv_reader(path, opts)?;
-    let mut records = rdr.records().map(|r| {
-        r.map(|mut r| {
-            strip_cr(&mut r);
-            r
-        })
+    let mut records = std::iter::from_fn(|| {
+        let mut r = csv::StringRecord::new();
+        match read_record(&mut rdr, &mut r) {
+            Ok(true) => Some(Ok(r)),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        }
     });
     let header: Vec<String> = if opts.header {
         match records.next() {
@@ -202,8 +204,8 @@ fn csv_reader(
 /// A CSV reader over `r`. Records end at `\n` only: the csv crate's default
 /// (`\r`, `\n` or `\r\n`) consumes a CRLF's `\n` at the start of the *next*
 /// record, so every record after the first of a CRLF file would report the
-/// line before its own. The `\r` left at the end of a CRLF record's last
-/// field is removed by [`strip_cr`].
+/// line before its own. Read records with [`read_record`], which removes the
+/// `\r` left at the end of a CRLF record's last field.
 fn record_reader<R: std::io::Read>(opts: &CsvOptions, r: R) -> csv::Reader<R> {
     csv::ReaderBuilder::new()
         .has_headers(false)
@@ -214,8 +216,13 @@ fn record_reader<R: std::io::Read>(opts: &CsvOptions, r: R) -> csv::Reader<R> {
         .from_reader(r)
 }
 
-/// Removes the `\r` of a CRLF line end from a record's last field.
-fn strip_cr(record: &mut csv::StringRecord) {
+/// Reads the next record of a [`record_reader`], without the `\r` of a CRLF
+/// line end.
+fn read_record<R: std::io::Read>(
+    rdr: &mut csv::Reader<R>,
+    record: &mut csv::StringRecord,
+) -> csv::Result<bool> {
+    let more = rdr.read_record(record)?;
     let n = record.len();
     if let Some(last) = record.get(n.wrapping_sub(1))
         && let Some(kept) = last.strip_suffix('\r')
@@ -224,6 +231,7 @@ fn strip_cr(record: &mut csv::StringRecord) {
         record.truncate(n - 1);
         record.push_field(&kept);
     }
+    Ok(more)
 }
 
 /// Where each column is in a CSV file's records, from its header.
@@ -387,9 +395,9 @@ fn decode_records<R: std::io::Read>(
     let is_null = |v: &str| nulls.iter().any(|n| n == v);
     loop {
         let line = rdr.position().line() as i64;
-        match rdr.read_record(&mut record) {
+        match read_record(rdr, &mut record) {
             Ok(false) => break,
-            Ok(true) => strip_cr(&mut record),
+            Ok(true) => {}
             Err(e) => {
                 let line = e.position().map(|p| p.line() as i64).unwrap_or(line);
                 sink.reject(line, String::new(), format!("unreadable CSV record: {e}"));
@@ -513,8 +521,8 @@ fn decode_in_chunks(
     let mut rdr = csv_reader(path, how.opts)?;
     let (layout, data_start, header_lines) = if how.opts.header {
         let mut rec = csv::StringRecord::new();
-        match rdr.read_record(&mut rec) {
-            Ok(true) => strip_cr(&mut rec),
+        match read_record(&mut rdr, &mut rec) {
+            Ok(true) => {}
             _ => return sequential(),
         }
         let layout = Layout::from_header(&rec, 1, how.columns, how.drift, how.partition)?;
