@@ -37,6 +37,10 @@ struct Cli {
     /// (default: `[project] target`, else the `[project]` settings).
     #[arg(long, global = true, env = "STRATA_TARGET")]
     target: Option<String>,
+    /// Run on this engine instead of the project's `engine`: `local` or
+    /// `ballista://HOST:PORT` (a Ballista scheduler).
+    #[arg(long, global = true, env = "STRATA_ENGINE")]
+    engine: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -233,6 +237,51 @@ enum Command {
         #[command(subcommand)]
         command: ExampleCommand,
     },
+    /// Start a Ballista scheduler for `engine = "ballista://HOST:PORT"`.
+    Scheduler {
+        /// Address to listen on (0.0.0.0: every interface).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_host: String,
+        /// The port clients and executors connect to.
+        #[arg(long, default_value_t = 50050)]
+        bind_port: u16,
+        /// The host name executors and clients reach this scheduler by.
+        #[arg(long, default_value = "localhost")]
+        external_host: String,
+    },
+    /// Start a Ballista executor that reads the lake and runs the scheduler's tasks.
+    Executor {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_host: String,
+        /// The host name the scheduler and other executors reach this one by
+        /// (default: the bind address).
+        #[arg(long)]
+        external_host: Option<String>,
+        /// The Arrow Flight port shuffle data is served from.
+        #[arg(long, default_value_t = 50051)]
+        bind_port: u16,
+        /// The gRPC port the scheduler pushes tasks to.
+        #[arg(long, default_value_t = 50052)]
+        bind_grpc_port: u16,
+        /// The scheduler's host.
+        #[arg(long, default_value = "localhost")]
+        scheduler_host: String,
+        /// The scheduler's port.
+        #[arg(long, default_value_t = 50050)]
+        scheduler_port: u16,
+        /// Tasks run at once (default: the number of cores).
+        #[arg(long)]
+        concurrent_tasks: Option<usize>,
+        /// Folder for shuffle files (default: a temporary folder).
+        #[arg(long)]
+        work_dir: Option<String>,
+        /// An object-store option for reading the lake, KEY=VALUE
+        /// (`aws_endpoint=http://…`, `aws_allow_http=true`, …); repeatable.
+        /// Credentials are also taken from the environment (AWS_*, AZURE_*, GOOGLE_*).
+        #[arg(long = "storage-option", value_name = "KEY=VALUE")]
+        storage_options: Vec<String>,
+    },
 }
 
 /// `strata alerts …`.
@@ -320,6 +369,7 @@ fn input(msg: impl std::fmt::Display) -> Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = TARGET.set(cli.target.clone());
+    let _ = ENGINE.set(cli.engine.clone());
     init_logging(cli.log_format, &cli.project);
     // Keep each message on one line so `file:line:col: message` can be grepped.
     let _ = miette::set_hook(Box::new(|_| {
@@ -327,6 +377,8 @@ fn main() -> ExitCode {
     }));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Deep plans are walked recursively (planning, and encoding them for a cluster).
+        .thread_stack_size(32 * 1024 * 1024)
         .build()
     {
         Ok(rt) => rt,
@@ -607,6 +659,54 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Scheduler {
+            bind_host,
+            bind_port,
+            external_host,
+        } => {
+            eprintln!("strata scheduler: listening on {bind_host}:{bind_port} (engine = \"ballista://{external_host}:{bind_port}\")");
+            strata_engine::cluster::process::run_scheduler(strata_engine::cluster::process::SchedulerOptions {
+                bind_host,
+                port: bind_port,
+                external_host,
+            })
+            .await
+            .map_err(input)
+        }
+        Command::Executor {
+            bind_host,
+            external_host,
+            bind_port,
+            bind_grpc_port,
+            scheduler_host,
+            scheduler_port,
+            concurrent_tasks,
+            work_dir,
+            storage_options,
+        } => {
+            let storage_options = storage_options
+                .iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                        .ok_or_else(|| input(format!("--storage-option `{kv}`: write KEY=VALUE")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            eprintln!("strata executor: flight {bind_host}:{bind_port}, scheduler {scheduler_host}:{scheduler_port}");
+            strata_engine::cluster::process::run_executor(strata_engine::cluster::process::ExecutorOptions {
+                bind_host,
+                external_host,
+                port: bind_port,
+                grpc_port: bind_grpc_port,
+                scheduler_host,
+                scheduler_port,
+                concurrent_tasks,
+                work_dir,
+                storage_options,
+            })
+            .await
+            .map_err(input)
+        }
         Command::Example {
             command: ExampleCommand::NextDay { orders_factor },
         } => {
@@ -675,9 +775,18 @@ fn scaffold(dir: &std::path::Path) -> Result<(), String> {
 /// The target given by `--target` (set once at start).
 static TARGET: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
+/// The engine given by `--engine` (set once at start).
+static ENGINE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
 fn load(dir: &std::path::Path) -> Result<(Project, Graph), Failure> {
     let target = TARGET.get().and_then(|t| t.as_deref());
-    let project = Project::load_target(dir, target)?;
+    let mut project = Project::load_target(dir, target)?;
+    if let Some(engine) = ENGINE.get().and_then(|e| e.as_deref()) {
+        if engine != "local" {
+            strata_project::check_engine(engine).map_err(|e| input(format!("--engine: {e}")))?;
+        }
+        project.engine = engine.to_string();
+    }
     strata_engine::storage::check_options(&project.storage)
         .map_err(|e| input(format!("{}: {e}", dir.join("strata.toml").display())))?;
     let graph = Graph::build(&project)?;
@@ -748,6 +857,12 @@ async fn run(
 ) -> Result<(), Failure> {
     let (project, graph) = load(dir)?;
     let state = StateStore::open(&project.state).await.map_err(input)?;
+    if project.engine != "local" {
+        // Before anything is read: the cluster answers and its executors reach the lake.
+        let e = Engine::new(Arc::new(project.clone()), Arc::new(graph.clone()), state.clone());
+        strata_engine::cluster::probe(&e).await.map_err(input)?;
+        eprintln!("engine: {} (its executors read the lake)", project.engine);
+    }
     let prepared = control::prepare_run(
         &project,
         &graph,

@@ -133,7 +133,7 @@ pub async fn expectations(
     run: &RunInfo,
 ) -> Result<Expected> {
     let what = || format!("auditing {}", model.name);
-    let mut kept = new.cache().await.context(what)?;
+    let mut kept = crate::engine::cache(ctx, new).await.context(what)?;
     let mut quarantine: Option<DataFrame> = None;
     let mut results = vec![];
     register_run_ts(ctx, run)?;
@@ -171,15 +171,13 @@ pub async fn expectations(
                 OnFail::Fail => {}
             }
             if matches!(action, OnFail::Drop | OnFail::Quarantine) {
-                kept = ctx
+                let df = ctx
                     .sql(&format!(
                         "select * from __new where coalesce(({expr}), false)"
                     ))
                     .await
-                    .context(what)?
-                    .cache()
-                    .await
                     .context(what)?;
+                kept = crate::engine::cache(ctx, df).await.context(what)?;
             }
         }
         results.push(result);
@@ -347,7 +345,7 @@ pub async fn table_checks(
     run: &RunInfo,
 ) -> Result<Vec<CheckResult>> {
     let what = || format!("checking {}", model.name);
-    let ctx = engine.context();
+    let ctx = engine.context_for(&after);
     ctx.register_table(model.name, after.into_view())
         .context(what)?;
     if !model.tables.is_empty() {

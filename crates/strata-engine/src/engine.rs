@@ -34,12 +34,20 @@ pub struct Engine {
     pub(crate) deployed: Arc<std::sync::Mutex<BTreeMap<String, SchemaRef>>>,
     /// Tables read from another target's lake instead of this one (defer).
     deferred: Arc<BTreeMap<String, Lake>>,
+    /// The Ballista cluster queries run on (`engine = "ballista://…"`).
+    #[cfg(feature = "ballista")]
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Engine {
     /// An engine over a validated project and its graph.
     pub fn new(project: Arc<Project>, graph: Arc<Graph>, state: StateStore) -> Self {
         let lake = Lake::of(&project);
+        #[cfg(feature = "ballista")]
+        let cluster = project
+            .engine
+            .starts_with("ballista://")
+            .then(|| Arc::new(crate::cluster::Cluster::new(&project.engine, project.fallback_local)));
         Self {
             project,
             graph,
@@ -49,8 +57,67 @@ impl Engine {
             write_locks: Default::default(),
             deployed: Default::default(),
             deferred: Default::default(),
+            #[cfg(feature = "ballista")]
+            cluster,
         }
     }
+
+    /// Fails when the project's engine is not one this build can run.
+    pub fn check_engine(&self) -> Result<()> {
+        #[cfg(feature = "ballista")]
+        let built = true;
+        #[cfg(not(feature = "ballista"))]
+        let built = false;
+        if self.project.engine != "local" && !built {
+            return Err(Error::User(format!(
+                "engine `{}` needs a build of Strata with the `ballista` feature",
+                self.project.engine
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether queries run on a Ballista cluster.
+    pub fn on_cluster(&self) -> bool {
+        #[cfg(feature = "ballista")]
+        return self.cluster.is_some();
+        #[cfg(not(feature = "ballista"))]
+        return false;
+    }
+
+    /// A reader of `table`'s loaded version (of only the files among `only`,
+    /// full URIs, when given): delta-rs's provider locally, a
+    /// [`crate::cluster::table::LakeTable`] on a cluster.
+    pub(crate) async fn provider(
+        &self,
+        name: &str,
+        table: &deltalake::DeltaTable,
+        only: Option<Vec<String>>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        #[cfg(feature = "ballista")]
+        if self.cluster.is_some() {
+            let t = crate::cluster::table::LakeTable::try_new(name, table, only.as_deref())?;
+            // Parts of a plan that stay here (fallback) read the files too.
+            let root = t.store_url();
+            if self.runtime.object_store(root).is_err() {
+                let store = table.log_store().root_object_store(None);
+                self.runtime.register_object_store(root.as_ref(), store);
+            }
+            return Ok(Arc::new(t));
+        }
+        let provider = match only {
+            None => table.table_provider().await,
+            Some(files) => {
+                table
+                    .table_provider()
+                    .with_file_selection(deltalake::delta_datafusion::FileSelection::from_file_paths(files))
+                    .await
+            }
+        };
+        provider.context(|| format!("reading {name}"))
+    }
+
+
 
     /// Reads each of `tables` from `lake` (another target's) instead of this
     /// engine's own lake. Nothing is ever written there: writes always go to
@@ -111,7 +178,27 @@ impl Engine {
 
     /// A fresh session with the `bronze`, `silver` and `gold` schemas and no tables.
     pub fn context(&self) -> SessionContext {
+        #[cfg(feature = "ballista")]
+        if let Some(cluster) = &self.cluster {
+            return cluster_session_context(self.project.max_parallel, self.runtime.clone(), cluster);
+        }
         session_context(self.project.max_parallel, self.runtime.clone())
+    }
+
+    /// A fresh session that runs in this process whatever the engine: for
+    /// rows already here (a batch being ingested), which a cluster would only
+    /// have to be sent.
+    pub fn local_context(&self) -> SessionContext {
+        session_context(self.project.max_parallel, self.runtime.clone())
+    }
+
+    /// A fresh session of the same kind (cluster or local) as `df`'s.
+    pub(crate) fn context_for(&self, df: &datafusion::prelude::DataFrame) -> SessionContext {
+        if is_cluster_session(&df.clone().into_parts().0) {
+            self.context()
+        } else {
+            self.local_context()
+        }
     }
 
     /// Registers the current version of each named table (and, for views, the
@@ -168,7 +255,7 @@ impl Engine {
         match self.reader_lake(name).open_existing(name).await? {
             Some(table) => {
                 count_bytes_read(table_bytes(&table, None));
-                versions.insert(name.to_string(), register_delta(ctx, name, &table).await?);
+                versions.insert(name.to_string(), self.register_delta(ctx, name, &table).await?);
             }
             None if self
                 .project
@@ -228,7 +315,7 @@ impl Engine {
             .collect();
         for n in &names {
             if let Some(table) = self.reader_lake(n).open_existing(n).await? {
-                register_delta(&ctx, n, &table).await?;
+                self.register_delta(&ctx, n, &table).await?;
             }
         }
         // Source quarantine tables are registered empty when nothing was quarantined yet.
@@ -260,19 +347,41 @@ impl Engine {
     }
 }
 
-/// Registers a Delta table's current snapshot under `name`; returns its version.
-async fn register_delta(
+impl Engine {
+    /// Registers a Delta table's current snapshot under `name`; returns its version.
+    async fn register_delta(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        table: &deltalake::DeltaTable,
+    ) -> Result<i64> {
+        let provider = self.provider(name, table, None).await?;
+        ctx.register_table(name, provider)
+            .context(|| format!("registering {name}"))?;
+        Ok(crate::lake::version_of(table).unwrap_or(0))
+    }
+}
+
+/// Marks a session whose queries run on a cluster.
+#[derive(Debug)]
+struct OnCluster;
+
+fn is_cluster_session(state: &datafusion::execution::SessionState) -> bool {
+    state.config().get_extension::<OnCluster>().is_some()
+}
+
+/// Computes `df` once and keeps its rows in memory for reuse, locally; in a
+/// cluster session it is left as it is (recomputed), since rows held here
+/// would travel inside every plan that reads them.
+pub(crate) async fn cache(
     ctx: &SessionContext,
-    name: &str,
-    table: &deltalake::DeltaTable,
-) -> Result<i64> {
-    let provider: Arc<dyn TableProvider> = table
-        .table_provider()
-        .await
-        .context(|| format!("reading {name}"))?;
-    ctx.register_table(name, provider)
-        .context(|| format!("registering {name}"))?;
-    Ok(crate::lake::version_of(table).unwrap_or(0))
+    df: datafusion::prelude::DataFrame,
+) -> datafusion::error::Result<datafusion::prelude::DataFrame> {
+    if is_cluster_session(&ctx.state()) {
+        Ok(df)
+    } else {
+        df.cache().await
+    }
 }
 
 /// The first column of the first row of a query, as an integer (0 when empty or null).
@@ -310,7 +419,33 @@ pub(crate) fn session_context(
     target_partitions: usize,
     runtime: Arc<RuntimeEnv>,
 ) -> SessionContext {
-    let mut config = SessionConfig::new()
+    build_session(SessionConfig::new(), target_partitions, runtime, DeltaPlanner::new())
+}
+
+/// A session whose queries run on `cluster`: Ballista's restricted settings,
+/// and a planner that sends each serializable part of a plan to the cluster.
+#[cfg(feature = "ballista")]
+fn cluster_session_context(
+    target_partitions: usize,
+    runtime: Arc<RuntimeEnv>,
+    cluster: &Arc<crate::cluster::Cluster>,
+) -> SessionContext {
+    let planner = cluster.planner(DeltaPlanner::new());
+    build_session(
+        crate::cluster::Cluster::session_config().with_extension(Arc::new(OnCluster)),
+        target_partitions,
+        runtime,
+        planner,
+    )
+}
+
+fn build_session(
+    config: SessionConfig,
+    target_partitions: usize,
+    runtime: Arc<RuntimeEnv>,
+    planner: Arc<dyn datafusion::execution::context::QueryPlanner + Send + Sync>,
+) -> SessionContext {
+    let mut config = config
         .with_information_schema(true)
         .with_target_partitions(target_partitions.max(1))
         // As delta-rs's own sessions: hash-join IN-list pushdown can panic on
@@ -327,7 +462,7 @@ pub(crate) fn session_context(
         .with_default_features()
         .with_config(config)
         .with_runtime_env(runtime)
-        .with_query_planner(DeltaPlanner::new())
+        .with_query_planner(planner)
         .build();
     let ctx = SessionContext::new_with_state(state);
     if let Some(catalog) = ctx.catalog("datafusion") {

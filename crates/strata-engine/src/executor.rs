@@ -131,15 +131,30 @@ impl EngineExecutor {
                 let model = e.project.models.get(&task.table).ok_or_else(|| {
                     Error::Internal(format!("model {} is not in the project", task.table))
                 })?;
-                let (built, bytes_read) = crate::engine::counting_bytes_read(materialize::build(
+                let build = crate::engine::counting_bytes_read(materialize::build(
                     e,
                     model,
                     run,
                     &task.intervals,
-                ))
-                .await;
+                ));
+                #[cfg(feature = "ballista")]
+                let ((built, bytes_read), local) = crate::cluster::recording_local(build).await;
+                #[cfg(not(feature = "ballista"))]
+                let (built, bytes_read) = build.await;
                 let mut out = built?;
                 out.bytes_read = bytes_read;
+                #[cfg(feature = "ballista")]
+                if !local.is_empty() {
+                    // Never silently: the run's output says what ran here.
+                    let note = format!(
+                        "partly outside the cluster (fallback = \"local\"): {}",
+                        local.join(", ")
+                    );
+                    out.message = Some(match out.message.take() {
+                        Some(m) => format!("{m}; {note}"),
+                        None => note,
+                    });
+                }
                 if !out.skipped {
                     // The commit just made says what it consumed and wrote,
                     // without loading the table again.

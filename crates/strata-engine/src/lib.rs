@@ -16,6 +16,8 @@
 
 pub mod catalog;
 pub mod checks;
+#[cfg(feature = "ballista")]
+pub mod cluster;
 pub mod deploy;
 mod engine;
 mod error;

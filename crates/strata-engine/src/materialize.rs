@@ -6,12 +6,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::catalog::TableProvider;
 use datafusion::common::Dependency;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::DeltaTable;
-use deltalake::delta_datafusion::FileSelection;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use sha2::{Digest, Sha256};
@@ -195,7 +193,7 @@ pub(crate) async fn audit(
     let after_df = match after {
         After::Replace => exp.kept.clone(),
         After::Append(t) | After::Merge(t) => {
-            let provider: Arc<dyn TableProvider> = t.table_provider().await.context(what)?;
+            let provider = engine.provider(&model.name, t, None).await?;
             let _ = ctx.deregister_table("__target");
             let _ = ctx.deregister_table("__kept");
             ctx.register_table("__target", provider).context(what)?;
@@ -438,10 +436,7 @@ async fn register_incremental(
         let current = version_of(&table).unwrap_or(0);
         versions.insert(u.clone(), current);
         let consumed = consumed.unwrap_or(current);
-        let provider: Arc<dyn TableProvider> = table
-            .table_provider()
-            .await
-            .context(|| format!("reading {u}"))?;
+        let provider = engine.provider(u, &table, None).await?;
         if current == consumed {
             let empty = MemTable::try_new(provider.schema(), vec![vec![]])
                 .context(|| format!("reading {u}"))?;
@@ -464,11 +459,7 @@ async fn register_incremental(
             continue;
         }
         crate::engine::count_bytes_read(crate::engine::table_bytes(&table, Some(&added)));
-        let only_new: Arc<dyn TableProvider> = table
-            .table_provider()
-            .with_file_selection(FileSelection::from_file_paths(added))
-            .await
-            .context(|| format!("reading new rows of {u}"))?;
+        let only_new = engine.provider(u, &table, Some(added)).await?;
         ctx.register_table(u.as_str(), only_new)
             .context(|| format!("registering {u}"))?;
         news = true;
@@ -551,9 +542,7 @@ async fn build_incremental(
             if !unique_by_construction(&a.kept, &model.config.unique_key) {
                 // Computed once, then checked and written from memory: the
                 // key checks would otherwise run the whole query twice more.
-                a.kept = a
-                    .kept
-                    .cache()
+                a.kept = crate::engine::cache(&ctx, a.kept)
                     .await
                     .context(|| format!("computing {}", model.name))?;
             }
@@ -621,9 +610,7 @@ async fn build_incremental(
                 published,
             )
             .await?;
-            let df = a
-                .kept
-                .cache()
+            let df = crate::engine::cache(&ctx, a.kept)
                 .await
                 .context(|| format!("computing {}", model.name))?;
             check_unique(&ctx, &df, model).await?;
@@ -807,9 +794,7 @@ async fn build_scd2(
             });
         }
     }
-    let src = plan(&ctx, model, run)
-        .await?
-        .cache()
+    let src = crate::engine::cache(&ctx, plan(&ctx, model, run).await?)
         .await
         .context(|| format!("computing {}", model.name))?;
     check_unique(&ctx, &src, model).await?;
@@ -891,10 +876,7 @@ async fn build_scd2(
         });
     }
     check_schema_scd2(&target, &cols, model)?;
-    let target_provider: Arc<dyn TableProvider> = target
-        .table_provider()
-        .await
-        .context(|| format!("reading {}", model.name))?;
+    let target_provider = engine.provider(&model.name, &target, None).await?;
     ctx.register_table("__tgt", target_provider)
         .context(|| "registering scd2 target".into())?;
     let same = cols

@@ -67,8 +67,7 @@ pub(crate) async fn build(
             model.path.display()
         )));
     }
-    let df = df
-        .cache()
+    let df = crate::engine::cache(&ctx, df)
         .await
         .context(|| format!("computing {}", model.name))?;
     let nulls = {

@@ -50,6 +50,8 @@ pub struct RawTarget {
     pub state: Option<Spanned<String>>,
     /// This target's engine.
     pub engine: Option<Spanned<String>>,
+    /// This target's fallback (`fail` or `local`).
+    pub fallback: Option<Spanned<String>>,
     /// Read tables that are unchanged against this other target's deployment
     /// from that target's lake instead of building them here (never writing there).
     pub defer: Option<Spanned<String>>,
@@ -123,8 +125,11 @@ pub struct RawProject {
     /// The state store URL: `sqlite://PATH` (relative to the project) or
     /// `postgres://…`. Default `sqlite://.strata/state.db`.
     pub state: Option<Spanned<String>>,
-    /// The engine: `local` (default).
+    /// The engine: `local` (default) or `ballista://HOST:PORT`.
     pub engine: Option<Spanned<String>>,
+    /// On a Ballista engine, what a model the cluster cannot run does:
+    /// `fail` (default) or `local` (it runs in this process, and says so).
+    pub fallback: Option<Spanned<String>>,
     /// The target used when `--target` is not given (default: none, the
     /// `[project]` settings as they are).
     pub target: Option<Spanned<String>>,
@@ -313,7 +318,15 @@ pub const SOURCE_KEYS: &[&str] = &[
 ];
 
 /// The keys allowed under `[project]`, for "did you mean" hints.
-pub const PROJECT_KEYS: &[&str] = &["name", "lake", "state", "engine", "max_parallel", "target"];
+pub const PROJECT_KEYS: &[&str] = &[
+    "name",
+    "lake",
+    "state",
+    "engine",
+    "fallback",
+    "max_parallel",
+    "target",
+];
 
 /// The keys allowed under `[schedules.NAME]`, for "did you mean" hints.
 pub const SCHEDULE_KEYS: &[&str] = &[

@@ -89,8 +89,11 @@ pub struct Project {
     pub lake: String,
     /// State store URL (`sqlite://ABSOLUTE` or `postgres://…`).
     pub state: String,
-    /// Engine: `local`.
+    /// Engine: `local`, or `ballista://HOST:PORT` for a Ballista cluster.
     pub engine: String,
+    /// On a Ballista engine, whether a model the cluster cannot run may run
+    /// locally instead (`fallback = "local"`); otherwise it fails.
+    pub fallback_local: bool,
     /// The target in use (`--target` or `[project] target`), if any.
     pub target: Option<String>,
     /// Where unchanged tables are read from instead of being built (the
@@ -287,17 +290,34 @@ impl Project {
             |value: Option<&toml::Spanned<String>>, errors: &mut Errors| match value {
                 None => "local".to_string(),
                 Some(e) if e.get_ref() == "local" => "local".to_string(),
-                Some(e) => {
-                    errors.push(
-                        at(
-                            e.span(),
-                            format!("engine `{}` is not supported yet", e.get_ref()),
-                        )
-                        .with_help("use engine = \"local\""),
-                    );
-                    "local".to_string()
-                }
+                Some(e) => match check_engine(e.get_ref()) {
+                    Ok(()) => e.get_ref().clone(),
+                    Err(msg) => {
+                        errors.push(at(e.span(), msg).with_help(
+                            "use engine = \"local\" or engine = \"ballista://HOST:PORT\"",
+                        ));
+                        "local".to_string()
+                    }
+                },
             };
+        let fallback_local = match active
+            .and_then(|t| t.fallback.as_ref())
+            .or(raw.project.fallback.as_ref())
+        {
+            None => false,
+            Some(f) if f.get_ref() == "fail" => false,
+            Some(f) if f.get_ref() == "local" => true,
+            Some(f) => {
+                errors.push(
+                    at(
+                        f.span(),
+                        format!("fallback `{}` is not `fail` or `local`", f.get_ref()),
+                    )
+                    .with_help("fallback = \"local\" lets models the cluster cannot run run in this process"),
+                );
+                false
+            }
+        };
         let lake = resolve_lake(
             active
                 .and_then(|t| t.lake.as_ref())
@@ -635,6 +655,7 @@ impl Project {
             lake,
             state,
             engine,
+            fallback_local,
             max_parallel,
             sources,
             models,
@@ -1196,7 +1217,7 @@ fn keys_for_section(text: &str, offset: usize) -> Vec<&'static str> {
     } else if header.starts_with("[serve") {
         serve::SERVE_KEYS.to_vec()
     } else if header.starts_with("[targets.") {
-        vec!["lake", "state", "engine", "defer"]
+        vec!["lake", "state", "engine", "fallback", "defer"]
     } else if header.starts_with("[openlineage") {
         vec!["url", "namespace", "api_key", "timeout_seconds"]
     } else {
@@ -1523,5 +1544,21 @@ mod product_tests {
         assert_eq!(m.config.columns.len(), 2);
         assert_eq!(m.config.columns[0].ty, Some(ColumnType::Date));
         assert_eq!(m.config.checks[0].name, "contract: not_null(day)");
+    }
+}
+
+/// Checks an engine setting other than `local`: `ballista://HOST:PORT`.
+pub fn check_engine(engine: &str) -> std::result::Result<(), String> {
+    let Some(addr) = engine.strip_prefix("ballista://") else {
+        return Err(format!(
+            "engine `{engine}` is not `local` or a Ballista scheduler (`ballista://HOST:PORT`)"
+        ));
+    };
+    let addr = addr.trim_end_matches('/');
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!(
+            "engine `{engine}`: give the scheduler as ballista://HOST:PORT (e.g. ballista://127.0.0.1:50050)"
+        )),
     }
 }

@@ -752,7 +752,7 @@ async fn interval_counts(
             source.name
         )));
     }
-    let ctx = engine.context();
+    let ctx = engine.local_context();
     let table = datafusion::datasource::MemTable::try_new(schema, vec![batches.to_vec()])
         .context(|| "counting rows per interval".into())?;
     ctx.register_table("__strata_range", Arc::new(table))
@@ -1062,7 +1062,7 @@ async fn ingest_rows(engine: &Engine, source: &Source, run: &RunInfo) -> Result<
 /// Quarantine rows already stored for these files (left by a run that died
 /// before its bronze commit).
 async fn leftover_rows(engine: &Engine, q: &deltalake::DeltaTable, files_sql: &str) -> Result<i64> {
-    let ctx = engine.context();
+    let ctx = engine.local_context();
     let provider: Arc<dyn datafusion::catalog::TableProvider> = q
         .table_provider()
         .await
@@ -1358,7 +1358,7 @@ async fn audit_batch(
     use datafusion::arrow::array::{Array, AsArray};
     let table = source.table();
     let what = || format!("checking the batch of {table}");
-    let ctx = engine.context();
+    let ctx = engine.local_context();
     let schema = batches[0].schema();
     let mem =
         datafusion::datasource::MemTable::try_new(schema.clone(), vec![batches]).context(what)?;
