@@ -664,12 +664,16 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             bind_port,
             external_host,
         } => {
-            eprintln!("strata scheduler: listening on {bind_host}:{bind_port} (engine = \"ballista://{external_host}:{bind_port}\")");
-            strata_engine::cluster::process::run_scheduler(strata_engine::cluster::process::SchedulerOptions {
-                bind_host,
-                port: bind_port,
-                external_host,
-            })
+            eprintln!(
+                "strata scheduler: listening on {bind_host}:{bind_port} (engine = \"ballista://{external_host}:{bind_port}\")"
+            );
+            strata_engine::cluster::process::run_scheduler(
+                strata_engine::cluster::process::SchedulerOptions {
+                    bind_host,
+                    port: bind_port,
+                    external_host,
+                },
+            )
             .await
             .map_err(input)
         }
@@ -692,18 +696,22 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                         .ok_or_else(|| input(format!("--storage-option `{kv}`: write KEY=VALUE")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            eprintln!("strata executor: flight {bind_host}:{bind_port}, scheduler {scheduler_host}:{scheduler_port}");
-            strata_engine::cluster::process::run_executor(strata_engine::cluster::process::ExecutorOptions {
-                bind_host,
-                external_host,
-                port: bind_port,
-                grpc_port: bind_grpc_port,
-                scheduler_host,
-                scheduler_port,
-                concurrent_tasks,
-                work_dir,
-                storage_options,
-            })
+            eprintln!(
+                "strata executor: flight {bind_host}:{bind_port}, scheduler {scheduler_host}:{scheduler_port}"
+            );
+            strata_engine::cluster::process::run_executor(
+                strata_engine::cluster::process::ExecutorOptions {
+                    bind_host,
+                    external_host,
+                    port: bind_port,
+                    grpc_port: bind_grpc_port,
+                    scheduler_host,
+                    scheduler_port,
+                    concurrent_tasks,
+                    work_dir,
+                    storage_options,
+                },
+            )
             .await
             .map_err(input)
         }
@@ -859,7 +867,11 @@ async fn run(
     let state = StateStore::open(&project.state).await.map_err(input)?;
     if project.engine != "local" {
         // Before anything is read: the cluster answers and its executors reach the lake.
-        let e = Engine::new(Arc::new(project.clone()), Arc::new(graph.clone()), state.clone());
+        let e = Engine::new(
+            Arc::new(project.clone()),
+            Arc::new(graph.clone()),
+            state.clone(),
+        );
         strata_engine::cluster::probe(&e).await.map_err(input)?;
         eprintln!("engine: {} (its executors read the lake)", project.engine);
     }

@@ -19,6 +19,17 @@ use crate::error::{Context, Error, Result};
 /// Rows kept as a sample of each failing check.
 const SAMPLE_ROWS: usize = 5;
 
+/// The run's start as a SQL literal of type `Timestamp(µs, "UTC")`. Used
+/// instead of a cross join with a one-row table, which the Ballista engine
+/// has been seen to get wrong under a `UNION ALL` (rows counted twice).
+pub(crate) fn run_ts_sql(run: &RunInfo) -> String {
+    format!(
+        "arrow_cast('{}', 'Timestamp(Microsecond, Some(\"UTC\"))')",
+        run.started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    )
+}
+
 /// Registers `__run(ts)`: the run's start as a one-row UTC timestamp table.
 pub(crate) fn register_run_ts(ctx: &SessionContext, run: &RunInfo) -> Result<()> {
     let ts_type = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
@@ -157,9 +168,10 @@ pub async fn expectations(
                     result.action = Some(format!("quarantined {failing}"));
                     let rows = ctx
                         .sql(&format!(
-                            "select n.*, {} as _rule, {} as _run_id, r.ts as _quarantined_at from ({bad}\n) n cross join __run r",
+                            "select n.*, {} as _rule, {} as _run_id, {} as _quarantined_at from ({bad}\n) n",
                             sql_str(&check.name),
-                            sql_str(&run.run_id)
+                            sql_str(&run.run_id),
+                            run_ts_sql(run)
                         ))
                         .await
                         .context(what)?;

@@ -44,10 +44,12 @@ impl Engine {
     pub fn new(project: Arc<Project>, graph: Arc<Graph>, state: StateStore) -> Self {
         let lake = Lake::of(&project);
         #[cfg(feature = "ballista")]
-        let cluster = project
-            .engine
-            .starts_with("ballista://")
-            .then(|| Arc::new(crate::cluster::Cluster::new(&project.engine, project.fallback_local)));
+        let cluster = project.engine.starts_with("ballista://").then(|| {
+            Arc::new(crate::cluster::Cluster::new(
+                &project.engine,
+                project.fallback_local,
+            ))
+        });
         Self {
             project,
             graph,
@@ -110,14 +112,14 @@ impl Engine {
             Some(files) => {
                 table
                     .table_provider()
-                    .with_file_selection(deltalake::delta_datafusion::FileSelection::from_file_paths(files))
+                    .with_file_selection(
+                        deltalake::delta_datafusion::FileSelection::from_file_paths(files),
+                    )
                     .await
             }
         };
         provider.context(|| format!("reading {name}"))
     }
-
-
 
     /// Reads each of `tables` from `lake` (another target's) instead of this
     /// engine's own lake. Nothing is ever written there: writes always go to
@@ -180,7 +182,11 @@ impl Engine {
     pub fn context(&self) -> SessionContext {
         #[cfg(feature = "ballista")]
         if let Some(cluster) = &self.cluster {
-            return cluster_session_context(self.project.max_parallel, self.runtime.clone(), cluster);
+            return cluster_session_context(
+                self.project.max_parallel,
+                self.runtime.clone(),
+                cluster,
+            );
         }
         session_context(self.project.max_parallel, self.runtime.clone())
     }
@@ -255,7 +261,10 @@ impl Engine {
         match self.reader_lake(name).open_existing(name).await? {
             Some(table) => {
                 count_bytes_read(table_bytes(&table, None));
-                versions.insert(name.to_string(), self.register_delta(ctx, name, &table).await?);
+                versions.insert(
+                    name.to_string(),
+                    self.register_delta(ctx, name, &table).await?,
+                );
             }
             None if self
                 .project
@@ -419,7 +428,12 @@ pub(crate) fn session_context(
     target_partitions: usize,
     runtime: Arc<RuntimeEnv>,
 ) -> SessionContext {
-    build_session(SessionConfig::new(), target_partitions, runtime, DeltaPlanner::new())
+    build_session(
+        SessionConfig::new(),
+        target_partitions,
+        runtime,
+        DeltaPlanner::new(),
+    )
 }
 
 /// A session whose queries run on `cluster`: Ballista's restricted settings,

@@ -146,10 +146,7 @@ impl EngineExecutor {
                 #[cfg(feature = "ballista")]
                 if !local.is_empty() {
                     // Never silently: the run's output says what ran here.
-                    let note = format!(
-                        "partly outside the cluster (fallback = \"local\"): {}",
-                        local.join(", ")
-                    );
+                    let note = format!("{} ran here (fallback)", local.join(", "));
                     out.message = Some(match out.message.take() {
                         Some(m) => format!("{m}; {note}"),
                         None => note,

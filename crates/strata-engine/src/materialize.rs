@@ -600,6 +600,13 @@ async fn build_incremental(
             })
         }
         Strategy::Merge => {
+            #[cfg(feature = "ballista")]
+            crate::cluster::local_step(
+                engine,
+                &model.name,
+                "MERGE",
+                "an incremental merge into an existing table uses delta-rs's MERGE, which",
+            )?;
             let a = audit(
                 engine,
                 &ctx,
@@ -853,7 +860,8 @@ async fn build_scd2(
 
     if !exists {
         let sql = format!(
-            "select {s_cols}, r.ts as valid_from, case when false then r.ts end as valid_to, true as is_current from __src s cross join __run r"
+            "select {s_cols}, {ts} as valid_from, case when false then {ts} end as valid_to, true as is_current from __src s",
+            ts = crate::checks::run_ts_sql(run)
         );
         let table = overwrite_sql(
             &ctx,
@@ -923,12 +931,13 @@ async fn build_scd2(
     let sql = format!(
         "with closing as ({closing})
          select {t_cols}, t.valid_from,
-                case when t.is_current and x.{k0} is not null then r.ts else t.valid_to end as valid_to,
+                case when t.is_current and x.{k0} is not null then {ts} else t.valid_to end as valid_to,
                 t.is_current and x.{k0} is null as is_current
-           from __tgt t cross join __run r left join closing x on {eq_tx}
+           from __tgt t left join closing x on {eq_tx}
          union all
-         select {o_cols}, r.ts as valid_from, case when false then r.ts end as valid_to, true as is_current
-           from ({opening}) o cross join __run r",
+         select {o_cols}, {ts} as valid_from, case when false then {ts} end as valid_to, true as is_current
+           from ({opening}) o",
+        ts = crate::checks::run_ts_sql(run),
         eq_tx = keys.iter().map(|k| format!("t.{k} = x.{k}")).collect::<Vec<_>>().join(" AND "),
         o_cols = cols.iter().map(|c| format!("o.{c}")).collect::<Vec<_>>().join(", "),
     );

@@ -23,16 +23,16 @@ use async_trait::async_trait;
 use ballista_core::extension::SessionConfigExt;
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::DataFusionError;
-use datafusion::execution::context::QueryPlanner;
 use datafusion::catalog::Session;
+use datafusion::common::DataFusionError;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::{Distribution, Partitioning};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
@@ -84,7 +84,10 @@ impl Cluster {
 
     /// The query planner of a cluster session: `inner` plans, then the plan
     /// is cut into cluster jobs.
-    pub(crate) fn planner(self: &Arc<Self>, inner: Arc<dyn QueryPlanner + Send + Sync>) -> Arc<ClusterPlanner> {
+    pub(crate) fn planner(
+        self: &Arc<Self>,
+        inner: Arc<dyn QueryPlanner + Send + Sync>,
+    ) -> Arc<ClusterPlanner> {
         Arc::new(ClusterPlanner {
             inner,
             cluster: self.clone(),
@@ -102,8 +105,37 @@ tokio::task_local! {
 pub async fn recording_local<F: std::future::Future>(f: F) -> (F::Output, Vec<String>) {
     let set = Arc::new(Mutex::new(BTreeSet::new()));
     let out = LOCAL_OPERATORS.scope(set.clone(), f).await;
-    let ops = set.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+    let ops = set
+        .lock()
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default();
     (out, ops)
+}
+
+/// A step that runs in Strata's process whatever the engine (delta-rs's
+/// MERGE plans and runs its own operators): allowed on a cluster only with
+/// `fallback = "local"`, and then recorded so the run says so.
+pub(crate) fn local_step(
+    engine: &crate::Engine,
+    model: &str,
+    what: &str,
+    why: &str,
+) -> crate::Result<()> {
+    let Some(cluster) = &engine.cluster else {
+        return Ok(());
+    };
+    if !cluster.fallback_local {
+        return Err(crate::Error::User(format!(
+            "{model}: {why} runs in Strata's process, not on the Ballista cluster ({}); set fallback = \"local\" in strata.toml to let it run here",
+            cluster.engine
+        )));
+    }
+    let _ = LOCAL_OPERATORS.try_with(|s| {
+        if let Ok(mut s) = s.lock() {
+            s.insert(what.to_string());
+        }
+    });
+    Ok(())
 }
 
 /// Plans as the local engine does, then sends each serializable part of the
@@ -138,6 +170,10 @@ impl QueryPlanner for ClusterPlanner {
             local: BTreeSet::new(),
         };
         let plan = cut.distribute(plan, true)?;
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let shown = datafusion::physical_plan::displayable(plan.as_ref()).indent(true);
+            tracing::debug!(plan = %shown, "plan cut for the cluster");
+        }
         let local: Vec<String> = cut
             .local
             .into_iter()
@@ -249,7 +285,12 @@ impl ClusterExec {
 
 impl DisplayAs for ClusterExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ClusterExec: scheduler={}", self.scheduler_url)
+        let inner = datafusion::physical_plan::displayable(self.plan.as_ref()).indent(true);
+        write!(
+            f,
+            "ClusterExec: scheduler={} [\n{inner}]",
+            self.scheduler_url
+        )
     }
 }
 
@@ -354,40 +395,62 @@ pub async fn probe(engine: &crate::Engine) -> crate::Result<()> {
         url::Url::from_directory_path(root)
             .map_err(|_| Error::User(format!("the lake {root} is not an absolute folder")))?
     };
-    let (store, store_url): (Arc<dyn object_store::ObjectStore>, String) = if url.scheme() == "file" {
-        (Arc::new(object_store::local::LocalFileSystem::new()), "file://".into())
+    let (store, store_url): (Arc<dyn object_store::ObjectStore>, String) = if url.scheme() == "file"
+    {
+        (
+            Arc::new(object_store::local::LocalFileSystem::new()),
+            "file://".into(),
+        )
     } else {
         let (s, _) = crate::storage::store_for(&url, lake.options())?;
         (s, format!("{}://{}", url.scheme(), url.authority()))
     };
-    let schema = Arc::new(Schema::new(vec![Field::new("probe", DataType::Int64, false)]));
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2, 3]))])
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "probe",
+        DataType::Int64,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(Int64Array::from(vec![1, 2, 3]))],
+    )
+    .map_err(|e| Error::Internal(e.to_string()))?;
     let mut bytes = Vec::new();
     {
-        let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(&mut bytes, schema.clone(), None)
+        let mut w =
+            datafusion::parquet::arrow::ArrowWriter::try_new(&mut bytes, schema.clone(), None)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        w.write(&batch)
             .map_err(|e| Error::Internal(e.to_string()))?;
-        w.write(&batch).map_err(|e| Error::Internal(e.to_string()))?;
         w.close().map_err(|e| Error::Internal(e.to_string()))?;
     }
-    let base = StorePath::from_url_path(url.path())
-        .map_err(|e| Error::User(format!("bad lake path {}: {e}", crate::storage::redact(root))))?;
+    let base = StorePath::from_url_path(url.path()).map_err(|e| {
+        Error::User(format!(
+            "bad lake path {}: {e}",
+            crate::storage::redact(root)
+        ))
+    })?;
     let path = base
         .clone()
         .join("_strata")
         .join(format!("probe-{}.parquet", uuid::Uuid::new_v4()).as_str());
     let size = bytes.len() as u64;
-    store
-        .put(&path, bytes.into())
-        .await
-        .map_err(|e| Error::User(format!("cannot write to the lake at {}: {e}", crate::storage::redact(root))))?;
+    store.put(&path, bytes.into()).await.map_err(|e| {
+        Error::User(format!(
+            "cannot write to the lake at {}: {e}",
+            crate::storage::redact(root)
+        ))
+    })?;
 
     let read = async {
         let store_url = ObjectStoreUrl::parse(&store_url)?;
         let format = ParquetFormat::default();
         let source = format.file_source(TableSchema::builder(schema.clone()).build());
         let config = FileScanConfigBuilder::new(store_url, source)
-            .with_file_groups(vec![FileGroup::new(vec![PartitionedFile::new(path.to_string(), size)])])
+            .with_file_groups(vec![FileGroup::new(vec![PartitionedFile::new(
+                path.to_string(),
+                size,
+            )])])
             .build();
         let ctx = engine.context();
         let state = ctx.state();
@@ -401,8 +464,13 @@ pub async fn probe(engine: &crate::Engine) -> crate::Result<()> {
         Ok(batches) => batches.iter().map(|b| b.num_rows()).sum(),
         Err(e) => {
             let e = e.to_string();
-            let help = if e.contains("transport error") || e.contains("Connection refused") || e.contains("connect") {
-                format!("is a scheduler running there (`strata scheduler`) with executors (`strata executor`)? ({e})")
+            let help = if e.contains("transport error")
+                || e.contains("Connection refused")
+                || e.contains("connect")
+            {
+                format!(
+                    "is a scheduler running there (`strata scheduler`) with executors (`strata executor`)? ({e})"
+                )
             } else {
                 format!(
                     "its executors cannot read the lake at {} ({e}); with a Ballista engine the lake must be on storage every executor reaches: an s3://, az:// or gs:// URL (credentials in the executors' environment or `--storage-option`), or a folder mounted at the same path on every executor",

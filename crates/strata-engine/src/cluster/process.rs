@@ -40,14 +40,23 @@ pub struct SchedulerOptions {
 pub async fn run_scheduler(opts: SchedulerOptions) -> Result<()> {
     let addr: SocketAddr = format!("{}:{}", opts.bind_host, opts.port)
         .parse()
-        .map_err(|e| Error::User(format!("bad scheduler address {}:{}: {e}", opts.bind_host, opts.port)))?;
+        .map_err(|e| {
+            Error::User(format!(
+                "bad scheduler address {}:{}: {e}",
+                opts.bind_host, opts.port
+            ))
+        })?;
     let mut config = SchedulerConfig::default()
         .with_hostname(opts.external_host.clone())
         .with_port(opts.port);
     config.bind_host = opts.bind_host.clone();
     let ballista = |e: ballista_core::error::BallistaError| Error::User(format!("scheduler: {e}"));
-    let cluster = BallistaCluster::new_from_config(&config).await.map_err(ballista)?;
-    start_server(cluster, addr, Arc::new(config)).await.map_err(ballista)
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(ballista)?;
+    start_server(cluster, addr, Arc::new(config))
+        .await
+        .map_err(ballista)
 }
 
 /// Flags of `strata executor`.
@@ -77,7 +86,9 @@ pub struct ExecutorOptions {
 /// Runs a Ballista executor until the process is stopped.
 pub async fn run_executor(opts: ExecutorOptions) -> Result<()> {
     crate::storage::check_options(&opts.storage_options).map_err(Error::User)?;
-    let registry = Arc::new(LakeStores::new(opts.storage_options.iter().cloned().collect()));
+    let registry = Arc::new(LakeStores::new(
+        opts.storage_options.iter().cloned().collect(),
+    ));
     let mut config = ExecutorProcessConfig {
         bind_host: opts.bind_host.clone(),
         external_host: opts.external_host.clone(),
@@ -123,7 +134,11 @@ impl LakeStores {
 }
 
 impl ObjectStoreRegistry for LakeStores {
-    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
         let key = format!("{}://{}", url.scheme(), url.authority());
         self.stores.write().ok()?.insert(key, store)
     }
@@ -145,7 +160,8 @@ impl ObjectStoreRegistry for LakeStores {
         if let Some(s) = self.stores.read().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(s);
         }
-        let root = Url::parse(&key).map_err(|e| DataFusionError::Execution(format!("{key}: {e}")))?;
+        let root =
+            Url::parse(&key).map_err(|e| DataFusionError::Execution(format!("{key}: {e}")))?;
         let (store, _) = crate::storage::store_for(&root, &self.options)
             .map_err(|e| DataFusionError::Execution(e.to_string()))?;
         if let Ok(mut m) = self.stores.write() {

@@ -140,7 +140,8 @@ impl LakeTable {
         for f in snapshot.log_data().iter() {
             if f.deletion_vector_descriptor().is_some() {
                 return Err(user(
-                    "a file has a deletion vector, which the Ballista engine cannot honour yet".into(),
+                    "a file has a deletion vector, which the Ballista engine cannot honour yet"
+                        .into(),
                 ));
             }
             let rel = f.path().to_string();
@@ -335,7 +336,11 @@ impl PruningStatistics for FilesStats<'_> {
     }
 
     fn row_counts(&self) -> Option<ArrayRef> {
-        let counts: UInt64Array = self.files.iter().map(|f| f.rows.map(|r| r as u64)).collect();
+        let counts: UInt64Array = self
+            .files
+            .iter()
+            .map(|f| f.rows.map(|r| r as u64))
+            .collect();
         Some(Arc::new(counts))
     }
 
