@@ -248,6 +248,10 @@ enum Command {
         /// The host name executors and clients reach this scheduler by.
         #[arg(long, default_value = "localhost")]
         external_host: String,
+        /// An object-store option for the lake, KEY=VALUE; repeatable. The
+        /// scheduler opens the lake's stores to decode scans, reading nothing.
+        #[arg(long = "storage-option", value_name = "KEY=VALUE")]
+        storage_options: Vec<String>,
     },
     /// Start a Ballista executor that reads the lake and runs the scheduler's tasks.
     Executor {
@@ -663,7 +667,9 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             bind_host,
             bind_port,
             external_host,
+            storage_options,
         } => {
+            let storage_options = key_values(&storage_options)?;
             eprintln!(
                 "strata scheduler: listening on {bind_host}:{bind_port} (engine = \"ballista://{external_host}:{bind_port}\")"
             );
@@ -672,6 +678,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                     bind_host,
                     port: bind_port,
                     external_host,
+                    storage_options,
                 },
             )
             .await
@@ -688,14 +695,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             work_dir,
             storage_options,
         } => {
-            let storage_options = storage_options
-                .iter()
-                .map(|kv| {
-                    kv.split_once('=')
-                        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-                        .ok_or_else(|| input(format!("--storage-option `{kv}`: write KEY=VALUE")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let storage_options = key_values(&storage_options)?;
             eprintln!(
                 "strata executor: flight {bind_host}:{bind_port}, scheduler {scheduler_host}:{scheduler_port}"
             );
@@ -782,6 +782,18 @@ fn scaffold(dir: &std::path::Path) -> Result<(), String> {
 
 /// The target given by `--target` (set once at start).
 static TARGET: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// `--storage-option KEY=VALUE` flags as pairs.
+fn key_values(flags: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    flags
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| input(format!("--storage-option `{kv}`: write KEY=VALUE")))
+        })
+        .collect()
+}
 
 /// The engine given by `--engine` (set once at start).
 static ENGINE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();

@@ -4,6 +4,7 @@ mod alerts;
 mod apis;
 mod cases;
 mod checks;
+mod cluster;
 mod databases;
 mod docs;
 mod drift;

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use crate::support::TestProject;
 
 /// An emulator process, killed when dropped.
-struct Emulator {
+pub(crate) struct Emulator {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
     cloud: &'static str,
 }
 
@@ -24,7 +24,7 @@ impl Drop for Emulator {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -35,7 +35,7 @@ fn storage_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/storage")
 }
 
-fn wait_for(port: u16, child: &mut Child, what: &str) {
+pub(crate) fn wait_for(port: u16, child: &mut Child, what: &str) {
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
@@ -50,7 +50,7 @@ fn wait_for(port: u16, child: &mut Child, what: &str) {
 }
 
 /// The moto S3 server (PyPI `moto[server]`, installed by scripts/test.sh).
-fn s3() -> Emulator {
+pub(crate) fn s3() -> Emulator {
     let port = free_port();
     let mut child = Command::new("python3")
         .args([
@@ -102,7 +102,7 @@ fn azurite() -> Emulator {
 
 impl Emulator {
     /// Runs tests/storage/objects.py; returns stdout.
-    fn objects(&self, args: &[&str]) -> String {
+    pub(crate) fn objects(&self, args: &[&str]) -> String {
         let run = || {
             Command::new("python3")
                 .arg(storage_dir().join("objects.py"))
@@ -135,7 +135,7 @@ impl Emulator {
         self.objects(&["put", bucket, key, f.path().to_str().expect("utf8")]);
     }
 
-    fn keys(&self, bucket: &str) -> Vec<String> {
+    pub(crate) fn keys(&self, bucket: &str) -> Vec<String> {
         self.objects(&["keys", bucket])
             .lines()
             .map(str::to_string)

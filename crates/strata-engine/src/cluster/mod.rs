@@ -373,8 +373,6 @@ pub async fn probe(engine: &crate::Engine) -> crate::Result<()> {
     use datafusion::arrow::array::Int64Array;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::arrow::record_batch::RecordBatch;
-    use datafusion::datasource::file_format::FileFormat;
-    use datafusion::datasource::file_format::parquet::ParquetFormat;
     use datafusion::datasource::listing::PartitionedFile;
     use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
     use datafusion::datasource::table_schema::TableSchema;
@@ -444,17 +442,18 @@ pub async fn probe(engine: &crate::Engine) -> crate::Result<()> {
 
     let read = async {
         let store_url = ObjectStoreUrl::parse(&store_url)?;
-        let format = ParquetFormat::default();
-        let source = format.file_source(TableSchema::builder(schema.clone()).build());
-        let config = FileScanConfigBuilder::new(store_url, source)
+        let source = datafusion::datasource::physical_plan::ParquetSource::new(
+            TableSchema::builder(schema.clone()).build(),
+        );
+        let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
             .with_file_groups(vec![FileGroup::new(vec![PartitionedFile::new(
                 path.to_string(),
                 size,
             )])])
             .build();
         let ctx = engine.context();
-        let state = ctx.state();
-        let scan = format.create_physical_plan(&state, config).await?;
+        let scan: Arc<dyn ExecutionPlan> =
+            datafusion::datasource::source::DataSourceExec::from_data_source(config);
         let job: Arc<dyn ExecutionPlan> = Arc::new(ClusterExec::new(scan, &cluster));
         datafusion::physical_plan::collect(job, ctx.task_ctx()).await
     };

@@ -34,6 +34,9 @@ pub struct SchedulerOptions {
     pub port: u16,
     /// The host name executors and clients reach this scheduler by.
     pub external_host: String,
+    /// Object-store options, on top of the environment's: the scheduler
+    /// opens the lake's stores to decode scans (it reads no data).
+    pub storage_options: Vec<(String, String)>,
 }
 
 /// Runs a Ballista scheduler until the process is stopped.
@@ -50,6 +53,21 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<()> {
         .with_hostname(opts.external_host.clone())
         .with_port(opts.port);
     config.bind_host = opts.bind_host.clone();
+    crate::storage::check_options(&opts.storage_options).map_err(Error::User)?;
+    let registry = Arc::new(LakeStores::new(
+        opts.storage_options.iter().cloned().collect(),
+    ));
+    config.override_session_builder = Some(Arc::new(move |session: SessionConfig| {
+        let state = ballista_core::utils::default_session_builder(session)?;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(registry.clone())
+            .build()?;
+        Ok(
+            datafusion::execution::SessionStateBuilder::new_from_existing(state)
+                .with_runtime_env(Arc::new(runtime))
+                .build(),
+        )
+    }));
     let ballista = |e: ballista_core::error::BallistaError| Error::User(format!("scheduler: {e}"));
     let cluster = BallistaCluster::new_from_config(&config)
         .await
@@ -89,6 +107,7 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<()> {
     let registry = Arc::new(LakeStores::new(
         opts.storage_options.iter().cloned().collect(),
     ));
+    let work_dir = opts.work_dir.clone();
     let mut config = ExecutorProcessConfig {
         bind_host: opts.bind_host.clone(),
         external_host: opts.external_host.clone(),
@@ -103,11 +122,11 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<()> {
         config.vcores = n.max(1);
     }
     config.override_runtime_producer = Some(Arc::new(move |_: &SessionConfig| {
-        Ok(Arc::new(
-            RuntimeEnvBuilder::new()
-                .with_object_store_registry(registry.clone())
-                .build()?,
-        ))
+        let mut runtime = RuntimeEnvBuilder::new().with_object_store_registry(registry.clone());
+        if let Some(dir) = &work_dir {
+            runtime = runtime.with_temp_file_path(dir);
+        }
+        Ok(Arc::new(runtime.build()?))
     }));
     start_executor_process(Arc::new(config))
         .await

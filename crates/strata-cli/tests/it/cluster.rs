@@ -1,0 +1,302 @@
+//! The same projects on a Ballista cluster: one `strata scheduler` and two
+//! `strata executor`s started by the test on 127.0.0.1, with the lake on S3
+//! (the moto server). Every gold table must equal the local run's.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::storage::{free_port, s3, wait_for};
+use crate::support::{Shop, TestProject, strata_in};
+
+/// A scheduler and two executors, killed when dropped.
+struct Cluster {
+    children: Vec<Child>,
+    engine: String,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `strata scheduler` and two `strata executor`s whose object-store
+/// credentials come from their environment, as on a real cluster.
+fn cluster(s3_endpoint: &str) -> Cluster {
+    let bin = env!("CARGO_BIN_EXE_strata");
+    let port = free_port();
+    let mut children = vec![];
+    let aws = [
+        ("AWS_ENDPOINT", s3_endpoint),
+        ("AWS_ACCESS_KEY_ID", "test-key"),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ALLOW_HTTP", "true"),
+    ];
+    let mut scheduler = Command::new(bin)
+        .args(["scheduler", "--bind-port", &port.to_string()])
+        .envs(aws)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start strata scheduler");
+    wait_for(port, &mut scheduler, "strata scheduler");
+    children.push(scheduler);
+    for _ in 0..2 {
+        let (flight, grpc) = (free_port(), free_port());
+        let mut executor = Command::new(bin)
+            .args([
+                "executor",
+                "--bind-port",
+                &flight.to_string(),
+                "--bind-grpc-port",
+                &grpc.to_string(),
+                "--scheduler-port",
+                &port.to_string(),
+                "--concurrent-tasks",
+                "2",
+            ])
+            .envs(aws)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start strata executor");
+        wait_for(flight, &mut executor, "strata executor");
+        children.push(executor);
+    }
+    // Executors register with the scheduler on their first heartbeat.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    Cluster {
+        children,
+        engine: format!("ballista://127.0.0.1:{port}"),
+    }
+}
+
+/// Points a project's lake at `lake` on S3 and its engine at the cluster.
+fn on_cluster(project: &Path, lake: &str, s3_endpoint: &str, engine: &str, fallback: &str) {
+    let cfg = project.join("strata.toml");
+    let text = std::fs::read_to_string(&cfg).expect("strata.toml");
+    let extra =
+        format!("[project]\nlake = \"{lake}\"\nengine = \"{engine}\"\nfallback = \"{fallback}\"\n");
+    let mut text = text.replacen("[project]\n", &extra, 1);
+    text.push_str(&format!(
+        "\n[storage]\naws_endpoint = \"{s3_endpoint}\"\naws_access_key_id = \"test-key\"\naws_secret_access_key = \"test-secret\"\naws_region = \"us-east-1\"\naws_allow_http = \"true\"\n"
+    ));
+    std::fs::write(cfg, text).expect("write strata.toml");
+}
+
+/// Every row of a table, as sorted CSV lines (header first).
+fn rows(shop: &Shop, table: &str) -> Vec<String> {
+    let mut lines = shop.sql(&format!("select * from {table}"));
+    let header = lines.remove(0);
+    lines.sort();
+    lines.insert(0, header);
+    lines
+}
+
+fn gold_tables(project: &Path) -> Vec<String> {
+    let mut tables: Vec<String> = std::fs::read_dir(project.join("models/gold"))
+        .expect("models/gold")
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".sql").map(|n| format!("gold.{n}"))
+        })
+        .collect();
+    tables.sort();
+    tables
+}
+
+fn assert_same_gold(local: &Shop, remote: &Shop) {
+    let tables = gold_tables(&local.0);
+    assert!(!tables.is_empty());
+    for t in tables {
+        let (a, b) = (rows(local, &t), rows(remote, &t));
+        assert!(a.len() > 1, "{t} is empty");
+        assert!(
+            a == b,
+            "{t} differs: {} local rows, {} on the cluster",
+            a.len(),
+            b.len()
+        );
+    }
+}
+
+/// The example shop, created under `p`.
+fn example(p: &TestProject) -> Shop {
+    let dir = p.path().join("shop");
+    let out = strata_in(
+        p.path(),
+        &["init", dir.to_str().expect("utf8"), "--example", "shop"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Shop(dir)
+}
+
+fn run_output(shop: &Shop, args: &[&str]) -> (bool, String) {
+    let out = strata_in(&shop.0, args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_example_project_on_a_cluster_equals_the_local_run() {
+    let s3 = s3();
+    s3.objects(&["mkbucket", "lake"]);
+    let c = cluster(&s3.endpoint);
+
+    let (l, r) = (TestProject::new(), TestProject::new());
+    let (local, remote) = (example(&l), example(&r));
+    local.ok(&["run"]);
+    on_cluster(&remote.0, "s3://lake/shop", &s3.endpoint, &c.engine, "fail");
+
+    let (ok, out) = run_output(&remote, &["run"]);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("engine: {}", c.engine)), "{out}");
+    // The lake is in the bucket, not on local disk.
+    assert!(!remote.0.join("lake").exists());
+    assert!(
+        s3.keys("lake")
+            .iter()
+            .any(|k| k.starts_with("shop/gold/daily_revenue/_delta_log/")),
+        "no gold table in the bucket"
+    );
+    assert_same_gold(&local, &remote);
+
+    // The next day merges into silver.orders: delta-rs's MERGE runs in this
+    // process, so without fallback = "local" the model fails and says why.
+    local.ok(&["example", "next-day"]);
+    local.ok(&["run"]);
+    remote.ok(&["example", "next-day"]);
+    let (ok, out) = run_output(&remote, &["run"]);
+    assert!(!ok, "a merge ran without fallback = \"local\":\n{out}");
+    assert!(
+        out.contains(
+            "silver.orders: an incremental merge into an existing table uses delta-rs's MERGE"
+        ) && out.contains("fallback = \"local\""),
+        "{out}"
+    );
+    let cfg = remote.0.join("strata.toml");
+    let text = std::fs::read_to_string(&cfg).expect("strata.toml");
+    std::fs::write(
+        &cfg,
+        text.replace("fallback = \"fail\"", "fallback = \"local\""),
+    )
+    .expect("write");
+    let (ok, out) = run_output(&remote, &["run"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("MERGE ran here (fallback)"),
+        "the fallback was silent:\n{out}"
+    );
+    assert_same_gold(&local, &remote);
+    // The SCD2 dimension (rebuilt on the cluster) equals too.
+    assert_eq!(
+        rows(&local, "silver.customers").len(),
+        rows(&remote, "silver.customers").len()
+    );
+}
+
+/// Writes the 8 TPC-H tables at scale factor `sf` as `landing/TABLE/TABLE.csv`.
+fn tpch_landing(dir: &Path, sf: f64) {
+    use tpchgen::csv::*;
+    use tpchgen::generators::*;
+    macro_rules! table {
+        ($name:literal, $gen:ident, $csv:ident) => {{
+            let d = dir.join("landing").join($name);
+            std::fs::create_dir_all(&d).expect("mkdir");
+            let f = std::fs::File::create(d.join(concat!($name, ".csv"))).expect("create");
+            let mut w = std::io::BufWriter::new(f);
+            writeln!(w, "{}", $csv::header()).expect("write");
+            for row in $gen::new(sf, 1, 1).iter() {
+                writeln!(w, "{}", $csv::new(row)).expect("write");
+            }
+            w.flush().expect("flush");
+        }};
+    }
+    table!("region", RegionGenerator, RegionCsv);
+    table!("nation", NationGenerator, NationCsv);
+    table!("part", PartGenerator, PartCsv);
+    table!("supplier", SupplierGenerator, SupplierCsv);
+    table!("partsupp", PartSuppGenerator, PartSuppCsv);
+    table!("customer", CustomerGenerator, CustomerCsv);
+    table!("orders", OrderGenerator, OrderCsv);
+    table!("lineitem", LineItemGenerator, LineItemCsv);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn the_tpch_medallion_on_a_cluster_equals_the_local_run() {
+    let s3 = s3();
+    s3.objects(&["mkbucket", "lake"]);
+    let c = cluster(&s3.endpoint);
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/tpch/project");
+
+    let local = TestProject::new();
+    copy_dir(&bench, local.path());
+    tpch_landing(local.path(), 0.01);
+    local.ok(&["run"]);
+
+    let remote = TestProject::new();
+    copy_dir(&bench, remote.path());
+    copy_dir(
+        &local.path().join("landing"),
+        &remote.path().join("landing"),
+    );
+    on_cluster(
+        remote.path(),
+        "s3://lake/tpch",
+        &s3.endpoint,
+        &c.engine,
+        "fail",
+    );
+    let (ok, out) = run_output(&remote, &["run"]);
+    assert!(ok, "{out}");
+    assert!(!out.contains("ran here (fallback)"), "{out}");
+    assert_same_gold(&local, &remote);
+}
+
+#[test]
+fn a_cluster_that_does_not_answer_is_named() {
+    let t = TestProject::new();
+    let p = example(&t);
+    let port = free_port();
+    let (ok, out) = run_output(
+        &p,
+        &["--engine", &format!("ballista://127.0.0.1:{port}"), "run"],
+    );
+    assert!(!ok);
+    assert!(
+        out.contains(&format!("engine ballista://127.0.0.1:{port}"))
+            && out.contains("strata scheduler"),
+        "{out}"
+    );
+    // Nothing was built.
+    assert!(!p.0.join("lake/gold").exists());
+    let (ok, out) = run_output(&p, &["--engine", "ballista://nowhere", "run"]);
+    assert!(!ok);
+    assert!(out.contains("ballista://HOST:PORT"), "{out}");
+}
