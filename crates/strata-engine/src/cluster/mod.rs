@@ -487,3 +487,6 @@ pub async fn probe(engine: &crate::Engine) -> crate::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -196,6 +196,11 @@ impl LakeTable {
         }
     }
 
+    /// The table's row count from the log, when every file records it.
+    pub fn statistics_rows(&self) -> Option<usize> {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+
     fn table_stats(&self, files: &[&LakeFile]) -> Statistics {
         let mut s = Statistics::new_unknown(&self.schema);
         let rows: Option<usize> = files.iter().map(|f| f.rows).sum();

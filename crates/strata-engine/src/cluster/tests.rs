@@ -1,0 +1,179 @@
+//! The lake table's pruning and answers, and how plans are cut, without a
+//! cluster (the CLI tests run real ones).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
+
+use super::table::LakeTable;
+use super::{Cluster, Cut};
+
+fn batch(day: &str, ids: std::ops::Range<i64>) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("day", DataType::Utf8, true),
+    ]));
+    let n = ids.clone().count();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids)),
+            Arc::new(StringArray::from(vec![day; n])),
+        ],
+    )
+    .expect("batch")
+}
+
+/// A table partitioned by `day`: three days of 100 ids each, one file per day.
+async fn table(dir: &std::path::Path, config: &[(&str, &str)]) -> DeltaTable {
+    let url = url::Url::from_directory_path(dir).expect("url");
+    let mut t = DeltaTable::try_from_url(url).await.expect("open");
+    for (i, day) in ["2024-01-01", "2024-01-02", "2024-01-03"]
+        .iter()
+        .enumerate()
+    {
+        let start = i as i64 * 100;
+        t = t
+            .write(vec![batch(day, start..start + 100)])
+            .with_partition_columns(["day"])
+            .with_configuration(config.iter().map(|(k, v)| (*k, Some(*v))))
+            .await
+            .expect("write");
+    }
+    t
+}
+
+/// Files a plan scans.
+fn files_scanned(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    let text = datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(true)
+        .to_string();
+    text.matches(".parquet").count()
+}
+
+async fn query(ctx: &SessionContext, sql: &str) -> (Vec<String>, usize) {
+    let df = ctx.sql(sql).await.expect("plan");
+    let plan = df
+        .clone()
+        .create_physical_plan()
+        .await
+        .expect("physical plan");
+    let batches = df.collect().await.expect("run");
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .expect("format")
+        .to_string();
+    (
+        text.lines().map(str::to_string).collect(),
+        files_scanned(&plan),
+    )
+}
+
+#[tokio::test]
+async fn a_lake_table_answers_as_delta_rs_does_and_prunes_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = table(dir.path(), &[]).await;
+    let lake = SessionContext::new();
+    lake.register_table(
+        "t",
+        Arc::new(LakeTable::try_new("t", &t, None).expect("lake table")),
+    )
+    .expect("register");
+    let delta = SessionContext::new();
+    delta
+        .register_table("t", t.table_provider().await.expect("provider"))
+        .expect("register");
+    for sql in [
+        "select day, count(*), sum(id) from t group by day order by day",
+        "select * from t where day = '2024-01-02' and id % 10 = 0 order by id",
+        "select count(*) from t where id >= 250",
+    ] {
+        assert_eq!(
+            query(&lake, sql).await.0,
+            query(&delta, sql).await.0,
+            "{sql}"
+        );
+    }
+    // Partition values prune files before any is opened, and so do the
+    // log's min/max statistics.
+    assert_eq!(query(&lake, "select * from t").await.1, 3);
+    assert_eq!(
+        query(&lake, "select * from t where day = '2024-01-02'")
+            .await
+            .1,
+        1
+    );
+    assert_eq!(query(&lake, "select * from t where id >= 250").await.1, 1);
+    assert_eq!(query(&lake, "select * from t where id < 0").await.1, 0);
+    // The planner gets the row count from the log.
+    let stats = LakeTable::try_new("t", &t, None)
+        .expect("lake table")
+        .statistics_rows();
+    assert_eq!(stats, Some(300));
+}
+
+#[tokio::test]
+async fn a_lake_table_refuses_reader_features_it_cannot_honour() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = table(dir.path(), &[("delta.enableDeletionVectors", "true")]).await;
+    let err = LakeTable::try_new("silver.t", &t, None).expect_err("deletion vectors refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("silver.t") && msg.contains("deletionVectors"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn plans_are_cut_where_an_operator_cannot_travel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = table(dir.path(), &[]).await;
+    let ctx = SessionContext::new();
+    ctx.register_table(
+        "lake",
+        Arc::new(LakeTable::try_new("lake", &t, None).expect("lake table")),
+    )
+    .expect("register");
+    ctx.register_table("delta", t.table_provider().await.expect("provider"))
+        .expect("register");
+    let cluster = Cluster::new("ballista://127.0.0.1:1", false);
+    let cut = |plan| {
+        let mut cut = Cut {
+            codec: Default::default(),
+            cluster: &cluster,
+            local: Default::default(),
+        };
+        let plan = cut.distribute(plan, true).expect("cut");
+        (plan, cut.local)
+    };
+    let physical = |sql: &'static str| {
+        let ctx = ctx.clone();
+        async move {
+            ctx.sql(sql)
+                .await
+                .expect("plan")
+                .create_physical_plan()
+                .await
+                .expect("physical plan")
+        }
+    };
+    // A lake table's plan travels whole: one job.
+    let (plan, local) = cut(physical("select day, count(*) from lake group by day").await);
+    assert_eq!(plan.name(), "ClusterExec");
+    assert!(local.is_empty(), "{local:?}");
+    // delta-rs's scan has no codec: it stays here, and is named.
+    let (plan, local) = cut(physical("select l.id from lake l join delta d on l.id = d.id").await);
+    assert_ne!(plan.name(), "ClusterExec");
+    assert!(local.iter().any(|n| n.contains("Delta")), "{local:?}");
+    let text = datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(true)
+        .to_string();
+    assert!(
+        text.contains("ClusterExec"),
+        "the lake side should still travel:\n{text}"
+    );
+}
