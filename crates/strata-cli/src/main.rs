@@ -783,6 +783,26 @@ fn scaffold(dir: &std::path::Path) -> Result<(), String> {
 /// The target given by `--target` (set once at start).
 static TARGET: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
+/// Before a run on a cluster reads anything: the cluster answers and its
+/// executors reach the lake.
+pub(crate) async fn probe_cluster(
+    project: &Project,
+    graph: &Graph,
+    state: &StateStore,
+) -> Result<(), Failure> {
+    if project.engine == "local" {
+        return Ok(());
+    }
+    let e = Engine::new(
+        Arc::new(project.clone()),
+        Arc::new(graph.clone()),
+        state.clone(),
+    );
+    strata_engine::cluster::probe(&e).await.map_err(input)?;
+    eprintln!("engine: {} (its executors read the lake)", project.engine);
+    Ok(())
+}
+
 /// `--storage-option KEY=VALUE` flags as pairs.
 fn key_values(flags: &[String]) -> Result<Vec<(String, String)>, Failure> {
     flags
@@ -877,16 +897,7 @@ async fn run(
 ) -> Result<(), Failure> {
     let (project, graph) = load(dir)?;
     let state = StateStore::open(&project.state).await.map_err(input)?;
-    if project.engine != "local" {
-        // Before anything is read: the cluster answers and its executors reach the lake.
-        let e = Engine::new(
-            Arc::new(project.clone()),
-            Arc::new(graph.clone()),
-            state.clone(),
-        );
-        strata_engine::cluster::probe(&e).await.map_err(input)?;
-        eprintln!("engine: {} (its executors read the lake)", project.engine);
-    }
+    probe_cluster(&project, &graph, &state).await?;
     let prepared = control::prepare_run(
         &project,
         &graph,

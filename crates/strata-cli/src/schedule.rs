@@ -74,6 +74,7 @@ pub(crate) async fn backfill(
         println!("nothing to backfill: every interval in the range is done");
         return Ok(());
     }
+    crate::probe_cluster(&project, &graph, &state).await?;
     let parallel = parallel.unwrap_or(project.max_parallel).max(1);
     let (project, graph) = (Arc::new(project), Arc::new(graph));
     let summary = execute(

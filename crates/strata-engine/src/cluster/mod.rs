@@ -33,6 +33,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::{Distribution, Partitioning};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
@@ -226,8 +227,19 @@ impl Cut<'_> {
                 return Ok(Arc::new(ClusterExec::new(plan, self.cluster)));
             }
             if flexible {
+                let unordered = plan.output_ordering().is_none();
                 let one: Arc<dyn ExecutionPlan> = Arc::new(CoalescePartitionsExec::new(plan));
-                return Ok(Arc::new(ClusterExec::new(one, self.cluster)));
+                let job: Arc<dyn ExecutionPlan> = Arc::new(ClusterExec::new(one, self.cluster));
+                if !unordered {
+                    return Ok(job);
+                }
+                // The job's rows arrive as one stream: spread them again so
+                // that what stays here (the Delta writer encoding Parquet)
+                // uses as many cores as the plan did.
+                return Ok(Arc::new(RepartitionExec::try_new(
+                    job,
+                    Partitioning::RoundRobinBatch(parts),
+                )?));
             }
             if children.is_empty() {
                 // A scan whose partitioning a local consumer relies on stays here.
