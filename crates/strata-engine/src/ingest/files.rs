@@ -645,11 +645,12 @@ fn decode_chunk(
     Ok((data, layout, lines, quotes))
 }
 
-/// Whether arrow's vectorized CSV reader gives exactly what the row-by-row
-/// path gives for a chunk: every column is text taken as it is (no value to
-/// parse, so none can be rejected), the null marker is the default empty
-/// field (arrow's default too), and the file's fields map one to one onto the
-/// source's columns (no new, missing or partition columns, nothing rescued).
+/// Whether arrow's vectorized CSV reader, splitting records into text
+/// columns, gives what the row-by-row path gives for a chunk: the null marker
+/// is the default empty field (arrow's default too), and the file's fields map
+/// one to one onto the source's columns (no new, missing or partition columns,
+/// nothing rescued). Typed columns are then converted value by value with the
+/// row path's own parser ([`super::rows::typed_array`]).
 fn vectorizable(how: &CsvRead<'_>, layout: &Layout) -> bool {
     how.drift != SchemaDrift::Rescue
         && matches!(how.nulls, [n] if n.is_empty())
@@ -657,12 +658,12 @@ fn vectorizable(how: &CsvRead<'_>, layout: &Layout) -> bool {
         && layout.extras.is_empty()
         && layout.missing.is_empty()
         && layout.index.iter().all(|&i| i < layout.width)
-        && how.columns.iter().all(|(_, t)| *t == ColumnType::Utf8)
 }
 
-/// Decodes a chunk of text columns with arrow's CSV reader. `None` when a
-/// record does not fit (a wrong field count, a blank line): the row-by-row
-/// path then decodes the chunk and accounts for every record.
+/// Decodes a chunk with arrow's CSV reader into text columns, then converts
+/// the typed ones. `None` when a record does not fit (a wrong field count, a
+/// blank line) or a value does not parse: the row-by-row path then decodes
+/// the chunk and accounts for every record (quarantining the bad ones).
 fn decode_text_vectorized(bytes: &[u8], how: &CsvRead<'_>, layout: &Layout) -> Option<FileData> {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let fields: Vec<Field> = (0..layout.width)
@@ -682,8 +683,19 @@ fn decode_text_vectorized(bytes: &[u8], how: &CsvRead<'_>, layout: &Layout) -> O
     for batch in reader {
         let batch = batch.ok()?;
         out.rows_read += batch.num_rows() as i64;
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(how.columns)
+            .map(|(c, (_, t))| {
+                let text = c
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::StringArray>()?;
+                super::rows::typed_array(text, *t)
+            })
+            .collect::<Option<Vec<_>>>()?;
         out.batches
-            .push(RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).ok()?);
+            .push(RecordBatch::try_new(schema.clone(), columns).ok()?);
     }
     Some(out)
 }
@@ -1023,15 +1035,78 @@ mod tests {
         assert_eq!(chunked.bad.len(), 1);
         let one = decode_csv(&p, &cols, &o, &nulls, SchemaDrift::AddColumns, &[]).expect("one");
         assert_eq!((chunked.bad[0].line, one.bad[0].line), (5, 5));
-        // Typed columns are parsed row by row.
-        let typed = vec![("id".to_string(), ColumnType::Int64)];
-        assert!(!vectorizable(
-            &CsvRead {
-                columns: &typed,
-                ..how
-            },
-            &layout
-        ));
+    }
+
+    #[test]
+    fn typed_columns_decode_vectorized_exactly_as_row_by_row() {
+        use datafusion::arrow::compute::concat_batches;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cols = vec![
+            ("id".to_string(), ColumnType::Int64),
+            ("amount".into(), ColumnType::Decimal(10, 2)),
+            ("day".into(), ColumnType::Date),
+            ("ok".into(), ColumnType::Boolean),
+            ("at".into(), ColumnType::Timestamp),
+            ("ratio".into(), ColumnType::Float64),
+            ("note".into(), ColumnType::Utf8),
+        ];
+        let o = opts();
+        let nulls = [String::new()];
+        let how = CsvRead {
+            columns: &cols,
+            opts: &o,
+            nulls: &nulls,
+            drift: SchemaDrift::AddColumns,
+            partition: &[],
+        };
+        let header = "note,ratio,at,ok,day,amount,id";
+        let mut text = format!("{header}\n");
+        for i in 0..3000 {
+            match i % 5 {
+                // Spaces around values, as the row path trims them.
+                0 => text.push_str(&format!("n{i}, 0.5 , 2024-01-02 10:00:00 , yes , 2024-03-0{} , {i}.5 , {i} \n", i % 9 + 1)),
+                // Empty fields are null.
+                1 => text.push_str(&format!(",,,,,,{i}\n")),
+                // Other accepted spellings: a whole double for a bigint, RFC 3339 with an offset.
+                2 => text.push_str(&format!("\"q, {i}\",1e3,2024-01-02T10:00:00+02:00,F,2024-12-31,-{i},{i}.0\n")),
+                _ => text.push_str(&format!("n{i},{i},2024-01-02T10:00:00.123456,true,2024-01-01,{i}.25,{i}\n")),
+            }
+        }
+        let p = dir.path().join("typed.csv");
+        std::fs::write(&p, &text).expect("write");
+        let one = decode_csv(&p, &cols, &o, &nulls, SchemaDrift::AddColumns, &[]).expect("one");
+        assert!(one.bad.is_empty(), "{:?}", one.bad.first());
+        let schema = super::super::rows::schema_of(&cols);
+        let all = |d: &FileData| concat_batches(&schema, &d.batches).expect("concat");
+        let header_end = text.find('\n').expect("header") + 1;
+        let names: Vec<&str> = header.split(',').collect();
+        let layout = Layout::from_header(
+            &csv::StringRecord::from(names),
+            1,
+            &cols,
+            SchemaDrift::AddColumns,
+            &[],
+        )
+        .expect("layout");
+        assert!(vectorizable(&how, &layout));
+        let fast = decode_text_vectorized(&text.as_bytes()[header_end..], &how, &layout)
+            .expect("vectorized");
+        assert_eq!(fast.rows_read, one.rows_read);
+        assert_eq!(all(&fast), all(&one));
+        let chunked = decode_in_chunks(&p, how, 3, 0, 8192).expect("chunked");
+        assert_eq!(all(&chunked), all(&one));
+        // A value that does not parse: that chunk goes row by row, the row is
+        // quarantined with its line and error, every other row loads.
+        let bad = text.replacen(",2024-01-01,3.25,3\n", ",2024-01-01,3.25,three\n", 1);
+        std::fs::write(&p, &bad).expect("write");
+        assert!(decode_text_vectorized(&bad.as_bytes()[header_end..], &how, &layout).is_none());
+        let chunked = decode_in_chunks(&p, how, 3, 0, 8192).expect("chunked");
+        let one = decode_csv(&p, &cols, &o, &nulls, SchemaDrift::AddColumns, &[]).expect("one");
+        assert_eq!(chunked.rows_read, 3000);
+        assert_eq!(chunked.bad.len(), 1);
+        assert_eq!((chunked.bad[0].line, one.bad[0].line), (5, 5));
+        assert!(chunked.bad[0].error.contains("three"), "{}", chunked.bad[0].error);
+        assert_eq!(all(&chunked), all(&one));
     }
 
     #[test]
