@@ -1064,12 +1064,19 @@ mod tests {
         for i in 0..3000 {
             match i % 5 {
                 // Spaces around values, as the row path trims them.
-                0 => text.push_str(&format!("n{i}, 0.5 , 2024-01-02 10:00:00 , yes , 2024-03-0{} , {i}.5 , {i} \n", i % 9 + 1)),
+                0 => text.push_str(&format!(
+                    "n{i}, 0.5 , 2024-01-02 10:00:00 , yes , 2024-03-0{} , {i}.5 , {i} \n",
+                    i % 9 + 1
+                )),
                 // Empty fields are null.
                 1 => text.push_str(&format!(",,,,,,{i}\n")),
                 // Other accepted spellings: a whole double for a bigint, RFC 3339 with an offset.
-                2 => text.push_str(&format!("\"q, {i}\",1e3,2024-01-02T10:00:00+02:00,F,2024-12-31,-{i},{i}.0\n")),
-                _ => text.push_str(&format!("n{i},{i},2024-01-02T10:00:00.123456,true,2024-01-01,{i}.25,{i}\n")),
+                2 => text.push_str(&format!(
+                    "\"q, {i}\",1e3,2024-01-02T10:00:00+02:00,F,2024-12-31,-{i},{i}.0\n"
+                )),
+                _ => text.push_str(&format!(
+                    "n{i},{i},2024-01-02T10:00:00.123456,true,2024-01-01,{i}.25,{i}\n"
+                )),
             }
         }
         let p = dir.path().join("typed.csv");
@@ -1105,7 +1112,11 @@ mod tests {
         assert_eq!(chunked.rows_read, 3000);
         assert_eq!(chunked.bad.len(), 1);
         assert_eq!((chunked.bad[0].line, one.bad[0].line), (5, 5));
-        assert!(chunked.bad[0].error.contains("three"), "{}", chunked.bad[0].error);
+        assert!(
+            chunked.bad[0].error.contains("three"),
+            "{}",
+            chunked.bad[0].error
+        );
         assert_eq!(all(&chunked), all(&one));
     }
 

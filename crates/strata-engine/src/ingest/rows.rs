@@ -563,7 +563,10 @@ mod tests {
 /// A text column converted to `t` value by value with [`parse_text`], as the
 /// row-by-row path converts it; `None` when a value does not fit (the row
 /// path then decodes the chunk and quarantines that row).
-pub fn typed_array(text: &datafusion::arrow::array::StringArray, t: ColumnType) -> Option<ArrayRef> {
+pub fn typed_array(
+    text: &datafusion::arrow::array::StringArray,
+    t: ColumnType,
+) -> Option<ArrayRef> {
     use datafusion::arrow::array::Array;
     if t == ColumnType::Utf8 {
         return Some(Arc::new(text.clone()));
