@@ -120,10 +120,25 @@ pub(crate) async fn build(
             .await
             .context(|| "clearing interval state".into())?;
     }
+    // Replacing intervals of an existing table reads it through delta-rs's
+    // own file scan, whose columns do not survive a trip through a cluster:
+    // on one, that write runs here (only with fallback = "local").
+    let write_state = if exists && engine.on_cluster() {
+        #[cfg(feature = "ballista")]
+        crate::cluster::local_step(
+            engine,
+            &model.name,
+            "replace-where write",
+            "replacing the intervals of an existing partitioned table uses delta-rs's replace-where write, which",
+        )?;
+        engine.local_context().state()
+    } else {
+        ctx.state()
+    };
     let mut w = target
         .write(vec![])
         .with_input_plan(kept.logical_plan().clone())
-        .with_session_state(Arc::new(ctx.state()))
+        .with_session_state(Arc::new(write_state))
         .with_table_name(&model.name)
         .with_save_mode(SaveMode::Overwrite)
         .with_commit_properties(provenance(model, &run, versions).commit_properties());

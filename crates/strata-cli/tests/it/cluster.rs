@@ -300,3 +300,50 @@ fn a_cluster_that_does_not_answer_is_named() {
     assert!(!ok);
     assert!(out.contains("ballista://HOST:PORT"), "{out}");
 }
+
+#[test]
+fn a_partitioned_model_replaces_its_intervals_here_only_with_fallback() {
+    let s3 = s3();
+    s3.objects(&["mkbucket", "lake"]);
+    let c = cluster(&s3.endpoint);
+    let model = "/*\nmaterialized = \"incremental\"\nstrategy = \"replace_range\"\npartition_by = \"day\"\ngrain = \"day\"\n*/\nselect id, cast(at as date) as day, amount from bronze.ev\nwhere at >= :start and at < :end\n";
+    let project = |p: &TestProject| {
+        p.write(
+            "strata.toml",
+            "[project]\nname = \"parts\"\n[sources.ev]\nformat = \"csv\"\npath = \"data/*.csv\"\ncolumns = { id = \"bigint\", at = \"timestamp\", amount = \"bigint\" }\n",
+        );
+        p.write("models/silver/events.sql", model);
+        p.write(
+            "data/ev_1.csv",
+            "id,at,amount\n1,2024-01-01T10:00:00,5\n2,2024-01-01T11:00:00,5\n3,2024-01-02T09:00:00,1\n",
+        );
+    };
+    let (local, remote) = (TestProject::new(), TestProject::new());
+    project(&local);
+    project(&remote);
+    on_cluster(remote.path(), "s3://lake/parts", &s3.endpoint, &c.engine, "fail");
+    let range = ["run", "--start", "2024-01-01", "--end", "2024-01-03"];
+    local.ok(&range);
+    // The first build writes the table whole, on the cluster.
+    let (ok, out) = run_output(&remote, &range);
+    assert!(ok, "{out}");
+    // Replacing intervals of the existing table needs delta-rs's replace-where
+    // write, which runs here: refused, then allowed with fallback = "local".
+    local.write("data/ev_2.csv", "id,at,amount\n4,2024-01-02T23:00:00,7\n");
+    remote.write("data/ev_2.csv", "id,at,amount\n4,2024-01-02T23:00:00,7\n");
+    local.ok(&range);
+    let (ok, out) = run_output(&remote, &range);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("silver.events: replacing the intervals") && out.contains("fallback = \"local\""),
+        "{out}"
+    );
+    let cfg = remote.path().join("strata.toml");
+    let text = std::fs::read_to_string(&cfg).expect("strata.toml");
+    std::fs::write(&cfg, text.replace("fallback = \"fail\"", "fallback = \"local\"")).expect("write");
+    let (ok, out) = run_output(&remote, &range);
+    assert!(ok, "{out}");
+    assert!(out.contains("replace-where write ran here (fallback)"), "{out}");
+    assert_eq!(rows(&local, "silver.events"), rows(&remote, "silver.events"));
+    assert_eq!(rows(&remote, "silver.events").len(), 5);
+}

@@ -465,6 +465,28 @@ impl RowSink {
     }
 }
 
+/// A text column converted to `t` value by value with [`parse_text`], as the
+/// row-by-row path converts it; `None` when a value does not fit (the row
+/// path then decodes the chunk and quarantines that row).
+pub fn typed_array(
+    text: &datafusion::arrow::array::StringArray,
+    t: ColumnType,
+) -> Option<ArrayRef> {
+    use datafusion::arrow::array::Array;
+    if t == ColumnType::Utf8 {
+        return Some(Arc::new(text.clone()));
+    }
+    let mut b = Builder::new(t);
+    for i in 0..text.len() {
+        if text.is_null(i) {
+            b.push(Cell::Null);
+        } else {
+            b.push(parse_text(text.value(i), t).ok()?);
+        }
+    }
+    b.finish().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,26 +580,4 @@ mod tests {
             }]
         );
     }
-}
-
-/// A text column converted to `t` value by value with [`parse_text`], as the
-/// row-by-row path converts it; `None` when a value does not fit (the row
-/// path then decodes the chunk and quarantines that row).
-pub fn typed_array(
-    text: &datafusion::arrow::array::StringArray,
-    t: ColumnType,
-) -> Option<ArrayRef> {
-    use datafusion::arrow::array::Array;
-    if t == ColumnType::Utf8 {
-        return Some(Arc::new(text.clone()));
-    }
-    let mut b = Builder::new(t);
-    for i in 0..text.len() {
-        if text.is_null(i) {
-            b.push(Cell::Null);
-        } else {
-            b.push(parse_text(text.value(i), t).ok()?);
-        }
-    }
-    b.finish().ok()
 }
