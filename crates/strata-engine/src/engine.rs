@@ -398,6 +398,36 @@ pub(crate) async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<i64> {
     Ok(scalar_opt(ctx, sql).await?.unwrap_or(0))
 }
 
+/// The first two columns of the first row of a query, cast to integers.
+pub(crate) async fn scalar_pair(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<(Option<i64>, Option<i64>)> {
+    use datafusion::arrow::array::Array;
+    let batches = ctx
+        .sql(sql)
+        .await
+        .context(|| format!("planning `{sql}`"))?
+        .collect()
+        .await
+        .context(|| format!("running `{sql}`"))?;
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok((None, None));
+    };
+    let value = |i: usize| -> Result<Option<i64>> {
+        let col = datafusion::arrow::compute::cast(
+            b.column(i),
+            &datafusion::arrow::datatypes::DataType::Int64,
+        )
+        .context(|| "reading a query's value".into())?;
+        let ints = col
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>();
+        Ok(ints.and_then(|a| if a.is_null(0) { None } else { Some(a.value(0)) }))
+    };
+    Ok((value(0)?, value(1)?))
+}
+
 /// The first column of the first row of a query, cast to an integer (`None` when empty or null).
 pub(crate) async fn scalar_opt(ctx: &SessionContext, sql: &str) -> Result<Option<i64>> {
     use datafusion::arrow::array::Array;

@@ -727,11 +727,19 @@ async fn check_unique(ctx: &SessionContext, df: &DataFrame, model: &Model) -> Re
         .map(|k| format!("{k} is null"))
         .collect::<Vec<_>>()
         .join(" or ");
-    let nulls = crate::engine::scalar_i64(
-        ctx,
-        &format!("select count(*) from __strata_new where {any_null}"),
-    )
-    .await?;
+    // One pass over the result: rows with a null key and, unless the plan
+    // makes the key unique, the largest number of rows sharing one key.
+    let by_construction = unique_by_construction(df, &model.config.unique_key);
+    let (nulls, most) = if by_construction {
+        let sql = format!("select count(*) from __strata_new where {any_null}");
+        (crate::engine::scalar_i64(ctx, &sql).await?, 1)
+    } else {
+        let sql = format!(
+            "select coalesce(sum(case when {any_null} then n end), 0), coalesce(max(case when not ({any_null}) then n end), 0) from (select {keys}, count(*) as n from __strata_new group by {keys}) g"
+        );
+        let pair = crate::engine::scalar_pair(ctx, &sql).await?;
+        (pair.0.unwrap_or(0), pair.1.unwrap_or(0))
+    };
     if nulls > 0 {
         let _ = ctx.deregister_table("__strata_new");
         return Err(Error::User(format!(
@@ -739,10 +747,11 @@ async fn check_unique(ctx: &SessionContext, df: &DataFrame, model: &Model) -> Re
             model.path.display()
         )));
     }
-    if unique_by_construction(df, &model.config.unique_key) {
+    if most <= 1 {
         let _ = ctx.deregister_table("__strata_new");
         return Ok(());
     }
+    // A key is shared: find the first one to show.
     let dup = ctx
         .sql(&format!("select {keys}, count(*) as n from __strata_new group by {keys} having count(*) > 1 limit 1"))
         .await

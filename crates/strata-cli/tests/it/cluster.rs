@@ -321,7 +321,13 @@ fn a_partitioned_model_replaces_its_intervals_here_only_with_fallback() {
     let (local, remote) = (TestProject::new(), TestProject::new());
     project(&local);
     project(&remote);
-    on_cluster(remote.path(), "s3://lake/parts", &s3.endpoint, &c.engine, "fail");
+    on_cluster(
+        remote.path(),
+        "s3://lake/parts",
+        &s3.endpoint,
+        &c.engine,
+        "fail",
+    );
     let range = ["run", "--start", "2024-01-01", "--end", "2024-01-03"];
     local.ok(&range);
     // The first build writes the table whole, on the cluster.
@@ -335,15 +341,26 @@ fn a_partitioned_model_replaces_its_intervals_here_only_with_fallback() {
     let (ok, out) = run_output(&remote, &range);
     assert!(!ok, "{out}");
     assert!(
-        out.contains("silver.events: replacing the intervals") && out.contains("fallback = \"local\""),
+        out.contains("silver.events: replacing the intervals")
+            && out.contains("fallback = \"local\""),
         "{out}"
     );
     let cfg = remote.path().join("strata.toml");
     let text = std::fs::read_to_string(&cfg).expect("strata.toml");
-    std::fs::write(&cfg, text.replace("fallback = \"fail\"", "fallback = \"local\"")).expect("write");
+    std::fs::write(
+        &cfg,
+        text.replace("fallback = \"fail\"", "fallback = \"local\""),
+    )
+    .expect("write");
     let (ok, out) = run_output(&remote, &range);
     assert!(ok, "{out}");
-    assert!(out.contains("replace-where write ran here (fallback)"), "{out}");
-    assert_eq!(rows(&local, "silver.events"), rows(&remote, "silver.events"));
+    assert!(
+        out.contains("replace-where write ran here (fallback)"),
+        "{out}"
+    );
+    assert_eq!(
+        rows(&local, "silver.events"),
+        rows(&remote, "silver.events")
+    );
     assert_eq!(rows(&remote, "silver.events").len(), 5);
 }

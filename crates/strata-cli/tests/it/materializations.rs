@@ -260,3 +260,44 @@ fn a_crash_between_commits_loads_each_row_once() {
     let t = p.tasks();
     assert_eq!(t["bronze.events"]["rows_read"], 4);
 }
+
+#[test]
+fn a_merge_model_refuses_null_and_shared_keys_and_names_the_first_duplicate() {
+    let p = TestProject::new();
+    p.write(
+        "strata.toml",
+        "[project]\nname = \"keys\"\n[sources.ev]\nformat = \"csv\"\npath = \"data/*.csv\"\ncolumns = { id = \"bigint\", v = \"bigint\" }\n",
+    );
+    let model = |filter: &str| {
+        format!(
+            "/*\nmaterialized = \"incremental\"\nstrategy = \"merge\"\nunique_key = [\"id\"]\n*/\nselect id, v from bronze.ev {filter}"
+        )
+    };
+    p.write("data/a.csv", "id,v\n1,10\n2,20\n2,21\n,30\n");
+    let fails = |p: &TestProject| {
+        let out = p.strata(&["run"]);
+        assert!(!out.status.success());
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    // A null key first.
+    p.write("models/silver/latest.sql", &model(""));
+    let out = fails(&p);
+    assert!(out.contains("1 rows have a null unique_key (id)"), "{out}");
+    // Then a shared one, shown.
+    p.write("models/silver/latest.sql", &model("where id is not null"));
+    let out = fails(&p);
+    assert!(out.contains("several rows share unique_key (id)"), "{out}");
+    assert!(out.contains("| 2  | 2 |"), "{out}");
+    // Nothing was published.
+    assert!(!p.path().join("lake/silver/latest/_delta_log").exists());
+    p.write(
+        "models/silver/latest.sql",
+        &model("where id is not null and v <> 21"),
+    );
+    p.ok(&["run"]);
+    assert_eq!(p.count("select count(*) from silver.latest"), 2);
+}
