@@ -375,7 +375,7 @@ impl Engine {
 #[derive(Debug)]
 struct OnCluster;
 
-fn is_cluster_session(state: &datafusion::execution::SessionState) -> bool {
+pub(crate) fn is_cluster_session(state: &datafusion::execution::SessionState) -> bool {
     state.config().get_extension::<OnCluster>().is_some()
 }
 

@@ -186,9 +186,17 @@ pub async fn last_commit_rows(table: &DeltaTable) -> Result<i64> {
     let Some(version) = table.version() else {
         return Ok(0);
     };
+    // A commit of files written elsewhere (on a cluster) has no operation
+    // metrics: its files' statistics count the rows.
     Ok(read_commit(&table.log_store(), version)
         .await?
-        .map(|c| c.operation_rows)
+        .map(|c| {
+            if c.operation_rows > 0 {
+                c.operation_rows
+            } else {
+                c.rows_added
+            }
+        })
         .unwrap_or(0))
 }
 

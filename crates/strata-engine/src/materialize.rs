@@ -376,6 +376,14 @@ async fn overwrite(
     p: Provenance,
     name: &str,
 ) -> Result<DeltaTable> {
+    // On a cluster the executors write the files; this process commits them.
+    #[cfg(feature = "ballista")]
+    if crate::engine::is_cluster_session(&ctx.state())
+        && let Some(t) =
+            crate::cluster::write(&target, df.clone(), &p, name, SaveMode::Overwrite).await?
+    {
+        return Ok(t);
+    }
     target
         .write(vec![])
         .with_input_plan(df.logical_plan().clone())
@@ -582,14 +590,26 @@ async fn build_incremental(
             .await?;
             write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await?;
             let df = a.kept;
-            let table = target
-                .write(vec![])
-                .with_input_plan(df.logical_plan().clone())
-                .with_session_state(Arc::new(ctx.state()))
-                .with_save_mode(SaveMode::Append)
-                .with_commit_properties(p.commit_properties())
-                .await
-                .context(|| format!("appending to {}", model.name))?;
+            #[cfg(feature = "ballista")]
+            let on_cluster = if crate::engine::is_cluster_session(&ctx.state()) {
+                crate::cluster::write(&target, df.clone(), &p, &model.name, SaveMode::Append)
+                    .await?
+            } else {
+                None
+            };
+            #[cfg(not(feature = "ballista"))]
+            let on_cluster: Option<DeltaTable> = None;
+            let table = match on_cluster {
+                Some(t) => t,
+                None => target
+                    .write(vec![])
+                    .with_input_plan(df.logical_plan().clone())
+                    .with_session_state(Arc::new(ctx.state()))
+                    .with_save_mode(SaveMode::Append)
+                    .with_commit_properties(p.commit_properties())
+                    .await
+                    .context(|| format!("appending to {}", model.name))?,
+            };
             Ok(TaskOutput {
                 rows_read,
                 rows_written: last_commit_rows(&table).await?,

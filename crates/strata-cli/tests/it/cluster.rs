@@ -174,6 +174,19 @@ fn the_example_project_on_a_cluster_equals_the_local_run() {
         "no gold table in the bucket"
     );
     assert_same_gold(&local, &remote);
+    // The executors wrote the gold files (into a folder of the table), and an
+    // independent reader reads them.
+    assert!(
+        s3.keys("lake")
+            .iter()
+            .any(|k| k.starts_with("shop/gold/daily_revenue/part-") && k.ends_with(".parquet")),
+        "no file written by the executors"
+    );
+    let read = s3.objects(&["read", "s3://lake/shop/gold/daily_revenue"]);
+    assert_eq!(
+        read.lines().count() + 1,
+        rows(&local, "gold.daily_revenue").len()
+    );
 
     // The next day merges into silver.orders: delta-rs's MERGE runs in this
     // process, so without fallback = "local" the model fails and says why.

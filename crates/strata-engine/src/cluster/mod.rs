@@ -14,6 +14,8 @@
 
 pub mod process;
 pub mod table;
+mod write;
+pub(crate) use write::write;
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -1,0 +1,136 @@
+//! Model results written by the executors: the cluster writes the Parquet
+//! files into a new folder of the table, and Strata only commits them.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::config::TableParquetOptions;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::DataFrame;
+use deltalake::DeltaTable;
+use deltalake::kernel::Action;
+use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+
+use crate::error::{Context, Error, Result};
+use crate::lake::Provenance;
+
+/// Replaces `target`'s rows with `df`'s (`SaveMode::Overwrite`) or adds them
+/// (`SaveMode::Append`), the files written on the cluster, in one commit.
+/// `None` when this path does not apply (a partitioned table, or a schema
+/// that changes): the caller writes the usual way.
+pub(crate) async fn write(
+    target: &DeltaTable,
+    df: DataFrame,
+    p: &Provenance,
+    name: &str,
+    mode: SaveMode,
+) -> Result<Option<DeltaTable>> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+    let what = || format!("writing {name} on the cluster");
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let table = target.clone();
+    let exists = table.version().is_some();
+    if exists {
+        let snapshot = table.snapshot().context(what)?;
+        if !snapshot.metadata().partition_columns().is_empty() {
+            return Ok(None);
+        }
+        let current = snapshot.snapshot().arrow_schema();
+        let same = current.fields().len() == schema.fields().len()
+            && current
+                .fields()
+                .iter()
+                .zip(schema.fields())
+                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+        if !same {
+            return Ok(None);
+        }
+    }
+    // A new table's columns, checked before anything is written.
+    let kernel: deltalake::kernel::StructType = schema.as_ref().try_into_kernel().context(what)?;
+    // The executors write into a folder of their own inside the table.
+    let folder = format!("part-{}", uuid::Uuid::new_v4());
+    let url = format!(
+        "{}/{folder}/",
+        table.table_url().as_str().trim_end_matches('/')
+    );
+    let mut options = TableParquetOptions::default();
+    options.global.compression = Some("snappy".into());
+    df.write_parquet(&url, DataFrameWriteOptions::new(), Some(options))
+        .await
+        .context(what)?;
+
+    // Each written file becomes an Add action, its row count from its footer.
+    let store = table.log_store().object_store(None);
+    let written: Vec<object_store::ObjectMeta> = store
+        .list(Some(&StorePath::from(folder.as_str())))
+        .try_collect()
+        .await
+        .map_err(|e| Error::Internal(format!("{}: listing the written files: {e}", what())))?;
+    let mut actions: Vec<Action> = Vec::with_capacity(written.len());
+    for f in written
+        .into_iter()
+        .filter(|f| f.location.as_ref().ends_with(".parquet"))
+    {
+        // (Deprecated in favour of hand-written readers; it is what DataFusion uses.)
+        #[allow(deprecated)]
+        let reader = datafusion::parquet::arrow::async_reader::ParquetObjectReader::new(
+            store.clone(),
+            f.location.clone(),
+        )
+        .with_file_size(f.size);
+        let rows = datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|e| Error::Internal(format!("{}: reading {}: {e}", what(), f.location)))?
+            .metadata()
+            .file_metadata()
+            .num_rows();
+        actions.push(Action::Add(deltalake::kernel::Add {
+            path: f.location.to_string(),
+            size: f.size as i64,
+            modification_time: f.last_modified.timestamp_millis(),
+            data_change: true,
+            stats: Some(serde_json::json!({ "numRecords": rows }).to_string()),
+            ..Default::default()
+        }));
+    }
+    if !exists {
+        // One commit creates the table with its files.
+        let table = table
+            .create()
+            .with_columns(kernel.fields().cloned())
+            .with_actions(actions)
+            .with_commit_properties(p.commit_properties())
+            .await
+            .context(what)?;
+        return Ok(Some(table));
+    }
+    let snapshot = table.snapshot().context(what)?;
+    if mode == SaveMode::Overwrite {
+        actions.extend(
+            snapshot
+                .log_data()
+                .iter()
+                .map(|f| Action::Remove(f.remove_action(true))),
+        );
+    }
+    CommitBuilder::from(p.commit_properties())
+        .with_actions(actions)
+        .build(
+            Some(snapshot),
+            table.log_store(),
+            DeltaOperation::Write {
+                mode,
+                partition_by: None,
+                predicate: None,
+            },
+        )
+        .await
+        .context(what)?;
+    let mut table = table;
+    table.update_state().await.context(what)?;
+    Ok(Some(table))
+}
