@@ -3,11 +3,6 @@
 //! error-severity failure refuses the commit, so the table keeps its published
 //! version. Results (with a sample of failing rows) go to the state store.
 
-use std::sync::Arc;
-
-use datafusion::arrow::array::{RecordBatch, TimestampMicrosecondArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::datasource::MemTable;
 use datafusion::prelude::{DataFrame, SessionContext};
 use strata_project::{Check, CheckKind, Model, OnFail, Project, Severity};
 use strata_runtime::RunInfo;
@@ -28,27 +23,6 @@ pub(crate) fn run_ts_sql(run: &RunInfo) -> String {
         run.started_at
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
     )
-}
-
-/// Registers `__run(ts)`: the run's start as a one-row UTC timestamp table.
-pub(crate) fn register_run_ts(ctx: &SessionContext, run: &RunInfo) -> Result<()> {
-    let ts_type = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("ts", ts_type, false)])),
-        vec![Arc::new(
-            TimestampMicrosecondArray::from(vec![run.started_at.timestamp_micros()])
-                .with_timezone("UTC"),
-        )],
-    )
-    .context(|| "building the run timestamp".into())?;
-    let table =
-        MemTable::try_new(batch.schema(), vec![vec![batch]]).context(|| "run timestamp".into())?;
-    if ctx.table_exist("__run").unwrap_or(false) {
-        return Ok(());
-    }
-    ctx.register_table("__run", Arc::new(table))
-        .context(|| "registering the run timestamp".into())?;
-    Ok(())
 }
 
 /// Whether a model has anything to audit.
@@ -147,7 +121,6 @@ pub async fn expectations(
     let mut kept = crate::engine::cache(ctx, new).await.context(what)?;
     let mut quarantine: Option<DataFrame> = None;
     let mut results = vec![];
-    register_run_ts(ctx, run)?;
     for check in model.checks.iter().filter(|c| c.on_fail.is_some()) {
         let (CheckKind::Expression(expr), Some(action)) = (&check.kind, check.on_fail) else {
             continue;

@@ -64,21 +64,6 @@ impl Engine {
         }
     }
 
-    /// Fails when the project's engine is not one this build can run.
-    pub fn check_engine(&self) -> Result<()> {
-        #[cfg(feature = "ballista")]
-        let built = true;
-        #[cfg(not(feature = "ballista"))]
-        let built = false;
-        if self.project.engine != "local" && !built {
-            return Err(Error::User(format!(
-                "engine `{}` needs a build of Strata with the `ballista` feature",
-                self.project.engine
-            )));
-        }
-        Ok(())
-    }
-
     /// Whether queries run on a Ballista cluster.
     pub fn on_cluster(&self) -> bool {
         #[cfg(feature = "ballista")]
@@ -398,58 +383,47 @@ pub(crate) async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<i64> {
     Ok(scalar_opt(ctx, sql).await?.unwrap_or(0))
 }
 
+/// The first `n` columns of the first row of a query, cast to integers
+/// (`None` for each when the result is empty or the value null).
+async fn first_row_ints(ctx: &SessionContext, sql: &str, n: usize) -> Result<Vec<Option<i64>>> {
+    use datafusion::arrow::array::Array;
+    let batches = ctx
+        .sql(sql)
+        .await
+        .context(|| format!("planning `{sql}`"))?
+        .collect()
+        .await
+        .context(|| format!("running `{sql}`"))?;
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(vec![None; n]);
+    };
+    (0..n)
+        .map(|i| {
+            let col = datafusion::arrow::compute::cast(
+                b.column(i),
+                &datafusion::arrow::datatypes::DataType::Int64,
+            )
+            .context(|| "reading a query's value".into())?;
+            let ints = col
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>();
+            Ok(ints.and_then(|a| if a.is_null(0) { None } else { Some(a.value(0)) }))
+        })
+        .collect()
+}
+
 /// The first two columns of the first row of a query, cast to integers.
 pub(crate) async fn scalar_pair(
     ctx: &SessionContext,
     sql: &str,
 ) -> Result<(Option<i64>, Option<i64>)> {
-    use datafusion::arrow::array::Array;
-    let batches = ctx
-        .sql(sql)
-        .await
-        .context(|| format!("planning `{sql}`"))?
-        .collect()
-        .await
-        .context(|| format!("running `{sql}`"))?;
-    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
-        return Ok((None, None));
-    };
-    let value = |i: usize| -> Result<Option<i64>> {
-        let col = datafusion::arrow::compute::cast(
-            b.column(i),
-            &datafusion::arrow::datatypes::DataType::Int64,
-        )
-        .context(|| "reading a query's value".into())?;
-        let ints = col
-            .as_any()
-            .downcast_ref::<datafusion::arrow::array::Int64Array>();
-        Ok(ints.and_then(|a| if a.is_null(0) { None } else { Some(a.value(0)) }))
-    };
-    Ok((value(0)?, value(1)?))
+    let v = first_row_ints(ctx, sql, 2).await?;
+    Ok((v[0], v[1]))
 }
 
 /// The first column of the first row of a query, cast to an integer (`None` when empty or null).
 pub(crate) async fn scalar_opt(ctx: &SessionContext, sql: &str) -> Result<Option<i64>> {
-    use datafusion::arrow::array::Array;
-    let batches = ctx
-        .sql(sql)
-        .await
-        .context(|| format!("planning `{sql}`"))?
-        .collect()
-        .await
-        .context(|| format!("running `{sql}`"))?;
-    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
-        return Ok(None);
-    };
-    let col = datafusion::arrow::compute::cast(
-        b.column(0),
-        &datafusion::arrow::datatypes::DataType::Int64,
-    )
-    .context(|| "reading a query's value".into())?;
-    let ints = col
-        .as_any()
-        .downcast_ref::<datafusion::arrow::array::Int64Array>();
-    Ok(ints.and_then(|a| if a.is_null(0) { None } else { Some(a.value(0)) }))
+    Ok(first_row_ints(ctx, sql, 1).await?[0])
 }
 
 /// The one place DataFusion sessions are made: `bronze`, `silver` and `gold`

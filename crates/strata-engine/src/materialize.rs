@@ -866,7 +866,6 @@ async fn build_scd2(
         .context(|| format!("counting {}", model.name))? as i64;
     ctx.register_table("__src", src.clone().into_view())
         .context(|| "registering scd2 source".into())?;
-    crate::checks::register_run_ts(&ctx, run)?;
     let cols: Vec<String> = src
         .schema()
         .fields()

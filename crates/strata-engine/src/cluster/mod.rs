@@ -407,16 +407,12 @@ pub async fn probe(engine: &crate::Engine) -> crate::Result<()> {
         url::Url::from_directory_path(root)
             .map_err(|_| Error::User(format!("the lake {root} is not an absolute folder")))?
     };
-    let (store, store_url): (Arc<dyn object_store::ObjectStore>, String) = if url.scheme() == "file"
-    {
-        (
-            Arc::new(object_store::local::LocalFileSystem::new()),
-            "file://".into(),
-        )
+    let store: Arc<dyn object_store::ObjectStore> = if url.scheme() == "file" {
+        Arc::new(object_store::local::LocalFileSystem::new())
     } else {
-        let (s, _) = crate::storage::store_for(&url, lake.options())?;
-        (s, format!("{}://{}", url.scheme(), url.authority()))
+        crate::storage::store_for(&url, lake.options())?.0
     };
+    let store_url = table::store_root(&url);
     let schema = Arc::new(Schema::new(vec![Field::new(
         "probe",
         DataType::Int64,

@@ -158,12 +158,12 @@ impl ObjectStoreRegistry for LakeStores {
         url: &Url,
         store: Arc<dyn ObjectStore>,
     ) -> Option<Arc<dyn ObjectStore>> {
-        let key = format!("{}://{}", url.scheme(), url.authority());
+        let key = super::table::store_root(url);
         self.stores.write().ok()?.insert(key, store)
     }
 
     fn deregister_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
-        let key = format!("{}://{}", url.scheme(), url.authority());
+        let key = super::table::store_root(url);
         self.stores
             .write()
             .map_err(|_| DataFusionError::Internal("object store registry poisoned".into()))?
@@ -175,7 +175,7 @@ impl ObjectStoreRegistry for LakeStores {
         if url.scheme() == "file" {
             return Ok(self.local.clone());
         }
-        let key = format!("{}://{}", url.scheme(), url.authority());
+        let key = super::table::store_root(url);
         if let Some(s) = self.stores.read().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(s);
         }

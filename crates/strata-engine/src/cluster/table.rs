@@ -188,19 +188,6 @@ impl LakeTable {
         &self.store_url
     }
 
-    /// The same table with no files: what an input with no new rows reads.
-    pub fn empty(&self) -> Self {
-        Self {
-            files: Arc::new(Vec::new()),
-            ..self.clone()
-        }
-    }
-
-    /// The table's row count from the log, when every file records it.
-    pub fn statistics_rows(&self) -> Option<usize> {
-        self.files.iter().map(|f| f.rows).sum()
-    }
-
     fn table_stats(&self, files: &[&LakeFile]) -> Statistics {
         let mut s = Statistics::new_unknown(&self.schema);
         let rows: Option<usize> = files.iter().map(|f| f.rows).sum();
@@ -226,13 +213,18 @@ impl LakeTable {
     }
 }
 
-/// `s3://bucket`, `az://container`, `file://`: where a table's files are.
-fn store_url_of(root: &Url) -> std::result::Result<ObjectStoreUrl, String> {
-    let s = match root.scheme() {
+/// The root of the store a URL is in (`s3://bucket`, `az://container`,
+/// `file://`): what object stores are registered and looked up by.
+pub(crate) fn store_root(url: &Url) -> String {
+    match url.scheme() {
         "file" => "file://".to_string(),
-        scheme => format!("{scheme}://{}", root.authority()),
-    };
-    ObjectStoreUrl::parse(&s).map_err(|e| format!("bad table URL {root}: {e}"))
+        scheme => format!("{scheme}://{}", url.authority()),
+    }
+}
+
+/// Where a table's files are, as DataFusion names it.
+fn store_url_of(root: &Url) -> std::result::Result<ObjectStoreUrl, String> {
+    ObjectStoreUrl::parse(store_root(root)).map_err(|e| format!("bad table URL {root}: {e}"))
 }
 
 /// Whether a type's log statistics are exact bounds (delta-rs truncates text
