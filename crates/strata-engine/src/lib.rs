@@ -23,6 +23,7 @@ mod engine;
 mod error;
 pub mod example;
 mod executor;
+pub mod file_stats;
 pub mod ingest;
 pub mod lake;
 pub mod lineage;

@@ -112,3 +112,152 @@ fn a_large_batch_written_in_parallel_reads_back_like_one_writer_wrote_it() {
         rows as i64 + 1
     );
 }
+
+/// The `add` actions of a table's log, as JSON.
+fn adds(p: &TestProject, table: &str) -> Vec<serde_json::Value> {
+    let log = p.path().join(format!("lake/{table}/_delta_log"));
+    let mut out = vec![];
+    let mut commits: Vec<_> = std::fs::read_dir(&log)
+        .expect("log")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    commits.sort();
+    for c in commits {
+        for line in std::fs::read_to_string(c).expect("commit").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("action");
+            if let Some(a) = v.get("add") {
+                out.push(a.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Parquet files in a table's folder (committed or not).
+fn parquet_files(p: &TestProject, table: &str) -> usize {
+    let dir = p.path().join(format!("lake/{table}"));
+    if !dir.exists() {
+        return 0;
+    }
+    std::fs::read_dir(dir)
+        .expect("table folder")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+        .count()
+}
+
+#[test]
+fn a_large_csv_file_streams_into_bronze_with_statistics_and_loses_nothing() {
+    let rows = 200_000;
+    // 64 KiB chunks: the ~6 MB file is cut into about 90 chunks, decoded and
+    // written to Parquet on every core as they come.
+    let stream = [("STRATA_CSV_CHUNK_BYTES", "65536")];
+    let one = project(rows);
+    one.ok_env(&["run"], &[("STRATA_PARALLEL_WRITE_ROWS", "1000000000")]);
+    let par = project(rows);
+    par.ok_env(&["run"], &stream);
+    assert_eq!(summary(&par, &stream), summary(&one, &[]));
+    assert_eq!(
+        par.sql("select _line, _error, _raw from bronze.items_quarantine")[1..],
+        one.sql("select _line, _error, _raw from bronze.items_quarantine")[1..]
+    );
+    let tasks = par.tasks();
+    assert_eq!(tasks["bronze.items"]["rows_read"], rows as i64 + 1);
+    assert_eq!(tasks["bronze.items"]["rows_written"], rows as i64);
+    assert_eq!(tasks["bronze.items"]["rows_quarantined"], 1);
+
+    // One commit created the table with the files; each file's statistics
+    // bound its values (ids 0..rows, days in January 2024).
+    let added = adds(&par, "bronze/items");
+    assert!(!added.is_empty());
+    assert_eq!(
+        parquet_files(&par, "bronze/items"),
+        added.len(),
+        "no stray files"
+    );
+    let log = par.path().join("lake/bronze/items/_delta_log");
+    assert!(log.join("00000000000000000000.json").exists());
+    assert!(!log.join("00000000000000000001.json").exists());
+    let mut total = 0;
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for a in &added {
+        let stats: serde_json::Value =
+            serde_json::from_str(a["stats"].as_str().expect("stats")).expect("stats json");
+        total += stats["numRecords"].as_i64().expect("numRecords");
+        lo = lo.min(stats["minValues"]["id"].as_i64().expect("min id"));
+        hi = hi.max(stats["maxValues"]["id"].as_i64().expect("max id"));
+        assert_eq!(stats["nullCount"]["id"], 0);
+        let d0 = stats["minValues"]["day"].as_str().expect("min day");
+        assert!(d0.starts_with("2024-01-"), "{d0}");
+    }
+    assert_eq!((total, lo, hi), (rows as i64, 0, rows as i64 - 1));
+
+    // An independent reader agrees, and filters on the statistics.
+    let py = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, deltalake; d = deltalake.DeltaTable(sys.argv[1]); t = d.to_pyarrow_table(); print(t.num_rows, sum(t.column('id').to_pylist()), d.to_pyarrow_table(filters=[('id', '>=', 199990)]).num_rows)",
+            par.path().join("lake/bronze/items").to_str().expect("utf8"),
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let expected_sum: i64 = (0..rows as i64).sum();
+    assert_eq!(
+        String::from_utf8_lossy(&py.stdout).trim(),
+        format!("{rows} {expected_sum} 10")
+    );
+
+    // A second, large file streams into the existing table.
+    let mut csv = String::from("id,name,price,day\n");
+    for i in 0..50_000 {
+        csv.push_str(&format!("{},n,1.00,2024-02-01\n", 1_000_000 + i));
+    }
+    par.write("data/b.csv", &csv);
+    par.ok_env(&["run"], &stream);
+    assert_eq!(
+        par.count("select count(*) from bronze.items"),
+        rows as i64 + 50_000
+    );
+    assert_eq!(
+        parquet_files(&par, "bronze/items"),
+        adds(&par, "bronze/items").len()
+    );
+}
+
+#[test]
+fn a_streamed_file_with_a_bad_row_under_on_bad_rows_fail_leaves_nothing() {
+    let p = project(100_000);
+    let toml = std::fs::read_to_string(p.path().join("strata.toml")).expect("toml");
+    p.write(
+        "strata.toml",
+        &toml.replace(
+            "format = \"csv\"",
+            "format = \"csv\"\non_bad_rows = \"fail\"",
+        ),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["run", "--project"])
+        .arg(p.path())
+        .env("NO_COLOR", "1")
+        .env("STRATA_CSV_CHUNK_BYTES", "65536")
+        .output()
+        .expect("run strata");
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("a.csv:7"), "{text}");
+    assert!(text.contains("on_bad_rows"), "{text}");
+    // The files the threads had written are gone, and no table was made.
+    assert_eq!(parquet_files(&p, "bronze/items"), 0);
+    assert!(!p.path().join("lake/bronze/items/_delta_log").exists());
+}

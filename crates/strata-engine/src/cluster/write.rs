@@ -63,7 +63,7 @@ pub(crate) async fn write(
         .await
         .context(what)?;
 
-    // Each written file becomes an Add action, its row count from its footer.
+    // Each written file becomes an Add action, its statistics from its footer.
     let store = table.log_store().object_store(None);
     let written: Vec<object_store::ObjectMeta> = store
         .list(Some(&StorePath::from(folder.as_str())))
@@ -82,18 +82,17 @@ pub(crate) async fn write(
             f.location.clone(),
         )
         .with_file_size(f.size);
-        let rows = datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader)
+        let footer = datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader)
             .await
             .map_err(|e| Error::Internal(format!("{}: reading {}: {e}", what(), f.location)))?
             .metadata()
-            .file_metadata()
-            .num_rows();
+            .clone();
         actions.push(Action::Add(deltalake::kernel::Add {
             path: f.location.to_string(),
             size: f.size as i64,
             modification_time: f.last_modified.timestamp_millis(),
             data_change: true,
-            stats: Some(serde_json::json!({ "numRecords": rows }).to_string()),
+            stats: Some(crate::file_stats::stats_json(&footer)),
             ..Default::default()
         }));
     }

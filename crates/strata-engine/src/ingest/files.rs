@@ -489,9 +489,11 @@ pub fn decode_csv_parallel(
     how: CsvRead<'_>,
     threads: usize,
 ) -> Result<FileData, String> {
-    decode_in_chunks(path, how, threads, PARALLEL_MIN_BYTES, CHUNK_BYTES)
+    let (min_bytes, chunk_bytes) = chunk_sizes();
+    decode_in_chunks(path, how, threads, min_bytes, chunk_bytes)
 }
 
+/// [`chunked`] without a sink, falling back to one pass where it must.
 fn decode_in_chunks(
     path: &Path,
     how: CsvRead<'_>,
@@ -499,23 +501,71 @@ fn decode_in_chunks(
     min_bytes: u64,
     chunk_bytes: u64,
 ) -> Result<FileData, String> {
-    let sequential = || {
-        decode_csv(
+    match chunked(path, how, threads, min_bytes, chunk_bytes, None)? {
+        Some(data) => Ok(data),
+        None => decode_csv(
             path,
             how.columns,
             how.opts,
             how.nulls,
             how.drift,
             how.partition,
-        )
-    };
+        ),
+    }
+}
+
+/// Where [`decode_csv_streaming`] hands each decoded chunk's rows: called on
+/// the decoding thread with that thread's number (`0..threads`).
+pub type ChunkSink<'s> = &'s (dyn Fn(usize, Vec<RecordBatch>) -> Result<(), String> + Sync);
+
+/// As [`decode_csv_parallel`], but each chunk's rows go to `sink` as soon as
+/// they are decoded (so a large file is never held in memory); the returned
+/// [`FileData`] has no batches. `None` (before or after rows went to the
+/// sink) when the file cannot be streamed: too small or compressed, a header
+/// that does not map one to one onto the source's columns, or a cut inside a
+/// quoted value. The caller then discards what the sink got and decodes the
+/// file the usual way.
+pub fn decode_csv_streaming(
+    path: &Path,
+    how: CsvRead<'_>,
+    threads: usize,
+    sink: ChunkSink<'_>,
+) -> Result<Option<FileData>, String> {
+    let (min_bytes, chunk_bytes) = chunk_sizes();
+    chunked(path, how, threads, min_bytes, chunk_bytes, Some(sink))
+}
+
+/// [`PARALLEL_MIN_BYTES`] and [`CHUNK_BYTES`], or, for tests, a chunk size in
+/// `STRATA_CSV_CHUNK_BYTES` (files of two chunks or more are then cut).
+fn chunk_sizes() -> (u64, u64) {
+    match std::env::var("STRATA_CSV_CHUNK_BYTES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(c) if c > 0 => (2 * c, c),
+        _ => (PARALLEL_MIN_BYTES, CHUNK_BYTES),
+    }
+}
+
+/// Decodes a file in chunks on `threads` threads. `None` where the file must
+/// be decoded in one pass instead. With a sink, the chunks' rows go there
+/// and only the layout of the header is accepted that maps the file's fields
+/// one to one onto the source's columns.
+fn chunked(
+    path: &Path,
+    how: CsvRead<'_>,
+    threads: usize,
+    min_bytes: u64,
+    chunk_bytes: u64,
+    sink: Option<ChunkSink<'_>>,
+) -> Result<Option<FileData>, String> {
     let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
     let compressed = path
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| ["gz", "gzip", "zst", "zstd"].contains(&e.to_ascii_lowercase().as_str()));
     if threads < 2 || size < min_bytes || compressed {
-        return sequential();
+        return Ok(None);
     }
     // The header, and where the data starts.
     let mut rdr = csv_reader(path, how.opts)?;
@@ -523,7 +573,7 @@ fn decode_in_chunks(
         let mut rec = csv::StringRecord::new();
         match read_record(&mut rdr, &mut rec) {
             Ok(true) => {}
-            _ => return sequential(),
+            _ => return Ok(None),
         }
         let layout = Layout::from_header(&rec, 1, how.columns, how.drift, how.partition)?;
         let pos = rdr.position();
@@ -532,6 +582,13 @@ fn decode_in_chunks(
         (Layout::positional(how.columns), 0, 0)
     };
     drop(rdr);
+    if sink.is_some()
+        && (!layout.extras.is_empty()
+            || !layout.missing.is_empty()
+            || layout.index.iter().any(|&i| i >= layout.width))
+    {
+        return Ok(None);
+    }
     let bounds = chunk_bounds(path, data_start, size, chunk_bytes)?;
     let quote = how.opts.quote;
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -539,16 +596,28 @@ fn decode_in_chunks(
     let results: std::sync::Mutex<Vec<Option<Chunk>>> =
         std::sync::Mutex::new((0..bounds.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
-        for _ in 0..threads.min(bounds.len()) {
-            scope.spawn(|| {
+        for worker in 0..threads.min(bounds.len()) {
+            let (next, results, bounds, layout) = (&next, &results, &bounds, &layout);
+            scope.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(&(from, to)) = bounds.get(i) else {
                         break;
                     };
-                    let r = decode_chunk(path, from, to, quote, how, layout.clone());
+                    let mut r = decode_chunk(path, from, to, quote, how, layout.clone());
+                    if let (Some(sink), Ok((data, ..))) = (sink, &mut r)
+                        && let Err(e) = sink(worker, std::mem::take(&mut data.batches))
+                    {
+                        r = Err(e);
+                    }
+                    let failed = r.is_err();
                     if let Ok(mut all) = results.lock() {
                         all[i] = Some(r);
+                    }
+                    if failed && sink.is_some() {
+                        // Stop early: the caller discards the whole file.
+                        next.store(usize::MAX / 2, std::sync::atomic::Ordering::Relaxed);
+                        break;
                     }
                 }
             });
@@ -565,7 +634,7 @@ fn decode_in_chunks(
         let (data, chunk_layout, lines, quotes) =
             c.ok_or_else(|| format!("chunk {i} was not decoded"))??;
         if quotes_before % 2 == 1 {
-            return sequential(); // the cut fell inside a quoted value
+            return Ok(None); // the cut fell inside a quoted value
         }
         out.rows_read += data.rows_read;
         out.batches.extend(data.batches);
@@ -582,7 +651,7 @@ fn decode_in_chunks(
     }
     out.missing_columns = merged.missing.clone();
     out.new_columns = merged.new_columns(how.drift);
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Byte ranges `[from, to)` of about `chunk` bytes from `start`, each ending

@@ -12,6 +12,7 @@ mod http;
 pub mod infer;
 pub mod rows;
 pub mod stats;
+mod stream;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -222,6 +223,9 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
         _ => target.clone(),
     };
 
+    if let Some(out) = ingest_streaming(engine, source, run, &bronze, &todo, &columns).await? {
+        return Ok(out);
+    }
     let mut decoded = decode_all(source, &todo, &columns, &parquet_target).await;
     // Schema drift: columns a file has that the source did not.
     let mut events: Vec<strata_state::SchemaEvent> = vec![];
@@ -333,6 +337,7 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
         Batch {
             batch_id,
             data: data_batches,
+            written: None,
             quarantine: quarantine_batches,
             accounts,
             schema: data_schema_with_meta,
@@ -347,6 +352,9 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
 struct Batch {
     batch_id: String,
     data: Vec<RecordBatch>,
+    /// Parquet files already written into the table's folder on local disk
+    /// (instead of `data`): committed as they are.
+    written: Option<(PathBuf, Vec<deltalake::kernel::Add>)>,
     quarantine: Vec<RecordBatch>,
     accounts: Vec<FileAccount>,
     /// The bronze schema, metadata columns included.
@@ -371,6 +379,7 @@ async fn commit_batch(
     let Batch {
         batch_id,
         data: mut data_batches,
+        written,
         quarantine: mut quarantine_batches,
         mut accounts,
         schema: data_schema_with_meta,
@@ -457,7 +466,16 @@ async fn commit_batch(
     let data_rows: usize = data_batches.iter().map(RecordBatch::num_rows).sum();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let commit = provenance.commit_properties();
-    let version = if data_rows >= parallel_write_rows() && cores > 1 {
+    let version = if let Some((dir, adds)) = written {
+        let paths = adds.clone();
+        match commit_adds(bronze, adds, &data_schema_with_meta, commit).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                stream::remove(&dir, &paths);
+                return Err(e).context(|| format!("writing {table_name}"));
+            }
+        }
+    } else if data_rows >= parallel_write_rows() && cores > 1 {
         match append_parallel(
             bronze,
             data_batches,
@@ -638,6 +656,41 @@ async fn append_parallel(
         let adds = r.map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))??;
         actions.extend(adds.into_iter().map(deltalake::kernel::Action::Add));
     }
+    let adds = actions
+        .into_iter()
+        .filter_map(|a| match a {
+            deltalake::kernel::Action::Add(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    Ok(Appended::Done(
+        commit_adds(table, adds, schema, commit).await?,
+    ))
+}
+
+/// Commits files already written into `table`'s folder as one append (a
+/// table that does not exist yet is created by the same commit).
+async fn commit_adds(
+    table: deltalake::DeltaTable,
+    adds: Vec<deltalake::kernel::Add>,
+    schema: &SchemaRef,
+    commit: deltalake::kernel::transaction::CommitProperties,
+) -> std::result::Result<i64, deltalake::DeltaTableError> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+    let actions: Vec<deltalake::kernel::Action> = adds
+        .into_iter()
+        .map(deltalake::kernel::Action::Add)
+        .collect();
+    if table.version().is_none() {
+        let kernel: deltalake::kernel::StructType = schema.as_ref().try_into_kernel()?;
+        let table = table
+            .create()
+            .with_columns(kernel.fields().cloned())
+            .with_actions(actions)
+            .with_commit_properties(commit)
+            .await?;
+        return Ok(table.version().map_or(0, |v| v as i64));
+    }
     let snapshot = table.snapshot()?;
     let done = deltalake::kernel::transaction::CommitBuilder::from(commit)
         .with_actions(actions)
@@ -651,7 +704,151 @@ async fn append_parallel(
             },
         )
         .await?;
-    Ok(Appended::Done(done.version as i64))
+    Ok(done.version as i64)
+}
+
+/// Streams a batch of one large uncompressed CSV file into bronze on local
+/// disk ([`stream`]): decoded in chunks on every core, each thread encoding
+/// its rows into Parquet files of its own as it goes, committed once.
+/// `None` when the batch does not qualify (source checks or a time column,
+/// which need the rows in memory; several files; drift; a lake on object
+/// storage; a table whose columns differ): the caller then reads it the
+/// usual way.
+async fn ingest_streaming(
+    engine: &Engine,
+    source: &Source,
+    run: &RunInfo,
+    bronze: &deltalake::DeltaTable,
+    todo: &[(PathBuf, String)],
+    columns: &[(String, ColumnType)],
+) -> Result<Option<TaskOutput>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let [(path, rel)] = todo else {
+        return Ok(None);
+    };
+    if source.format != Format::Csv
+        || !source.checks.is_empty()
+        || source.time.is_some()
+        || source.schema_drift == SchemaDrift::Rescue
+        || cores < 2
+    {
+        return Ok(None);
+    }
+    let url = bronze.table_url().clone();
+    let Ok(dir) = url.to_file_path() else {
+        return Ok(None);
+    };
+    let schema = with_metadata_schema(&write_schema(columns, source.schema_drift));
+    if bronze.version().is_some() {
+        let Ok(snapshot) = bronze.snapshot() else {
+            return Ok(None);
+        };
+        let current = snapshot.snapshot().arrow_schema();
+        let same = current.fields().len() == schema.fields().len()
+            && current
+                .fields()
+                .iter()
+                .zip(schema.fields())
+                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+        if !same || !snapshot.metadata().partition_columns().is_empty() {
+            return Ok(None);
+        }
+    }
+    let batch_id = format!("{}:{}", run.run_id, source.name);
+    let ingested_at = run.started_at.timestamp_micros();
+    let writers = stream::LocalWriters::new(
+        &dir,
+        schema.clone(),
+        stats::bronze_writer_properties(&schema),
+        cores,
+        (ingested_at, rel, &batch_id),
+    )
+    .context(|| format!("writing {}", source.table()))?;
+    let (p, r, src, cols) = (path.clone(), rel.clone(), source.clone(), columns.to_vec());
+    let (writers, decoded) = tokio::task::spawn_blocking(move || {
+        let partition = files::hive_values(&r);
+        let sink = |w: usize, b: Vec<RecordBatch>| writers.put(w, b);
+        let r = files::decode_csv_streaming(
+            &p,
+            files::CsvRead {
+                columns: &cols,
+                opts: &src.csv,
+                nulls: &src.null_values,
+                drift: src.schema_drift,
+                partition: &partition,
+            },
+            cores,
+            &sink,
+        );
+        (writers, r)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("decoder crashed: {e}")))?;
+    let data = match decoded {
+        Ok(Some(data)) => data,
+        Ok(None) => {
+            writers.discard();
+            return Ok(None);
+        }
+        Err(e) => {
+            writers.discard();
+            return Err(Error::User(format!("cannot ingest {rel}: {e}")));
+        }
+    };
+    if source.on_bad_rows == OnBadRows::Fail
+        && let Some(b) = data.bad.first()
+    {
+        writers.discard();
+        return Err(Error::User(format!(
+            "{rel}:{}: {} (on_bad_rows = \"fail\": nothing of this batch was loaded; fix the file or set on_bad_rows = \"quarantine\")",
+            b.line, b.error
+        )));
+    }
+    let adds = writers
+        .finish()
+        .map_err(|e| Error::Internal(format!("writing {}: {e}", source.table())))?;
+    let meta = std::fs::metadata(path).context(|| format!("reading {rel}"))?;
+    let account = FileAccount {
+        file: rel.clone(),
+        size_bytes: meta.len() as i64,
+        modified: meta
+            .modified()
+            .map(|m| strata_runtime::rfc3339(chrono::DateTime::<chrono::Utc>::from(m)))
+            .unwrap_or_default(),
+        rows_read: data.rows_read,
+        rows_loaded: data.rows_read - data.bad.len() as i64,
+        rows_quarantined: data.bad.len() as i64,
+        rows_dropped: 0,
+    };
+    let quarantine = if data.bad.is_empty() {
+        vec![]
+    } else {
+        match quarantine_batch(&data.bad, ingested_at, rel, &batch_id) {
+            Ok(q) => vec![q],
+            Err(e) => {
+                stream::remove(&dir, &adds);
+                return Err(e);
+            }
+        }
+    };
+    commit_batch(
+        engine,
+        source,
+        run,
+        bronze.clone(),
+        Batch {
+            batch_id,
+            data: vec![],
+            written: Some((dir, adds)),
+            quarantine,
+            accounts: vec![account],
+            schema,
+            watermark: None,
+            events: vec![],
+        },
+    )
+    .await
+    .map(Some)
 }
 
 /// Decodes files two at a time, off the async threads; when there are fewer
@@ -1049,6 +1246,7 @@ async fn ingest_rows(engine: &Engine, source: &Source, run: &RunInfo) -> Result<
         Batch {
             batch_id,
             data,
+            written: None,
             quarantine,
             accounts,
             schema: with_metadata_schema(&write_schema(&columns, source.schema_drift)),
