@@ -182,7 +182,7 @@ mod tests {
             Field::new("name", DataType::Utf8, true),
             Field::new("note", DataType::Utf8, true),
         ]));
-        let batch = |ids: Vec<Option<i64>>, base: i64| {
+        let batch = |ids: Vec<Option<i64>>, base: i128| {
             RecordBatch::try_new(
                 schema.clone(),
                 vec![
@@ -201,7 +201,7 @@ mod tests {
                     Arc::new(StringArray::from(vec![
                         Some("x".repeat(40)),
                         Some("y".repeat(40)),
-                        Some("z".into()),
+                        None,
                     ])),
                 ],
             )

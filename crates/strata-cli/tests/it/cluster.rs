@@ -182,6 +182,17 @@ fn the_example_project_on_a_cluster_equals_the_local_run() {
             .any(|k| k.starts_with("shop/gold/daily_revenue/part-") && k.ends_with(".parquet")),
         "no file written by the executors"
     );
+    // Their statistics are in the log (the reader parses bounds for every
+    // file), so readers can skip them by value.
+    let files = s3.objects(&["stats", "s3://lake/shop/gold/daily_revenue"]);
+    assert!(!files.trim().is_empty(), "no data files");
+    for line in files.lines() {
+        let st: serde_json::Value = serde_json::from_str(line).expect("stats line");
+        assert!(st["num_records"].as_i64().is_some_and(|n| n > 0), "{line}");
+        assert!(st["min.order_date"].is_string(), "{line}");
+        assert!(st["max.order_date"].is_string(), "{line}");
+        assert_eq!(st["null_count.order_date"], 0, "{line}");
+    }
     let read = s3.objects(&["read", "s3://lake/shop/gold/daily_revenue"]);
     assert_eq!(
         read.lines().count() + 1,

@@ -38,9 +38,7 @@ def az_service(endpoint):
     return BlobServiceClient(account_url=f"{endpoint}/{ACCOUNT}", credential={"account_name": ACCOUNT, "account_key": KEY})
 
 
-def read(cloud, endpoint, url):
-    import deltalake
-
+def options(cloud, endpoint):
     if cloud == "s3":
         opts = {
             "AWS_ENDPOINT_URL": endpoint,
@@ -52,16 +50,37 @@ def read(cloud, endpoint, url):
     else:
         os.environ["AZURITE_BLOB_STORAGE_URL"] = endpoint
         opts = {"AZURE_STORAGE_USE_EMULATOR": "true"}
+    return opts
+
+
+def read(cloud, endpoint, url):
+    import deltalake
+
+    opts = options(cloud, endpoint)
     rows = deltalake.DeltaTable(url, storage_options=opts).to_pyarrow_table().to_pylist()
     out = [json.dumps(r, sort_keys=True, default=str) for r in rows]
     for line in sorted(out):
         print(line)
 
 
+def stats(cloud, endpoint, url):
+    """Each data file's statistics as the reader parses them from the log
+    (`num_records`, `null_count.C`, `min.C`, `max.C`), one JSON line each."""
+    import deltalake
+    import pyarrow
+
+    t = deltalake.DeltaTable(url, storage_options=options(cloud, endpoint))
+    for r in pyarrow.table(t.get_add_actions(flatten=True)).to_pylist():
+        keep = {k: v for k, v in r.items() if k == "num_records" or k.startswith(("min.", "max.", "null_count."))}
+        print(json.dumps(keep, sort_keys=True, default=str))
+
+
 def main():
     cloud, endpoint, verb, *args = sys.argv[1:]
     if verb == "read":
         return read(cloud, endpoint, args[0])
+    if verb == "stats":
+        return stats(cloud, endpoint, args[0])
     if cloud == "s3":
         c = s3_client(endpoint)
         if verb == "mkbucket":
