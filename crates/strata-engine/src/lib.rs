@@ -31,6 +31,7 @@ mod live;
 pub mod materialize;
 pub mod openlineage;
 mod replace_range;
+mod staged;
 pub mod storage;
 pub mod unit;
 pub mod validate;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use datafusion::common::Dependency;
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use deltalake::DeltaTable;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
@@ -376,11 +376,11 @@ async fn overwrite(
     p: Provenance,
     name: &str,
 ) -> Result<DeltaTable> {
-    // On a cluster the executors write the files; this process commits them.
-    #[cfg(feature = "ballista")]
-    if crate::engine::is_cluster_session(&ctx.state())
+    // The files are written first (by DataFusion's parallel writer, or by
+    // the executors on a cluster); this process commits them.
+    if staged_writes(ctx, &target)
         && let Some(t) =
-            crate::cluster::write(&target, df.clone(), &p, name, SaveMode::Overwrite).await?
+            crate::staged::write(&target, df.clone(), &p, name, SaveMode::Overwrite).await?
     {
         return Ok(t);
     }
@@ -546,6 +546,40 @@ async fn build_incremental(
     let published = version_of(&target);
     if !exists {
         let mut a = audit(engine, &ctx, model, df, run, After::Replace, published).await?;
+        if model.config.strategy == Strategy::Merge
+            && !unique_by_construction(&a.kept, &model.config.unique_key)
+            && staged_writes(&ctx, &target)
+            && let Some(staged) = crate::staged::stage(&target, a.kept.clone(), &model.name).await?
+        {
+            // Written once, then the keys are checked on the written files;
+            // they are committed only if the keys hold.
+            let checked = async {
+                let written = ctx
+                    .read_parquet(staged.url(), ParquetReadOptions::default())
+                    .await
+                    .context(|| format!("reading back {}", model.name))?;
+                check_unique(&ctx, &written, model).await?;
+                write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await
+            }
+            .await;
+            if let Err(e) = checked {
+                staged.discard().await;
+                return Err(e);
+            }
+            let table = staged.commit(&p, &model.name, SaveMode::Overwrite).await?;
+            return Ok(TaskOutput {
+                rows_read,
+                rows_quarantined: a.quarantined,
+                rows_written: last_commit_rows(&table).await?,
+                delta_version: version_of(&table),
+                message: Some(if run.full_refresh {
+                    "full refresh".into()
+                } else {
+                    "first build".into()
+                }),
+                ..Default::default()
+            });
+        }
         if model.config.strategy == Strategy::Merge {
             if !unique_by_construction(&a.kept, &model.config.unique_key) {
                 // Computed once, then checked and written from memory: the
@@ -590,16 +624,12 @@ async fn build_incremental(
             .await?;
             write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await?;
             let df = a.kept;
-            #[cfg(feature = "ballista")]
-            let on_cluster = if crate::engine::is_cluster_session(&ctx.state()) {
-                crate::cluster::write(&target, df.clone(), &p, &model.name, SaveMode::Append)
-                    .await?
+            let staged = if staged_writes(&ctx, &target) {
+                crate::staged::write(&target, df.clone(), &p, &model.name, SaveMode::Append).await?
             } else {
                 None
             };
-            #[cfg(not(feature = "ballista"))]
-            let on_cluster: Option<DeltaTable> = None;
-            let table = match on_cluster {
+            let table = match staged {
                 Some(t) => t,
                 None => target
                     .write(vec![])
@@ -691,6 +721,19 @@ async fn build_incremental(
             })
         }
     }
+}
+
+/// Whether results are written as files first and then committed
+/// ([`crate::staged`]): on a cluster (the executors write them), and for a
+/// lake on local disk (DataFusion's parallel Parquet writer writes them). On
+/// object storage from this process, delta-rs writes them.
+fn staged_writes(ctx: &SessionContext, target: &DeltaTable) -> bool {
+    #[cfg(feature = "ballista")]
+    if crate::engine::is_cluster_session(&ctx.state()) {
+        return true;
+    }
+    let _ = ctx;
+    target.table_url().scheme() == "file"
 }
 
 pub(crate) fn check_schema(target: &DeltaTable, df: &DataFrame, model: &Model) -> Result<()> {

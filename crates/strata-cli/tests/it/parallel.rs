@@ -85,7 +85,8 @@ fn a_large_batch_written_in_parallel_reads_back_like_one_writer_wrote_it() {
     let py = Command::new("python3")
         .args([
             "-c",
-            "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table(); print(t.num_rows, sum(t.column('id').to_pylist()))",
+            // (os._exit: the reader's threads can abort the interpreter's teardown.)
+            "import os, sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table(); print(t.num_rows, sum(t.column('id').to_pylist()), flush=True); os._exit(0)",
             par.path().join("lake/bronze/items").to_str().expect("utf8"),
         ])
         .output()
@@ -198,7 +199,7 @@ fn a_large_csv_file_streams_into_bronze_with_statistics_and_loses_nothing() {
     let py = Command::new("python3")
         .args([
             "-c",
-            "import sys, deltalake; d = deltalake.DeltaTable(sys.argv[1]); t = d.to_pyarrow_table(); print(t.num_rows, sum(t.column('id').to_pylist()), d.to_pyarrow_table(filters=[('id', '>=', 199990)]).num_rows)",
+            "import os, sys, deltalake; d = deltalake.DeltaTable(sys.argv[1]); t = d.to_pyarrow_table(); print(t.num_rows, sum(t.column('id').to_pylist()), d.to_pyarrow_table(filters=[('id', '>=', 199990)]).num_rows, flush=True); os._exit(0)",
             par.path().join("lake/bronze/items").to_str().expect("utf8"),
         ])
         .output()

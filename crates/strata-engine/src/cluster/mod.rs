@@ -14,8 +14,6 @@
 
 pub mod process;
 pub mod table;
-mod write;
-pub(crate) use write::write;
 
 use std::collections::BTreeSet;
 use std::fmt;
