@@ -651,6 +651,37 @@ async fn build_incremental(
         }
         Strategy::Merge => {
             #[cfg(feature = "ballista")]
+            if crate::engine::is_cluster_session(&ctx.state())
+                && target
+                    .snapshot()
+                    .is_ok_and(|s| s.metadata().partition_columns().is_empty())
+            {
+                let a = audit(
+                    engine,
+                    &ctx,
+                    model,
+                    df,
+                    run,
+                    After::Merge(&target),
+                    published,
+                )
+                .await?;
+                check_unique(&ctx, &a.kept, model).await?;
+                write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await?;
+                let (table, inserted, updated) =
+                    merge_by_rewrite(engine, &ctx, model, a.kept, &target, &p).await?;
+                return Ok(TaskOutput {
+                    rows_read,
+                    rows_quarantined: a.quarantined,
+                    rows_written: inserted + updated,
+                    delta_version: version_of(&table),
+                    message: Some(format!(
+                        "merged: {inserted} inserted, {updated} updated (table rewritten on the cluster)"
+                    )),
+                    ..Default::default()
+                });
+            }
+            #[cfg(feature = "ballista")]
             crate::cluster::local_step(
                 engine,
                 &model.name,
@@ -721,6 +752,71 @@ async fn build_incremental(
             })
         }
     }
+}
+
+/// A merge on a Ballista cluster, where delta-rs's MERGE cannot run: the
+/// table is rewritten as its rows whose key the new rows do not have, plus
+/// the new rows (matched rows updated, the others inserted, as MERGE does),
+/// written by the executors and committed by Strata as one overwrite. Returns
+/// the table and the rows inserted and updated.
+#[cfg(feature = "ballista")]
+async fn merge_by_rewrite(
+    engine: &Engine,
+    ctx: &SessionContext,
+    model: &Model,
+    new_rows: DataFrame,
+    target: &DeltaTable,
+    p: &Provenance,
+) -> Result<(DeltaTable, i64, i64)> {
+    let what = || format!("merging into {}", model.name);
+    ctx.register_table("__strata_src", new_rows.into_view())
+        .context(what)?;
+    let current = engine.provider(&model.name, target, None).await?;
+    ctx.register_table("__strata_target", current)
+        .context(what)?;
+    let on = model
+        .config
+        .unique_key
+        .iter()
+        .map(|k| format!("t.{k} = s.{k}"))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let cols = target
+        .snapshot()
+        .context(what)?
+        .snapshot()
+        .arrow_schema()
+        .fields()
+        .iter()
+        .map(|f| format!("\"{}\"", f.name().replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let first_key = model.config.unique_key.first().cloned().unwrap_or_default();
+    let (total, matched) = crate::engine::scalar_pair(
+        ctx,
+        &format!(
+            "select count(*), count(t.{first_key}) from __strata_src s left join __strata_target t on {on}"
+        ),
+    )
+    .await?;
+    let (total, matched) = (total.unwrap_or(0), matched.unwrap_or(0));
+    let rewrite = ctx
+        .sql(&format!(
+            "select {cols} from __strata_target t where not exists (select 1 from __strata_src s where {on}) \
+             union all select {cols} from __strata_src"
+        ))
+        .await
+        .context(what)?;
+    let written = crate::staged::write(target, rewrite, p, &model.name, SaveMode::Overwrite).await;
+    let _ = ctx.deregister_table("__strata_src");
+    let _ = ctx.deregister_table("__strata_target");
+    let table = written?.ok_or_else(|| {
+        Error::Internal(format!(
+            "{}: the rewritten table's columns differ from the table's",
+            model.name
+        ))
+    })?;
+    Ok((table, total - matched, matched))
 }
 
 /// Whether results are written as files first and then committed

@@ -7,9 +7,10 @@
 //! Ballista can serialize (scans, filters, joins, aggregations, sorts, windows,
 //! shuffles) is sent to the scheduler as one job and its result streamed back
 //! ([`ClusterExec`]). What cannot be serialized stays in this process: the
-//! Delta writer that turns results into files and commits them, and delta-rs's
-//! own operators (its MERGE reads the target table through a scan node that
-//! has no codec). Those data-reading operators run here only with
+//! Delta commit, and delta-rs's own operators (its MERGE and its
+//! `replace_where` read the target table through a scan node that has no
+//! codec; a merge into an unpartitioned table is therefore a rewrite on the
+//! cluster instead). Those data-reading operators run here only with
 //! `fallback = "local"`; otherwise the step fails and names them.
 
 pub mod process;
@@ -114,7 +115,8 @@ pub async fn recording_local<F: std::future::Future>(f: F) -> (F::Output, Vec<St
 }
 
 /// A step that runs in Strata's process whatever the engine (delta-rs's
-/// MERGE plans and runs its own operators): allowed on a cluster only with
+/// MERGE and `replace_where` plan and run their own operators): allowed on a
+/// cluster only with
 /// `fallback = "local"`, and then recorded so the run says so.
 pub(crate) fn local_step(
     engine: &crate::Engine,
