@@ -262,3 +262,58 @@ fn a_streamed_file_with_a_bad_row_under_on_bad_rows_fail_leaves_nothing() {
     assert_eq!(parquet_files(&p, "bronze/items"), 0);
     assert!(!p.path().join("lake/bronze/items/_delta_log").exists());
 }
+
+#[test]
+fn a_run_killed_while_a_file_streams_in_loads_each_row_once_when_run_again() {
+    let rows = 400_000;
+    let p = project(rows);
+    let table = p.path().join("lake/bronze/items");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["run", "--project"])
+        .arg(p.path())
+        .env("STRATA_CSV_CHUNK_BYTES", "65536")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn strata");
+    // Kill it (SIGKILL) once the threads have written Parquet files into the
+    // table's folder, before the commit that would make them part of it.
+    let started = std::time::Instant::now();
+    let mut killed_before_commit = false;
+    while started.elapsed() < std::time::Duration::from_secs(120) {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if parquet_files(&p, "bronze/items") > 0 && !table.join("_delta_log").exists() {
+            let _ = child.kill();
+            let _ = child.wait();
+            killed_before_commit = !table.join("_delta_log").exists();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        killed_before_commit,
+        "the run was not caught between writing and committing"
+    );
+    let stray = parquet_files(&p, "bronze/items");
+    assert!(stray > 0);
+
+    // The next run finds the dead one and reads the file again; the killed
+    // run's files are not in the table, so every row is there once.
+    let env = [("STRATA_CSV_CHUNK_BYTES", "65536")];
+    p.ok_env(&["run"], &env);
+    p.ok_env(&["run"], &env);
+    assert_eq!(
+        p.sql("select count(*) as n, count(distinct id) as ids from bronze.items")[1],
+        format!("{rows},{rows}")
+    );
+    assert_eq!(p.count("select count(*) from bronze.items_quarantine"), 1);
+    assert_eq!(
+        parquet_files(&p, "bronze/items"),
+        adds(&p, "bronze/items").len() + stray,
+        "the killed run's files stay outside the table"
+    );
+}
