@@ -317,3 +317,56 @@ fn a_run_killed_while_a_file_streams_in_loads_each_row_once_when_run_again() {
         "the killed run's files stay outside the table"
     );
 }
+
+#[test]
+fn a_large_csv_file_streams_into_a_lake_on_object_storage() {
+    let s3 = crate::storage::s3();
+    s3.objects(&["mkbucket", "lake"]);
+    let rows = 200_000;
+    let p = project(rows);
+    let toml = std::fs::read_to_string(p.path().join("strata.toml")).expect("toml");
+    p.write(
+        "strata.toml",
+        &toml.replace(
+            "name = \"par\"\n",
+            &format!(
+                "name = \"par\"\nlake = \"s3://lake/par\"\n[storage]\naws_endpoint = \"{}\"\naws_access_key_id = \"test-key\"\naws_secret_access_key = \"test-secret\"\naws_region = \"us-east-1\"\naws_allow_http = \"true\"\n",
+                s3.endpoint
+            ),
+        ),
+    );
+    let env = [("STRATA_CSV_CHUNK_BYTES", "65536")];
+    p.ok_env(&["run"], &env);
+    assert!(!p.path().join("lake").exists(), "a local lake was created");
+    let n = p.ok_env(
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "select count(*) as n, count(distinct id) as ids from bronze.items",
+        ],
+        &env,
+    );
+    assert_eq!(n.lines().nth(1), Some(format!("{rows},{rows}").as_str()));
+    let tasks = p.tasks();
+    assert_eq!(tasks["bronze.items"]["rows_read"], rows as i64 + 1);
+    assert_eq!(tasks["bronze.items"]["rows_quarantined"], 1);
+    // The uploaded files are the table's, with their statistics, as the
+    // Python reader parses them.
+    let files = s3.objects(&["stats", "s3://lake/par/bronze/items"]);
+    let mut total = 0;
+    for line in files.lines() {
+        let st: serde_json::Value = serde_json::from_str(line).expect("stats line");
+        total += st["num_records"].as_i64().expect("num_records");
+        assert!(st["min.id"].is_i64() && st["max.id"].is_i64(), "{line}");
+    }
+    assert_eq!(total, rows as i64);
+    // One file per decoding thread (the one-writer path would leave one).
+    assert!(files.lines().count() >= 2, "{files}");
+    let uploaded = s3
+        .keys("lake")
+        .iter()
+        .filter(|k| k.starts_with("par/bronze/items/part-") && k.ends_with(".parquet"))
+        .count();
+    assert_eq!(uploaded, files.lines().count(), "no stray uploads");
+}

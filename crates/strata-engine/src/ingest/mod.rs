@@ -352,9 +352,9 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
 struct Batch {
     batch_id: String,
     data: Vec<RecordBatch>,
-    /// Parquet files already written into the table's folder on local disk
-    /// (instead of `data`): committed as they are.
-    written: Option<(PathBuf, Vec<deltalake::kernel::Add>)>,
+    /// Parquet files already written into the table (instead of `data`):
+    /// committed as they are.
+    written: Option<(stream::Written, Vec<deltalake::kernel::Add>)>,
     quarantine: Vec<RecordBatch>,
     accounts: Vec<FileAccount>,
     /// The bronze schema, metadata columns included.
@@ -466,12 +466,12 @@ async fn commit_batch(
     let data_rows: usize = data_batches.iter().map(RecordBatch::num_rows).sum();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let commit = provenance.commit_properties();
-    let version = if let Some((dir, adds)) = written {
+    let version = if let Some((files, adds)) = written {
         let paths = adds.clone();
         match commit_adds(bronze, adds, &data_schema_with_meta, commit).await {
             Ok(v) => Some(v),
             Err(e) => {
-                stream::remove(&dir, &paths);
+                files.remove(&paths).await;
                 return Err(e).context(|| format!("writing {table_name}"));
             }
         }
@@ -707,13 +707,13 @@ async fn commit_adds(
     Ok(done.version as i64)
 }
 
-/// Streams a batch of one large uncompressed CSV file into bronze on local
-/// disk ([`stream`]): decoded in chunks on every core, each thread encoding
+/// Streams a batch of one large uncompressed CSV file into bronze
+/// ([`stream`]): decoded in chunks on every core, each thread encoding
 /// its rows into Parquet files of its own as it goes, committed once.
 /// `None` when the batch does not qualify (source checks or a time column,
-/// which need the rows in memory; several files; drift; a lake on object
-/// storage; a table whose columns differ): the caller then reads it the
-/// usual way.
+/// which need the rows in memory; several files; drift; a table whose
+/// columns differ): the caller then reads it the usual way. On object
+/// storage the files are written into a spool folder and uploaded.
 async fn ingest_streaming(
     engine: &Engine,
     source: &Source,
@@ -734,9 +734,13 @@ async fn ingest_streaming(
     {
         return Ok(None);
     }
-    let url = bronze.table_url().clone();
-    let Ok(dir) = url.to_file_path() else {
-        return Ok(None);
+    // On object storage the files are written into a spool folder first.
+    let (dir, spool) = match bronze.table_url().to_file_path() {
+        Ok(dir) => (dir, None),
+        Err(()) => {
+            let spool = tempfile::tempdir().context(|| "creating a spool folder".into())?;
+            (spool.path().to_path_buf(), Some(spool))
+        }
     };
     let schema = with_metadata_schema(&write_schema(columns, source.schema_drift));
     if bronze.version().is_some() {
@@ -807,6 +811,15 @@ async fn ingest_streaming(
     let adds = writers
         .finish()
         .map_err(|e| Error::Internal(format!("writing {}: {e}", source.table())))?;
+    let written = if spool.is_some() {
+        let store = bronze.log_store().object_store(None);
+        stream::upload(&store, &dir, &adds)
+            .await
+            .map_err(|e| Error::User(format!("writing {}: {e}", source.table())))?;
+        stream::Written::Store(store)
+    } else {
+        stream::Written::Local(dir)
+    };
     let meta = std::fs::metadata(path).context(|| format!("reading {rel}"))?;
     let account = FileAccount {
         file: rel.clone(),
@@ -826,7 +839,7 @@ async fn ingest_streaming(
         match quarantine_batch(&data.bad, ingested_at, rel, &batch_id) {
             Ok(q) => vec![q],
             Err(e) => {
-                stream::remove(&dir, &adds);
+                written.remove(&adds).await;
                 return Err(e);
             }
         }
@@ -839,7 +852,7 @@ async fn ingest_streaming(
         Batch {
             batch_id,
             data: vec![],
-            written: Some((dir, adds)),
+            written: Some((written, adds)),
             quarantine,
             accounts: vec![account],
             schema,

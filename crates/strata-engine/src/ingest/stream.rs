@@ -2,8 +2,10 @@
 //! rows it decoded into Parquet files of its own, in the table's folder, as
 //! it goes, so the file is never held in memory and decoding and encoding
 //! share every core. Strata then commits the files in one Delta version with
-//! their statistics ([`crate::file_stats`]). Files of a batch that is not
-//! committed (a bad row under `on_bad_rows = "fail"`, an error) are removed.
+//! their statistics ([`crate::file_stats`]). For a lake on object storage the
+//! files are written into a local spool folder and uploaded before the
+//! commit. Files of a batch that is not committed (a bad row under
+//! `on_bad_rows = "fail"`, an error) are removed.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -15,6 +17,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::file::properties::WriterProperties;
 use deltalake::kernel::Add;
+use object_store::ObjectStoreExt as _;
 
 /// A writer rolls over to a new file past this many bytes.
 const FILE_BYTES: usize = 256 << 20;
@@ -157,6 +160,65 @@ impl LocalWriters {
             }
         }
     }
+}
+
+/// Where a batch's files are, to remove them if it is not committed.
+pub(super) enum Written {
+    /// In the table's folder on local disk.
+    Local(PathBuf),
+    /// Uploaded into the table on object storage.
+    Store(deltalake::logstore::ObjectStoreRef),
+}
+
+impl Written {
+    /// Removes the files (they will not be committed).
+    pub(super) async fn remove(&self, adds: &[Add]) {
+        match self {
+            Written::Local(dir) => remove(dir, adds),
+            Written::Store(store) => {
+                for a in adds {
+                    let _ = store
+                        .delete(&object_store::path::Path::from(a.path.as_str()))
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+/// Uploads files written into `dir` into the table's store (paths relative
+/// to the table), in parts of 8 MB; on failure, removes what was uploaded.
+pub(super) async fn upload(
+    store: &deltalake::logstore::ObjectStoreRef,
+    dir: &Path,
+    adds: &[Add],
+) -> Result<(), String> {
+    use std::io::Read as _;
+    for (i, a) in adds.iter().enumerate() {
+        let sent = async {
+            let to = object_store::path::Path::from(a.path.as_str());
+            let part = store.put_multipart(&to).await.map_err(|e| e.to_string())?;
+            let mut w = object_store::WriteMultipart::new(part);
+            let mut f = File::open(dir.join(&a.path)).map_err(|e| e.to_string())?;
+            let mut buf = vec![0u8; 8 << 20];
+            loop {
+                let n = f.read(&mut buf).map_err(|e| e.to_string())?;
+                if n == 0 {
+                    break;
+                }
+                w.wait_for_capacity(4).await.map_err(|e| e.to_string())?;
+                w.write(&buf[..n]);
+            }
+            w.finish().await.map_err(|e| e.to_string())?;
+            Ok::<(), String>(())
+        }
+        .await;
+        if let Err(e) = sent {
+            Written::Store(store.clone()).remove(&adds[..=i]).await;
+            return Err(format!("uploading {}: {e}", a.path));
+        }
+    }
+    Ok(())
 }
 
 /// Removes written files that will not be committed.
