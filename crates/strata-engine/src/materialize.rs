@@ -546,52 +546,47 @@ async fn build_incremental(
     let published = version_of(&target);
     if !exists {
         let mut a = audit(engine, &ctx, model, df, run, After::Replace, published).await?;
-        if model.config.strategy == Strategy::Merge
-            && !unique_by_construction(&a.kept, &model.config.unique_key)
-            && staged_writes(&ctx, &target)
-            && let Some(staged) = crate::staged::stage(&target, a.kept.clone(), &model.name).await?
-        {
-            // Written once, then the keys are checked on the written files;
-            // they are committed only if the keys hold.
-            let checked = async {
-                let written = ctx
-                    .read_parquet(staged.url(), ParquetReadOptions::default())
-                    .await
-                    .context(|| format!("reading back {}", model.name))?;
-                check_unique(&ctx, &written, model).await?;
-                write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await
+        let merge = model.config.strategy == Strategy::Merge;
+        let unique = unique_by_construction(&a.kept, &model.config.unique_key);
+        let staged = if merge && !unique && staged_writes(&ctx, &target) {
+            crate::staged::stage(&target, a.kept.clone(), &model.name).await?
+        } else {
+            None
+        };
+        let table = match staged {
+            Some(staged) => {
+                // Written once, then the keys are checked on the written
+                // files; they are committed only if the keys hold.
+                let checked = async {
+                    let written = ctx
+                        .read_parquet(staged.url(), ParquetReadOptions::default())
+                        .await
+                        .context(|| format!("reading back {}", model.name))?;
+                    check_unique(&ctx, &written, model).await?;
+                    write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await
+                }
+                .await;
+                if let Err(e) = checked {
+                    staged.discard().await;
+                    return Err(e);
+                }
+                staged.commit(&p, &model.name, SaveMode::Overwrite).await?
             }
-            .await;
-            if let Err(e) = checked {
-                staged.discard().await;
-                return Err(e);
+            None => {
+                if merge {
+                    if !unique {
+                        // Computed once, then checked and written from memory:
+                        // the key checks would otherwise run the query twice more.
+                        a.kept = crate::engine::cache(&ctx, a.kept)
+                            .await
+                            .context(|| format!("computing {}", model.name))?;
+                    }
+                    check_unique(&ctx, &a.kept, model).await?;
+                }
+                write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await?;
+                overwrite(&ctx, target, a.kept, p, &model.name).await?
             }
-            let table = staged.commit(&p, &model.name, SaveMode::Overwrite).await?;
-            return Ok(TaskOutput {
-                rows_read,
-                rows_quarantined: a.quarantined,
-                rows_written: last_commit_rows(&table).await?,
-                delta_version: version_of(&table),
-                message: Some(if run.full_refresh {
-                    "full refresh".into()
-                } else {
-                    "first build".into()
-                }),
-                ..Default::default()
-            });
-        }
-        if model.config.strategy == Strategy::Merge {
-            if !unique_by_construction(&a.kept, &model.config.unique_key) {
-                // Computed once, then checked and written from memory: the
-                // key checks would otherwise run the whole query twice more.
-                a.kept = crate::engine::cache(&ctx, a.kept)
-                    .await
-                    .context(|| format!("computing {}", model.name))?;
-            }
-            check_unique(&ctx, &a.kept, model).await?;
-        }
-        write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await?;
-        let table = overwrite(&ctx, target, a.kept, p, &model.name).await?;
+        };
         return Ok(TaskOutput {
             rows_read,
             rows_quarantined: a.quarantined,

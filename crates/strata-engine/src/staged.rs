@@ -12,8 +12,8 @@ use datafusion::config::TableParquetOptions;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::DataFrame;
 use deltalake::DeltaTable;
-use deltalake::kernel::Action;
-use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as StorePath;
@@ -41,11 +41,25 @@ pub(crate) async fn write(
 /// Files written into a folder of a table, not committed yet.
 pub(crate) struct Staged {
     table: DeltaTable,
-    exists: bool,
-    kernel: deltalake::kernel::StructType,
+    schema: SchemaRef,
     folder: String,
     url: String,
-    actions: Vec<Action>,
+    adds: Vec<Add>,
+}
+
+/// Whether `table` (existing) has `new`'s columns: the same names, in order,
+/// of the same Delta types.
+pub(crate) fn same_columns(table: &DeltaTable, new: &datafusion::arrow::datatypes::Schema) -> bool {
+    let Ok(snapshot) = table.snapshot() else {
+        return false;
+    };
+    let current = snapshot.snapshot().arrow_schema();
+    current.fields().len() == new.fields().len()
+        && current
+            .fields()
+            .iter()
+            .zip(new.fields())
+            .all(|(a, b)| a.name() == b.name() && same_delta_type(a.data_type(), b.data_type()))
 }
 
 /// Whether two column types are the same Delta type (`Utf8` and `Utf8View`
@@ -73,23 +87,14 @@ pub(crate) async fn stage(
     let what = || format!("writing {name}");
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let table = target.clone();
-    let exists = table.version().is_some();
-    if exists {
+    if table.version().is_some() {
         let snapshot = table.snapshot().context(what)?;
-        if !snapshot.metadata().partition_columns().is_empty() {
-            return Ok(None);
-        }
-        let current = snapshot.snapshot().arrow_schema();
-        let same = current.fields().len() == schema.fields().len()
-            && current.fields().iter().zip(schema.fields()).all(|(a, b)| {
-                a.name() == b.name() && same_delta_type(a.data_type(), b.data_type())
-            });
-        if !same {
+        if !snapshot.metadata().partition_columns().is_empty() || !same_columns(&table, &schema) {
             return Ok(None);
         }
     }
     // A new table's columns, checked before anything is written.
-    let kernel: deltalake::kernel::StructType = schema.as_ref().try_into_kernel().context(what)?;
+    let _: deltalake::kernel::StructType = schema.as_ref().try_into_kernel().context(what)?;
     // The files go into a folder of their own inside the table.
     let folder = format!("part-{}", uuid::Uuid::new_v4());
     let url = format!(
@@ -109,7 +114,7 @@ pub(crate) async fn stage(
         .try_collect()
         .await
         .map_err(|e| Error::Internal(format!("{}: listing the written files: {e}", what())))?;
-    let mut actions: Vec<Action> = Vec::with_capacity(written.len());
+    let mut adds: Vec<Add> = Vec::with_capacity(written.len());
     for f in written
         .into_iter()
         .filter(|f| f.location.as_ref().ends_with(".parquet"))
@@ -126,22 +131,21 @@ pub(crate) async fn stage(
             .map_err(|e| Error::Internal(format!("{}: reading {}: {e}", what(), f.location)))?
             .metadata()
             .clone();
-        actions.push(Action::Add(deltalake::kernel::Add {
+        adds.push(Add {
             path: f.location.to_string(),
             size: f.size as i64,
             modification_time: f.last_modified.timestamp_millis(),
             data_change: true,
             stats: Some(crate::file_stats::stats_json(&footer)),
             ..Default::default()
-        }));
+        });
     }
     Ok(Some(Staged {
         table,
-        exists,
-        kernel,
+        schema,
         folder,
         url,
-        actions,
+        adds,
     }))
 }
 
@@ -172,47 +176,63 @@ impl Staged {
     ) -> Result<DeltaTable> {
         let what = || format!("writing {name}");
         let Staged {
-            table,
-            exists,
-            kernel,
-            mut actions,
+            mut table,
+            schema,
+            adds,
             ..
         } = self;
-        if !exists {
-            // One commit creates the table with its files.
-            let table = table
-                .create()
-                .with_columns(kernel.fields().cloned())
-                .with_actions(actions)
-                .with_commit_properties(p.commit_properties())
-                .await
-                .context(what)?;
-            return Ok(table);
-        }
-        let snapshot = table.snapshot().context(what)?;
-        if mode == SaveMode::Overwrite {
-            actions.extend(
-                snapshot
-                    .log_data()
-                    .iter()
-                    .map(|f| Action::Remove(f.remove_action(true))),
-            );
-        }
-        CommitBuilder::from(p.commit_properties())
-            .with_actions(actions)
-            .build(
-                Some(snapshot),
-                table.log_store(),
-                DeltaOperation::Write {
-                    mode,
-                    partition_by: None,
-                    predicate: None,
-                },
-            )
+        commit_files(&table, adds, &schema, p.commit_properties(), mode)
             .await
             .context(what)?;
-        let mut table = table;
         table.update_state().await.context(what)?;
         Ok(table)
     }
+}
+
+/// Commits Parquet files already written into `table` as one Delta version:
+/// they replace the table's rows (`SaveMode::Overwrite`) or join them
+/// (`SaveMode::Append`); a table that does not exist yet is created, with
+/// `schema`'s columns, by that same commit. Returns the version.
+pub(crate) async fn commit_files(
+    table: &DeltaTable,
+    adds: Vec<Add>,
+    schema: &datafusion::arrow::datatypes::Schema,
+    commit: CommitProperties,
+    mode: SaveMode,
+) -> std::result::Result<i64, deltalake::DeltaTableError> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+    let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+    if table.version().is_none() {
+        let kernel: deltalake::kernel::StructType = schema.try_into_kernel()?;
+        let created = table
+            .clone()
+            .create()
+            .with_columns(kernel.fields().cloned())
+            .with_actions(actions)
+            .with_commit_properties(commit)
+            .await?;
+        return Ok(created.version().map_or(0, |v| v as i64));
+    }
+    let snapshot = table.snapshot()?;
+    if mode == SaveMode::Overwrite {
+        actions.extend(
+            snapshot
+                .log_data()
+                .iter()
+                .map(|f| Action::Remove(f.remove_action(true))),
+        );
+    }
+    let done = CommitBuilder::from(commit)
+        .with_actions(actions)
+        .build(
+            Some(snapshot),
+            table.log_store(),
+            DeltaOperation::Write {
+                mode,
+                partition_by: None,
+                predicate: None,
+            },
+        )
+        .await?;
+    Ok(done.version as i64)
 }

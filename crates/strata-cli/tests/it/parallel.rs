@@ -45,6 +45,26 @@ fn summary(p: &TestProject, env: &[(&str, &str)]) -> Vec<String> {
     .collect()
 }
 
+/// What the Python `deltalake` reader prints for `bronze.items`: `values`, a
+/// Python expression over the table `d` and its rows `t`.
+fn python_read(p: &TestProject, values: &str) -> String {
+    let script = format!(
+        // (os._exit: the reader's threads can abort the interpreter's teardown.)
+        "import os, sys, deltalake; d = deltalake.DeltaTable(sys.argv[1]); t = d.to_pyarrow_table(); print({values}, flush=True); os._exit(0)"
+    );
+    let py = Command::new("python3")
+        .args(["-c", &script])
+        .arg(p.path().join("lake/bronze/items"))
+        .output()
+        .expect("python3");
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    String::from_utf8_lossy(&py.stdout).trim().to_string()
+}
+
 #[test]
 fn a_large_batch_written_in_parallel_reads_back_like_one_writer_wrote_it() {
     let rows = 200_000;
@@ -82,23 +102,9 @@ fn a_large_batch_written_in_parallel_reads_back_like_one_writer_wrote_it() {
     assert!(adds >= 2, "{adds} data files");
 
     // An independent reader agrees.
-    let py = Command::new("python3")
-        .args([
-            "-c",
-            // (os._exit: the reader's threads can abort the interpreter's teardown.)
-            "import os, sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table(); print(t.num_rows, sum(t.column('id').to_pylist()), flush=True); os._exit(0)",
-            par.path().join("lake/bronze/items").to_str().expect("utf8"),
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        py.status.success(),
-        "{}",
-        String::from_utf8_lossy(&py.stderr)
-    );
     let expected_sum: i64 = (0..rows as i64).sum();
     assert_eq!(
-        String::from_utf8_lossy(&py.stdout).trim(),
+        python_read(&par, "t.num_rows, sum(t.column('id').to_pylist())"),
         format!("{rows} {expected_sum}")
     );
 
@@ -196,22 +202,12 @@ fn a_large_csv_file_streams_into_bronze_with_statistics_and_loses_nothing() {
     assert_eq!((total, lo, hi), (rows as i64, 0, rows as i64 - 1));
 
     // An independent reader agrees, and filters on the statistics.
-    let py = Command::new("python3")
-        .args([
-            "-c",
-            "import os, sys, deltalake; d = deltalake.DeltaTable(sys.argv[1]); t = d.to_pyarrow_table(); print(t.num_rows, sum(t.column('id').to_pylist()), d.to_pyarrow_table(filters=[('id', '>=', 199990)]).num_rows, flush=True); os._exit(0)",
-            par.path().join("lake/bronze/items").to_str().expect("utf8"),
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        py.status.success(),
-        "{}",
-        String::from_utf8_lossy(&py.stderr)
-    );
     let expected_sum: i64 = (0..rows as i64).sum();
     assert_eq!(
-        String::from_utf8_lossy(&py.stdout).trim(),
+        python_read(
+            &par,
+            "t.num_rows, sum(t.column('id').to_pylist()), d.to_pyarrow_table(filters=[('id', '>=', 199990)]).num_rows"
+        ),
         format!("{rows} {expected_sum} 10")
     );
 

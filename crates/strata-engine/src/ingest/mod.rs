@@ -297,28 +297,9 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
     let mut accounts = vec![];
     for (path, rel, result) in decoded {
         let data = result.map_err(|e| Error::User(format!("cannot ingest {rel}: {e}")))?;
-        if source.on_bad_rows == OnBadRows::Fail
-            && let Some(b) = data.bad.first()
-        {
-            return Err(Error::User(format!(
-                "{rel}:{}: {} (on_bad_rows = \"fail\": nothing of this batch was loaded; fix the file or set on_bad_rows = \"quarantine\")",
-                b.line, b.error
-            )));
-        }
-        let meta = std::fs::metadata(&path).context(|| format!("reading {rel}"))?;
+        refuse_bad_rows(source, &rel, &data)?;
         let loaded: i64 = data.batches.iter().map(|b| b.num_rows() as i64).sum();
-        accounts.push(FileAccount {
-            file: rel.clone(),
-            size_bytes: meta.len() as i64,
-            modified: meta
-                .modified()
-                .map(|m| strata_runtime::rfc3339(chrono::DateTime::<chrono::Utc>::from(m)))
-                .unwrap_or_default(),
-            rows_read: data.rows_read,
-            rows_loaded: loaded,
-            rows_quarantined: data.bad.len() as i64,
-            rows_dropped: 0,
-        });
+        accounts.push(file_account(&path, &rel, &data, loaded)?);
         for b in data.batches {
             data_batches.push(with_metadata(&b, ingested_at, &rel, &batch_id)?);
         }
@@ -468,7 +449,15 @@ async fn commit_batch(
     let commit = provenance.commit_properties();
     let version = if let Some((files, adds)) = written {
         let paths = adds.clone();
-        match commit_adds(bronze, adds, &data_schema_with_meta, commit).await {
+        match crate::staged::commit_files(
+            &bronze,
+            adds,
+            &data_schema_with_meta,
+            commit,
+            SaveMode::Append,
+        )
+        .await
+        {
             Ok(v) => Some(v),
             Err(e) => {
                 files.remove(&paths).await;
@@ -590,6 +579,36 @@ async fn write_bronze(
     Ok(version_of(&table))
 }
 
+/// Under `on_bad_rows = "fail"`, a file with a bad row stops the batch,
+/// naming the file and line.
+fn refuse_bad_rows(source: &Source, rel: &str, data: &FileData) -> Result<()> {
+    match data.bad.first() {
+        Some(b) if source.on_bad_rows == OnBadRows::Fail => Err(Error::User(format!(
+            "{rel}:{}: {} (on_bad_rows = \"fail\": nothing of this batch was loaded; fix the file or set on_bad_rows = \"quarantine\")",
+            b.line, b.error
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A file's row accounting: its size and time on disk, rows read, `loaded`,
+/// and the bad rows quarantined.
+fn file_account(path: &Path, rel: &str, data: &FileData, loaded: i64) -> Result<FileAccount> {
+    let meta = std::fs::metadata(path).context(|| format!("reading {rel}"))?;
+    Ok(FileAccount {
+        file: rel.to_string(),
+        size_bytes: meta.len() as i64,
+        modified: meta
+            .modified()
+            .map(|m| strata_runtime::rfc3339(chrono::DateTime::<chrono::Utc>::from(m)))
+            .unwrap_or_default(),
+        rows_read: data.rows_read,
+        rows_loaded: loaded,
+        rows_quarantined: data.bad.len() as i64,
+        rows_dropped: 0,
+    })
+}
+
 /// Bronze batches of at least this many rows are written by one Parquet
 /// writer per core (delta-rs's own write encodes on one thread).
 const PARALLEL_WRITE_ROWS: usize = 1_000_000;
@@ -651,60 +670,13 @@ async fn append_parallel(
             w.flush().await
         });
     }
-    let mut actions = vec![];
+    let mut adds = vec![];
     while let Some(r) = set.join_next().await {
-        let adds = r.map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))??;
-        actions.extend(adds.into_iter().map(deltalake::kernel::Action::Add));
+        adds.extend(r.map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))??);
     }
-    let adds = actions
-        .into_iter()
-        .filter_map(|a| match a {
-            deltalake::kernel::Action::Add(a) => Some(a),
-            _ => None,
-        })
-        .collect();
     Ok(Appended::Done(
-        commit_adds(table, adds, schema, commit).await?,
+        crate::staged::commit_files(&table, adds, schema, commit, SaveMode::Append).await?,
     ))
-}
-
-/// Commits files already written into `table`'s folder as one append (a
-/// table that does not exist yet is created by the same commit).
-async fn commit_adds(
-    table: deltalake::DeltaTable,
-    adds: Vec<deltalake::kernel::Add>,
-    schema: &SchemaRef,
-    commit: deltalake::kernel::transaction::CommitProperties,
-) -> std::result::Result<i64, deltalake::DeltaTableError> {
-    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
-    let actions: Vec<deltalake::kernel::Action> = adds
-        .into_iter()
-        .map(deltalake::kernel::Action::Add)
-        .collect();
-    if table.version().is_none() {
-        let kernel: deltalake::kernel::StructType = schema.as_ref().try_into_kernel()?;
-        let table = table
-            .create()
-            .with_columns(kernel.fields().cloned())
-            .with_actions(actions)
-            .with_commit_properties(commit)
-            .await?;
-        return Ok(table.version().map_or(0, |v| v as i64));
-    }
-    let snapshot = table.snapshot()?;
-    let done = deltalake::kernel::transaction::CommitBuilder::from(commit)
-        .with_actions(actions)
-        .build(
-            Some(snapshot),
-            table.log_store(),
-            deltalake::protocol::DeltaOperation::Write {
-                mode: SaveMode::Append,
-                partition_by: None,
-                predicate: None,
-            },
-        )
-        .await?;
-    Ok(done.version as i64)
 }
 
 /// Streams a batch of one large uncompressed CSV file into bronze
@@ -743,20 +715,13 @@ async fn ingest_streaming(
         }
     };
     let schema = with_metadata_schema(&write_schema(columns, source.schema_drift));
-    if bronze.version().is_some() {
-        let Ok(snapshot) = bronze.snapshot() else {
-            return Ok(None);
-        };
-        let current = snapshot.snapshot().arrow_schema();
-        let same = current.fields().len() == schema.fields().len()
-            && current
-                .fields()
-                .iter()
-                .zip(schema.fields())
-                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
-        if !same || !snapshot.metadata().partition_columns().is_empty() {
-            return Ok(None);
-        }
+    if bronze.version().is_some()
+        && (!crate::staged::same_columns(bronze, &schema)
+            || bronze
+                .snapshot()
+                .is_ok_and(|s| !s.metadata().partition_columns().is_empty()))
+    {
+        return Ok(None);
     }
     let batch_id = format!("{}:{}", run.run_id, source.name);
     let ingested_at = run.started_at.timestamp_micros();
@@ -799,14 +764,9 @@ async fn ingest_streaming(
             return Err(Error::User(format!("cannot ingest {rel}: {e}")));
         }
     };
-    if source.on_bad_rows == OnBadRows::Fail
-        && let Some(b) = data.bad.first()
-    {
+    if let Err(e) = refuse_bad_rows(source, rel, &data) {
         writers.discard();
-        return Err(Error::User(format!(
-            "{rel}:{}: {} (on_bad_rows = \"fail\": nothing of this batch was loaded; fix the file or set on_bad_rows = \"quarantine\")",
-            b.line, b.error
-        )));
+        return Err(e);
     }
     let adds = writers
         .finish()
@@ -820,19 +780,7 @@ async fn ingest_streaming(
     } else {
         stream::Written::Local(dir)
     };
-    let meta = std::fs::metadata(path).context(|| format!("reading {rel}"))?;
-    let account = FileAccount {
-        file: rel.clone(),
-        size_bytes: meta.len() as i64,
-        modified: meta
-            .modified()
-            .map(|m| strata_runtime::rfc3339(chrono::DateTime::<chrono::Utc>::from(m)))
-            .unwrap_or_default(),
-        rows_read: data.rows_read,
-        rows_loaded: data.rows_read - data.bad.len() as i64,
-        rows_quarantined: data.bad.len() as i64,
-        rows_dropped: 0,
-    };
+    let account = file_account(path, rel, &data, data.rows_read - data.bad.len() as i64)?;
     let quarantine = if data.bad.is_empty() {
         vec![]
     } else {
