@@ -10,6 +10,8 @@ use datafusion::catalog::{MemorySchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use strata_graph::{Graph, NodeKind};
@@ -481,6 +483,7 @@ fn build_session(
         .with_config(config)
         .with_runtime_env(runtime)
         .with_query_planner(planner)
+        .with_physical_optimizer_rules(physical_rules())
         .build();
     let ctx = SessionContext::new_with_state(state);
     if let Some(catalog) = ctx.catalog("datafusion") {
@@ -489,6 +492,20 @@ fn build_session(
         }
     }
     ctx
+}
+
+/// DataFusion's physical optimizer rules, with Strata's
+/// [`HavingJoin`](crate::having_join::HavingJoin) right after
+/// `EnsureRequirements` (it relies on the sorts and repartitions that rule
+/// places, and keeps them valid).
+pub(crate) fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = PhysicalOptimizer::new().rules;
+    let at = rules
+        .iter()
+        .position(|r| r.name() == "EnsureRequirements")
+        .map_or(rules.len(), |i| i + 1);
+    rules.insert(at, Arc::new(crate::having_join::HavingJoin));
+    rules
 }
 
 tokio::task_local! {

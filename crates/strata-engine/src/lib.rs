@@ -24,6 +24,7 @@ mod error;
 pub mod example;
 mod executor;
 pub mod file_stats;
+mod having_join;
 pub mod ingest;
 pub mod lake;
 pub mod lineage;
