@@ -439,7 +439,7 @@ mod tests {
             {
                 fixed = rule
                     .optimize(fixed, strata.state().config_options())
-                    .expect(rule.name());
+                    .expect("a physical optimizer rule");
             }
             assert!(
                 having_joins(&fixed)
