@@ -417,7 +417,13 @@ async fn register_incremental(
             .models
             .get(u)
             .is_some_and(|m| m.config.materialized == Materialization::View);
-        if is_view && !is_lookup && consumed.is_some() && model.config.strategy == Strategy::Append
+        if is_view
+            && !is_lookup
+            && consumed.is_some()
+            && matches!(
+                model.config.strategy,
+                Strategy::Append | Strategy::Accumulate
+            )
         {
             return Err(Error::User(format!(
                 "{}: {u} is a view, so new rows cannot be told from old ones; list it in `lookups`, use strategy = \"merge\", or read its tables directly",
@@ -476,6 +482,95 @@ async fn register_incremental(
     Ok((versions, rows_read, news))
 }
 
+/// The first non-lookup upstream table with files removed since the version
+/// the model's last build consumed (rewritten, not only appended to).
+async fn rewritten_upstream(
+    engine: &Engine,
+    model: &Model,
+    upstream: &[String],
+    prev: &Provenance,
+) -> Result<Option<String>> {
+    for u in upstream {
+        let Some(&consumed) = prev.upstream_versions.get(u) else {
+            continue;
+        };
+        if model.config.lookups.contains(u) {
+            continue;
+        }
+        let Some(table) = engine.reader_lake(u).open_existing(u).await? else {
+            continue;
+        };
+        if version_of(&table).unwrap_or(0) == consumed {
+            continue;
+        }
+        let (_, removed) = files_since(&table, consumed).await?;
+        if !removed.is_empty() {
+            return Ok(Some(u.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// The whole new table of an accumulating model: its current rows and `new`
+/// (the query over the new upstream rows) added up column by column per
+/// `unique_key`, in the table's column types.
+async fn accumulate(
+    engine: &Engine,
+    ctx: &SessionContext,
+    model: &Model,
+    new: DataFrame,
+    target: &DeltaTable,
+) -> Result<DataFrame> {
+    use datafusion::functions_aggregate::expr_fn::sum;
+    use datafusion::prelude::{cast, ident};
+    let what = || format!("accumulating {}", model.name);
+    let current = ctx
+        .read_table(engine.provider(&model.name, target, None).await?)
+        .context(what)?;
+    let fields = current.schema().as_arrow().fields().clone();
+    let keys = &model.config.unique_key;
+    for f in fields.iter().filter(|f| !keys.contains(f.name())) {
+        if !f.data_type().is_numeric() {
+            return Err(Error::User(format!(
+                "{}: strategy = \"accumulate\" adds up every column not in unique_key, and `{}` is {}; add it to unique_key, or compute it in a model downstream",
+                model.path.display(),
+                f.name(),
+                f.data_type()
+            )));
+        }
+    }
+    for k in keys {
+        if fields.find(k).is_none() {
+            return Err(Error::User(format!(
+                "{}: unique_key column `{k}` is not among the query's columns",
+                model.path.display()
+            )));
+        }
+    }
+    // The new rows in the table's column order and types, then both added up.
+    let in_table_types = |df: DataFrame| {
+        df.select(
+            fields
+                .iter()
+                .map(|f| cast(ident(f.name()), f.data_type().clone()).alias(f.name()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let new = in_table_types(new).context(what)?;
+    let both = current.union(new).context(what)?;
+    let sums = both
+        .aggregate(
+            keys.iter().map(ident).collect(),
+            fields
+                .iter()
+                .filter(|f| !keys.contains(f.name()))
+                .map(|f| sum(ident(f.name())).alias(f.name()))
+                .collect(),
+        )
+        .context(what)?;
+    in_table_types(sums).context(what)
+}
+
 async fn count(ctx: &SessionContext, table: &str) -> Result<i64> {
     crate::engine::scalar_i64(ctx, &format!("select count(*) from {table}")).await
 }
@@ -521,9 +616,22 @@ async fn build_incremental(
             model.name, model.name
         )));
     }
+    // An accumulating model cannot tell new rows from rewritten old ones, so
+    // a rewritten upstream rebuilds it in full.
+    let rewritten = match (&prev, model.config.strategy) {
+        (Some(prev), Strategy::Accumulate) => {
+            rewritten_upstream(engine, model, upstream, prev).await?
+        }
+        _ => None,
+    };
     let ctx = engine.context();
+    let consumed = if rewritten.is_some() {
+        None
+    } else {
+        prev.as_ref()
+    };
     let (versions, rows_read, news) =
-        register_incremental(engine, &ctx, model, upstream, prev.as_ref()).await?;
+        register_incremental(engine, &ctx, model, upstream, consumed).await?;
     if exists && !news {
         let mut msg = "0 new rows upstream".to_string();
         if prev
@@ -544,9 +652,11 @@ async fn build_incremental(
     let df = plan(&ctx, model, run).await?;
     let p = provenance(model, run, versions);
     let published = version_of(&target);
-    if !exists {
+    if !exists || rewritten.is_some() {
         let mut a = audit(engine, &ctx, model, df, run, After::Replace, published).await?;
-        let merge = model.config.strategy == Strategy::Merge;
+        let merge = model.config.strategy == Strategy::Merge
+            || (model.config.strategy == Strategy::Accumulate
+                && !model.config.unique_key.is_empty());
         let unique = unique_by_construction(&a.kept, &model.config.unique_key);
         let staged = if merge && !unique && staged_writes(&ctx, &target) {
             crate::staged::stage(&target, a.kept.clone(), &model.name).await?
@@ -592,7 +702,9 @@ async fn build_incremental(
             rows_quarantined: a.quarantined,
             rows_written: last_commit_rows(&table).await?,
             delta_version: version_of(&table),
-            message: Some(if run.full_refresh {
+            message: Some(if let Some(u) = &rewritten {
+                format!("rebuilt in full: {u} was rewritten since the last build")
+            } else if run.full_refresh {
                 "full refresh".into()
             } else {
                 "first build".into()
@@ -606,6 +718,29 @@ async fn build_incremental(
             "{} is partitioned and is built by replace_range",
             model.name
         ))),
+        Strategy::Accumulate => {
+            let combined = accumulate(engine, &ctx, model, df, &target).await?;
+            let a = audit(
+                engine,
+                &ctx,
+                model,
+                combined,
+                run,
+                After::Replace,
+                published,
+            )
+            .await?;
+            write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await?;
+            let table = overwrite(&ctx, target, a.kept, p, &model.name).await?;
+            Ok(TaskOutput {
+                rows_read,
+                rows_written: last_commit_rows(&table).await?,
+                rows_quarantined: a.quarantined,
+                delta_version: version_of(&table),
+                message: Some(format!("accumulated {rows_read} new upstream rows")),
+                ..Default::default()
+            })
+        }
         Strategy::Append => {
             let a = audit(
                 engine,

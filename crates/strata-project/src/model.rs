@@ -42,6 +42,9 @@ pub enum Strategy {
     Merge,
     /// Replace the run's data intervals of `partition_by`, one [`Grain`] each.
     ReplaceRange,
+    /// Add the new rows to the table column by column, per `unique_key` (one
+    /// row when it is empty): the query aggregates only the new upstream rows.
+    Accumulate,
 }
 
 impl Strategy {
@@ -51,6 +54,7 @@ impl Strategy {
             Strategy::Append => "append",
             Strategy::Merge => "merge",
             Strategy::ReplaceRange => "replace_range",
+            Strategy::Accumulate => "accumulate",
         }
     }
 }
@@ -199,10 +203,14 @@ pub fn parse_model(
                 "append" => Strategy::Append,
                 "merge" => Strategy::Merge,
                 "replace_range" => Strategy::ReplaceRange,
+                "accumulate" => Strategy::Accumulate,
                 other => {
-                    let help = match did_you_mean(other, ["append", "merge", "replace_range"]) {
+                    let help = match did_you_mean(
+                        other,
+                        ["append", "merge", "replace_range", "accumulate"],
+                    ) {
                         Some(s) => format!("did you mean `{s}`?"),
-                        None => "use `append`, `merge` or `replace_range`".into(),
+                        None => "use `append`, `merge`, `replace_range` or `accumulate`".into(),
                     };
                     errors.push(
                         at(s.span(), format!("unknown incremental strategy `{other}`"))

@@ -301,3 +301,123 @@ fn a_merge_model_refuses_null_and_shared_keys_and_names_the_first_duplicate() {
     p.ok(&["run"]);
     assert_eq!(p.count("select count(*) from silver.latest"), 2);
 }
+
+#[test]
+fn an_accumulating_model_adds_each_run_to_its_totals() {
+    let p = TestProject::new();
+    p.write(
+        "strata.toml",
+        "[project]\nname = \"acc\"\n[sources.sales]\nformat = \"csv\"\npath = \"data/*.csv\"\ncolumns = { region = \"string\", amount = \"decimal(15,2)\", qty = \"bigint\" }\n",
+    );
+    let acc = |key: &str, sql: &str| {
+        format!(
+            "/*\nmaterialized = \"incremental\"\nstrategy = \"accumulate\"\nunique_key = [{key}]\n*/\n{sql}"
+        )
+    };
+    p.write(
+        "models/gold/by_region.sql",
+        &acc(
+            "\"region\"",
+            "select region, cast(sum(amount) as decimal(15,2)) as amount, count(*) as orders from bronze.sales group by region",
+        ),
+    );
+    p.write(
+        "models/gold/total.sql",
+        &acc("", "select sum(qty) as qty from bronze.sales"),
+    );
+    // Read through a table model, which each run rewrites.
+    p.write("models/silver/sales_t.sql", "select * from bronze.sales");
+    p.write(
+        "models/gold/by_region_t.sql",
+        &acc(
+            "\"region\"",
+            "select region, count(*) as orders from silver.sales_t group by region",
+        ),
+    );
+    p.write(
+        "data/a.csv",
+        "region,amount,qty\nnorth,10.50,1\nsouth,20.00,2\nnorth,1.25,3\n",
+    );
+    p.ok(&["run"]);
+    let by_region = |p: &TestProject| {
+        p.sql("select region, amount, orders from gold.by_region order by region")
+    };
+    assert_eq!(
+        by_region(&p),
+        vec!["region,amount,orders", "north,11.75,2", "south,20.00,1"]
+    );
+
+    p.write(
+        "data/b.csv",
+        "region,amount,qty\nnorth,0.25,4\neast,5.00,5\n",
+    );
+    p.ok(&["run"]);
+    let t = p.tasks();
+    assert_eq!(
+        t["gold.by_region"]["message"],
+        "accumulated 2 new upstream rows"
+    );
+    assert_eq!(t["gold.by_region"]["rows_read"], 2);
+    assert_eq!(
+        by_region(&p),
+        vec![
+            "region,amount,orders",
+            "east,5.00,1",
+            "north,12.00,3",
+            "south,20.00,1"
+        ]
+    );
+    // The table keeps its column types.
+    assert_eq!(
+        p.sql("select arrow_typeof(amount) as t from gold.by_region limit 1"),
+        vec!["t", "\"Decimal128(15, 2)\""]
+    );
+    // Without a key, one row.
+    assert_eq!(p.sql("select qty from gold.total"), vec!["qty", "15"]);
+    // A rewritten upstream is read in full again, not added twice.
+    assert_eq!(
+        t["gold.by_region_t"]["message"],
+        "rebuilt in full: silver.sales_t was rewritten since the last build"
+    );
+    assert_eq!(
+        p.sql("select region, orders from gold.by_region_t order by region"),
+        vec!["region,orders", "east,1", "north,3", "south,1"]
+    );
+
+    // Nothing new: nothing added.
+    p.ok(&["run"]);
+    assert_eq!(status(&p.tasks(), "gold.by_region").0, "skipped");
+    assert_eq!(p.sql("select qty from gold.total"), vec!["qty", "15"]);
+
+    // A column that cannot be added up is refused by name once rows accumulate.
+    p.write(
+        "models/gold/names.sql",
+        &acc(
+            "\"region\"",
+            "select region, max(cast(qty as string)) as last_qty from bronze.sales group by region",
+        ),
+    );
+    p.ok(&["run"]);
+    p.write("data/c.csv", "region,amount,qty\nwest,1.00,6\n");
+    let out = p.strata(&["run"]);
+    assert!(!out.status.success());
+    let err = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        err.contains("names.sql: strategy = \"accumulate\" adds up every column not in unique_key, and `last_qty` is Utf8"),
+        "{err}"
+    );
+    assert_eq!(
+        by_region(&p),
+        vec![
+            "region,amount,orders",
+            "east,5.00,1",
+            "north,12.00,3",
+            "south,20.00,1",
+            "west,1.00,1"
+        ]
+    );
+}

@@ -1,4 +1,8 @@
 /*
+materialized = "incremental"
+strategy = "accumulate"
+unique_key = ["n_name"]
+lookups = ["silver.customer", "silver.orders", "silver.supplier", "silver.nation", "silver.region"]
 description = "TPC-H Q5, local supplier volume (REGION = ASIA, DATE = 1994-01-01)."
 */
 select

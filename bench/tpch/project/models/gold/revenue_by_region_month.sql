@@ -1,4 +1,8 @@
 /*
+materialized = "incremental"
+strategy = "accumulate"
+unique_key = ["region", "month"]
+lookups = ["silver.orders_enriched"]
 description = "Revenue (extendedprice * (1 - discount)) by customer region and order month."
 */
 select
