@@ -398,14 +398,16 @@ async fn overwrite(
 
 /// Registers, for each incremental input, only the rows added since the
 /// version `prev` consumed; lookups and first builds read everything.
-/// Returns (current versions, rows read from incremental inputs, whether any input has news).
+/// Returns (current versions, rows read from incremental inputs, whether any
+/// input has news, and for an accumulating model the first input rewritten
+/// since `prev`: then it stops there, and the caller reads everything).
 async fn register_incremental(
     engine: &Engine,
     ctx: &SessionContext,
     model: &Model,
     upstream: &[String],
     prev: Option<&Provenance>,
-) -> Result<(BTreeMap<String, i64>, i64, bool)> {
+) -> Result<(BTreeMap<String, i64>, i64, bool, Option<String>)> {
     let mut versions = BTreeMap::new();
     let mut rows_read = 0;
     let mut news = false;
@@ -459,6 +461,9 @@ async fn register_incremental(
             continue;
         }
         let (added, removed) = files_since(&table, consumed).await?;
+        if !removed.is_empty() && model.config.strategy == Strategy::Accumulate {
+            return Ok((versions, rows_read, news, Some(u.clone())));
+        }
         if !removed.is_empty() && model.config.strategy == Strategy::Append {
             return Err(Error::User(format!(
                 "{}: upstream {u} was rewritten since version {consumed} (not append-only), so an incremental append cannot tell new rows from old; use strategy = \"merge\" or run with --full-refresh",
@@ -479,36 +484,7 @@ async fn register_incremental(
         news = true;
         rows_read += count(ctx, u).await?;
     }
-    Ok((versions, rows_read, news))
-}
-
-/// The first non-lookup upstream table with files removed since the version
-/// the model's last build consumed (rewritten, not only appended to).
-async fn rewritten_upstream(
-    engine: &Engine,
-    model: &Model,
-    upstream: &[String],
-    prev: &Provenance,
-) -> Result<Option<String>> {
-    for u in upstream {
-        let Some(&consumed) = prev.upstream_versions.get(u) else {
-            continue;
-        };
-        if model.config.lookups.contains(u) {
-            continue;
-        }
-        let Some(table) = engine.reader_lake(u).open_existing(u).await? else {
-            continue;
-        };
-        if version_of(&table).unwrap_or(0) == consumed {
-            continue;
-        }
-        let (_, removed) = files_since(&table, consumed).await?;
-        if !removed.is_empty() {
-            return Ok(Some(u.clone()));
-        }
-    }
-    Ok(None)
+    Ok((versions, rows_read, news, None))
 }
 
 /// The whole new table of an accumulating model: its current rows and `new`
@@ -616,22 +592,15 @@ async fn build_incremental(
             model.name, model.name
         )));
     }
-    // An accumulating model cannot tell new rows from rewritten old ones, so
-    // a rewritten upstream rebuilds it in full.
-    let rewritten = match (&prev, model.config.strategy) {
-        (Some(prev), Strategy::Accumulate) => {
-            rewritten_upstream(engine, model, upstream, prev).await?
-        }
-        _ => None,
-    };
     let ctx = engine.context();
-    let consumed = if rewritten.is_some() {
-        None
-    } else {
-        prev.as_ref()
-    };
-    let (versions, rows_read, news) =
-        register_incremental(engine, &ctx, model, upstream, consumed).await?;
+    let (mut versions, mut rows_read, mut news, rewritten) =
+        register_incremental(engine, &ctx, model, upstream, prev.as_ref()).await?;
+    if rewritten.is_some() {
+        // An accumulating model cannot tell new rows from rewritten old ones,
+        // so a rewritten upstream rebuilds it in full.
+        (versions, rows_read, news, _) =
+            register_incremental(engine, &ctx, model, upstream, None).await?;
+    }
     if exists && !news {
         let mut msg = "0 new rows upstream".to_string();
         if prev

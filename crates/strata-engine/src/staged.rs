@@ -75,8 +75,9 @@ fn same_delta_type(
     matches!((ka, kb), (Ok(x), Ok(y)) if x == y)
 }
 
-/// Rows per row group of the files Strata writes for models (bronze has its
-/// own, [`crate::ingest::stats::BRONZE_ROW_GROUP_ROWS`]).
+/// Rows per row group of every Parquet file Strata writes (bronze and
+/// models): readers hold a row group's column chunks and writers buffer one.
+/// DuckDB writes 122,880.
 pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// Writes `df`'s rows as Parquet files into a new folder of `target`.

@@ -15,17 +15,13 @@ use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
 
-/// Rows per row group of a bronze file. A reader holds a whole row group's
-/// column chunks at once, and bronze is uncompressed text: with the Parquet
-/// default of 1,048,576 rows, reading TPC-H lineitem took ~150 MB per scan
-/// partition. 131,072 rows (DuckDB writes 122,880) keeps that near 20 MB.
-pub const BRONZE_ROW_GROUP_ROWS: usize = 128 * 1024;
-
 /// Writer properties for a bronze table: no statistics on text columns, row
-/// groups of [`BRONZE_ROW_GROUP_ROWS`].
+/// groups of [`crate::staged::ROW_GROUP_ROWS`] (bronze is uncompressed text:
+/// with the Parquet default of 1,048,576 rows, reading TPC-H lineitem took
+/// ~150 MB per scan partition).
 pub fn bronze_writer_properties(schema: &Schema) -> WriterProperties {
-    let mut b =
-        WriterProperties::builder().set_max_row_group_row_count(Some(BRONZE_ROW_GROUP_ROWS));
+    let mut b = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(crate::staged::ROW_GROUP_ROWS));
     for f in schema.fields() {
         if matches!(
             f.data_type(),
