@@ -3,12 +3,31 @@ project's own silver and gold SQL, each table written as Parquet and read back
 for the next layer, the SQL run as it is. Usage: duckdb_medallion.py PROJECT
 OUT. Prints seconds."""
 import pathlib
+import re
 import sys
 import time
 
 import duckdb
 
 TABLES = ["region", "nation", "part", "supplier", "partsupp", "customer", "orders", "lineitem"]
+
+
+def dependency_order(layer, paths):
+    """The models of one layer, each after the models of the same layer its SQL reads."""
+    models = [(p, p.read_text()) for p in paths]
+    code = {p.stem: re.sub(r"/\*.*?\*/|--[^\n]*", " ", sql, flags=re.S) for p, sql in models}
+    names = {p.stem for p, _ in models}
+    done, order = set(), []
+    while models:
+        for i, (p, sql) in enumerate(models):
+            reads = {n for n in names - {p.stem} if re.search(rf"\b{layer}\.{n}\b", code[p.stem])}
+            if reads <= done:
+                order.append(models.pop(i))
+                done.add(p.stem)
+                break
+        else:
+            sys.exit(f"models reading each other: {[p.stem for p, _ in models]}")
+    return order
 
 
 def main(project: pathlib.Path, out: pathlib.Path) -> None:
@@ -27,9 +46,7 @@ def main(project: pathlib.Path, out: pathlib.Path) -> None:
         )
         con.sql(f"create view bronze.{t} as select * from read_parquet('{target}')")
     for layer in ["silver", "gold"]:
-        models = sorted((project / "models" / layer).glob("*.sql"), key=lambda p: (p.stem == "orders_enriched", p.name))
-        for m in models:
-            sql = m.read_text()
+        for m, sql in dependency_order(layer, sorted((project / "models" / layer).glob("*.sql"))):
             target = out / layer / f"{m.stem}.parquet"
             con.sql(f"copy ({sql}) to '{target}' (format parquet, compression snappy)")
             con.sql(f"create view {layer}.{m.stem} as select * from read_parquet('{target}')")

@@ -371,17 +371,17 @@ async fn floor_tpch(project: &Path, out: &Path) -> Result<f64, String> {
     }
     for layer in ["silver", "gold"] {
         let dir = project.join("models").join(layer);
-        let mut models = files_with_ext(&dir, "sql")?;
-        // The one silver model that reads other silver tables goes last.
-        models.sort_by_key(|p| (p.ends_with("orders_enriched.sql"), p.clone()));
-        for path in models {
+        let mut models = Vec::new();
+        for path in files_with_ext(&dir, "sql")? {
             let sql =
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let stem = path
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .ok_or_else(|| format!("{}: bad name", path.display()))?;
-            let name = format!("{layer}.{stem}");
+            models.push((format!("{layer}.{stem}"), sql));
+        }
+        for (name, sql) in dependency_order(models)? {
             let df = ctx.sql(&sql).await.map_err(df_err(&name))?;
             let mut parquet = TableParquetOptions::default();
             parquet.global.compression = Some("snappy".into());
@@ -389,6 +389,57 @@ async fn floor_tpch(project: &Path, out: &Path) -> Result<f64, String> {
         }
     }
     Ok(start.elapsed().as_secs_f64())
+}
+
+/// `(name, sql)` models of one layer in an order where each comes after the
+/// models of the same layer its SQL reads (names sorted within a step).
+fn dependency_order(mut models: Vec<(String, String)>) -> Result<Vec<(String, String)>, String> {
+    models.sort();
+    let names: Vec<String> = models.iter().map(|(n, _)| n.clone()).collect();
+    let mut done: Vec<(String, String)> = Vec::new();
+    while !models.is_empty() {
+        let ready = |(name, sql): &(String, String)| {
+            names.iter().all(|other| {
+                other == name || done.iter().any(|(d, _)| d == other) || !mentions(sql, other)
+            })
+        };
+        let Some(i) = models.iter().position(ready) else {
+            let left: Vec<&str> = models.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(format!("models reading each other: {}", left.join(", ")));
+        };
+        done.push(models.remove(i));
+    }
+    Ok(done)
+}
+
+/// Whether `sql`, outside its comments, names the table `name` (not merely a
+/// longer name it begins).
+fn mentions(sql: &str, name: &str) -> bool {
+    let mut code = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, r)| r);
+            code.push(' ');
+        } else if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, r)| r);
+            code.push('\n');
+        } else {
+            let c = rest.chars().next().unwrap_or(' ');
+            code.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    let sql = code.as_str();
+    sql.match_indices(name).any(|(at, _)| {
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let before = sql[..at].chars().next_back().is_none_or(|c| !word(c));
+        let after = sql[at + name.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !word(c));
+        before && after
+    })
 }
 
 /// Writes `df` as Parquet under `OUT/LAYER/NAME/` and registers it as `name`.
@@ -414,4 +465,30 @@ async fn write_and_register(
         .map_err(df_err(name))?;
     eprintln!("{name}: {:.2} s", start.elapsed().as_secs_f64());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_follow_the_models_they_read() {
+        let m = |n: &str, sql: &str| (n.to_string(), sql.to_string());
+        let order = dependency_order(vec![
+            m("gold.q1", "select * from gold.q1_sums"),
+            m(
+                "gold.q1_sums",
+                "/* gold.q1 reads this */ select * from silver.lineitem -- not gold.q1",
+            ),
+            m("gold.q10", "select 1"),
+        ])
+        .expect("no cycle");
+        let names: Vec<&str> = order.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["gold.q10", "gold.q1_sums", "gold.q1"]);
+        let cycle = dependency_order(vec![
+            m("gold.a", "select * from gold.b"),
+            m("gold.b", "select * from gold.a"),
+        ]);
+        assert!(cycle.is_err());
+    }
 }

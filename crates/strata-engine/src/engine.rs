@@ -495,6 +495,9 @@ fn build_session(
 }
 
 /// DataFusion's physical optimizer rules, with Strata's
+/// [`JoinEstimate`](crate::join_estimate::JoinEstimate) right after
+/// `JoinSelection` (it decides build sides as that rule does, before the
+/// repartitions and sorts are placed) and
 /// [`HavingJoin`](crate::having_join::HavingJoin) right after
 /// `EnsureRequirements` (it relies on the sorts and repartitions that rule
 /// places, and keeps them valid).
@@ -505,6 +508,11 @@ pub(crate) fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Syn
         .position(|r| r.name() == "EnsureRequirements")
         .map_or(rules.len(), |i| i + 1);
     rules.insert(at, Arc::new(crate::having_join::HavingJoin));
+    let at = rules
+        .iter()
+        .position(|r| r.name() == "join_selection")
+        .map_or(0, |i| i + 1);
+    rules.insert(at, Arc::new(crate::join_estimate::JoinEstimate));
     rules
 }
 

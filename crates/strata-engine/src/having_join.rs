@@ -218,7 +218,7 @@ fn having_rows(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Option<usize>>> {
 }
 
 /// Whether `plan` joins anything.
-fn has_join(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {
+pub(crate) fn has_join(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {
     plan.exists(|n| {
         Ok(n.downcast_ref::<HashJoinExec>().is_some()
             || n.downcast_ref::<SortMergeJoinExec>().is_some()
@@ -229,7 +229,7 @@ fn has_join(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {
 }
 
 /// The estimated row count of `plan`'s whole output.
-fn rows(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<usize>> {
+pub(crate) fn rows(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<usize>> {
     let stats = StatisticsContext::new().compute(plan.as_ref(), &StatisticsArgs::new())?;
     Ok(stats.num_rows.get_value().copied())
 }

@@ -26,6 +26,7 @@ mod executor;
 pub mod file_stats;
 mod having_join;
 pub mod ingest;
+mod join_estimate;
 pub mod lake;
 pub mod lineage;
 mod live;

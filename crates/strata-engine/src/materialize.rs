@@ -487,9 +487,12 @@ async fn register_incremental(
     Ok((versions, rows_read, news, None))
 }
 
-/// The whole new table of an accumulating model: its current rows and `new`
-/// (the query over the new upstream rows) added up column by column per
-/// `unique_key`, in the table's column types.
+/// What an accumulating model publishes: `new` (the query over the new
+/// upstream rows) added, column by column in the table's column types, to
+/// the table's current rows. Without `unique_key`, the one new row of the
+/// table; with it, the rows of the keys `new` touches (their new totals, or
+/// the new rows themselves for keys the table does not have yet), to be
+/// upserted.
 async fn accumulate(
     engine: &Engine,
     ctx: &SessionContext,
@@ -497,8 +500,10 @@ async fn accumulate(
     new: DataFrame,
     target: &DeltaTable,
 ) -> Result<DataFrame> {
+    use datafusion::common::{Column, JoinType};
+    use datafusion::functions::expr_fn::coalesce;
     use datafusion::functions_aggregate::expr_fn::sum;
-    use datafusion::prelude::{cast, ident};
+    use datafusion::prelude::{Expr, cast, ident};
     let what = || format!("accumulating {}", model.name);
     let current = ctx
         .read_table(engine.provider(&model.name, target, None).await?)
@@ -523,7 +528,12 @@ async fn accumulate(
             )));
         }
     }
-    // The new rows in the table's column order and types, then both added up.
+    let values: Vec<_> = fields
+        .iter()
+        .filter(|f| !keys.contains(f.name()))
+        .cloned()
+        .collect();
+    // The new rows in the table's column order and types, added up per key.
     let in_table_types = |df: DataFrame| {
         df.select(
             fields
@@ -532,19 +542,53 @@ async fn accumulate(
                 .collect::<Vec<_>>(),
         )
     };
-    let new = in_table_types(new).context(what)?;
-    let both = current.union(new).context(what)?;
-    let sums = both
-        .aggregate(
+    let add_up = |df: DataFrame| {
+        df.aggregate(
             keys.iter().map(ident).collect(),
-            fields
+            values
                 .iter()
-                .filter(|f| !keys.contains(f.name()))
                 .map(|f| sum(ident(f.name())).alias(f.name()))
                 .collect(),
         )
+    };
+    let new = in_table_types(new).context(what)?;
+    if keys.is_empty() {
+        let both = current.union(new).context(what)?;
+        return in_table_types(add_up(both).context(what)?).context(what);
+    }
+    let new = in_table_types(add_up(new).context(what)?).context(what)?;
+    // Each touched key's current row, if any, joined on and added in (a sum
+    // skips nulls: either side alone when the other is null).
+    let at = |side: &str, name: &str| Expr::Column(Column::new(Some(side), name));
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let joined = new
+        .alias("n")
+        .context(what)?
+        .join(
+            current.alias("t").context(what)?,
+            JoinType::Left,
+            &key_refs,
+            &key_refs,
+            None,
+        )
         .context(what)?;
-    in_table_types(sums).context(what)
+    let cols = fields
+        .iter()
+        .map(|f| {
+            let name = f.name();
+            if keys.contains(name) {
+                at("n", name).alias(name)
+            } else {
+                let (n, t) = (at("n", name), at("t", name));
+                cast(
+                    coalesce(vec![n.clone() + t.clone(), n, t]),
+                    f.data_type().clone(),
+                )
+                .alias(name)
+            }
+        })
+        .collect::<Vec<_>>();
+    joined.select(cols).context(what)
 }
 
 async fn count(ctx: &SessionContext, table: &str) -> Result<i64> {
@@ -687,7 +731,8 @@ async fn build_incremental(
             "{} is partitioned and is built by replace_range",
             model.name
         ))),
-        Strategy::Accumulate => {
+        Strategy::Accumulate if model.config.unique_key.is_empty() => {
+            // One row: the current row and the new one, added up, replace it.
             let combined = accumulate(engine, &ctx, model, df, &target).await?;
             let a = audit(
                 engine,
@@ -749,108 +794,138 @@ async fn build_incremental(
             })
         }
         Strategy::Merge => {
-            #[cfg(feature = "ballista")]
-            if crate::engine::is_cluster_session(&ctx.state())
-                && target
-                    .snapshot()
-                    .is_ok_and(|s| s.metadata().partition_columns().is_empty())
-            {
-                let a = audit(
-                    engine,
-                    &ctx,
-                    model,
-                    df,
-                    run,
-                    After::Merge(&target),
-                    published,
-                )
-                .await?;
-                check_unique(&ctx, &a.kept, model).await?;
-                write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await?;
-                let (table, inserted, updated) =
-                    merge_by_rewrite(engine, &ctx, model, a.kept, &target, &p).await?;
-                return Ok(TaskOutput {
-                    rows_read,
-                    rows_quarantined: a.quarantined,
-                    rows_written: inserted + updated,
-                    delta_version: version_of(&table),
-                    message: Some(format!(
-                        "merged: {inserted} inserted, {updated} updated (table rewritten on the cluster)"
-                    )),
-                    ..Default::default()
-                });
-            }
-            #[cfg(feature = "ballista")]
-            crate::cluster::local_step(
-                engine,
-                &model.name,
-                "MERGE",
-                "an incremental merge into an existing table uses delta-rs's MERGE, which",
-            )?;
-            let a = audit(
-                engine,
-                &ctx,
-                model,
-                df,
-                run,
-                After::Merge(&target),
-                published,
+            merge_rows(
+                engine, &ctx, model, df, target, run, &p, published, rows_read, "merged",
             )
-            .await?;
-            let df = crate::engine::cache(&ctx, a.kept)
-                .await
-                .context(|| format!("computing {}", model.name))?;
-            check_unique(&ctx, &df, model).await?;
-            write_quarantine(engine, &ctx, model, run, &target, a.quarantine).await?;
-            let keys = &model.config.unique_key;
-            let predicate = keys
-                .iter()
-                .map(|k| format!("target.{k} = source.{k}"))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let cols: Vec<String> = df
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
-            let (table, metrics) = target
-                .merge(df, predicate)
-                .with_source_alias("source")
-                .with_target_alias("target")
-                .with_session_state(Arc::new(ctx.state()))
-                .with_commit_properties(p.commit_properties())
-                .when_matched_update(|mut u| {
-                    for c in &cols {
-                        u = u.update(c.as_str(), format!("source.{c}"));
-                    }
-                    u
-                })
-                .and_then(|m| {
-                    m.when_not_matched_insert(|mut i| {
-                        for c in &cols {
-                            i = i.set(c.as_str(), format!("source.{c}"));
-                        }
-                        i
-                    })
-                })
-                .context(|| format!("preparing the merge into {}", model.name))?
-                .await
-                .context(|| format!("merging into {}", model.name))?;
-            Ok(TaskOutput {
-                rows_read,
-                rows_quarantined: a.quarantined,
-                rows_written: (metrics.num_target_rows_inserted + metrics.num_target_rows_updated)
-                    as i64,
-                delta_version: version_of(&table),
-                message: Some(format!(
-                    "merged: {} inserted, {} updated",
-                    metrics.num_target_rows_inserted, metrics.num_target_rows_updated
-                )),
-                ..Default::default()
-            })
+            .await
+        }
+        Strategy::Accumulate => {
+            // The keys the new rows touch, with their new totals, upserted.
+            let touched = accumulate(engine, &ctx, model, df, &target).await?;
+            let verb = format!("accumulated {rows_read} new upstream rows");
+            merge_rows(
+                engine, &ctx, model, touched, target, run, &p, published, rows_read, &verb,
+            )
+            .await
         }
     }
+}
+
+/// Upserts `df` into `target` on the model's `unique_key` (matched rows
+/// updated, the others inserted) after auditing it as a merge, and reports it
+/// as `VERB: N inserted, M updated`.
+#[allow(clippy::too_many_arguments)]
+async fn merge_rows(
+    engine: &Engine,
+    ctx: &SessionContext,
+    model: &Model,
+    df: DataFrame,
+    target: DeltaTable,
+    run: &RunInfo,
+    p: &Provenance,
+    published: Option<i64>,
+    rows_read: i64,
+    verb: &str,
+) -> Result<TaskOutput> {
+    #[cfg(feature = "ballista")]
+    if crate::engine::is_cluster_session(&ctx.state())
+        && target
+            .snapshot()
+            .is_ok_and(|s| s.metadata().partition_columns().is_empty())
+    {
+        let a = audit(
+            engine,
+            ctx,
+            model,
+            df,
+            run,
+            After::Merge(&target),
+            published,
+        )
+        .await?;
+        check_unique(ctx, &a.kept, model).await?;
+        write_quarantine(engine, ctx, model, run, &target, a.quarantine).await?;
+        let (table, inserted, updated) =
+            merge_by_rewrite(engine, ctx, model, a.kept, &target, p).await?;
+        return Ok(TaskOutput {
+            rows_read,
+            rows_quarantined: a.quarantined,
+            rows_written: inserted + updated,
+            delta_version: version_of(&table),
+            message: Some(format!(
+                "{verb}: {inserted} inserted, {updated} updated (table rewritten on the cluster)"
+            )),
+            ..Default::default()
+        });
+    }
+    #[cfg(feature = "ballista")]
+    crate::cluster::local_step(
+        engine,
+        &model.name,
+        "MERGE",
+        "an incremental merge into an existing table uses delta-rs's MERGE, which",
+    )?;
+    let a = audit(
+        engine,
+        ctx,
+        model,
+        df,
+        run,
+        After::Merge(&target),
+        published,
+    )
+    .await?;
+    let df = crate::engine::cache(ctx, a.kept)
+        .await
+        .context(|| format!("computing {}", model.name))?;
+    check_unique(ctx, &df, model).await?;
+    write_quarantine(engine, ctx, model, run, &target, a.quarantine).await?;
+    let keys = &model.config.unique_key;
+    let predicate = keys
+        .iter()
+        .map(|k| format!("target.{k} = source.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let cols: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let (table, metrics) = target
+        .merge(df, predicate)
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .with_session_state(Arc::new(ctx.state()))
+        .with_commit_properties(p.commit_properties())
+        .when_matched_update(|mut u| {
+            for c in &cols {
+                u = u.update(c.as_str(), format!("source.{c}"));
+            }
+            u
+        })
+        .and_then(|m| {
+            m.when_not_matched_insert(|mut i| {
+                for c in &cols {
+                    i = i.set(c.as_str(), format!("source.{c}"));
+                }
+                i
+            })
+        })
+        .context(|| format!("preparing the merge into {}", model.name))?
+        .await
+        .context(|| format!("merging into {}", model.name))?;
+    Ok(TaskOutput {
+        rows_read,
+        rows_quarantined: a.quarantined,
+        rows_written: (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as i64,
+        delta_version: version_of(&table),
+        message: Some(format!(
+            "{verb}: {} inserted, {} updated",
+            metrics.num_target_rows_inserted, metrics.num_target_rows_updated
+        )),
+        ..Default::default()
+    })
 }
 
 /// A merge on a Ballista cluster, where delta-rs's MERGE cannot run: the

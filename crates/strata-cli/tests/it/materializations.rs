@@ -355,9 +355,12 @@ fn an_accumulating_model_adds_each_run_to_its_totals() {
     let t = p.tasks();
     assert_eq!(
         t["gold.by_region"]["message"],
-        "accumulated 2 new upstream rows"
+        "accumulated 2 new upstream rows: 1 inserted, 1 updated"
     );
     assert_eq!(t["gold.by_region"]["rows_read"], 2);
+    // Only the keys the new rows touch are written (north updated, east
+    // inserted); south is left where it is.
+    assert_eq!(t["gold.by_region"]["rows_written"], 2);
     assert_eq!(
         by_region(&p),
         vec![

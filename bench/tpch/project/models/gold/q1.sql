@@ -1,18 +1,16 @@
 /*
-description = "TPC-H Q1, pricing summary report (DELTA = 90 days)."
+description = "TPC-H Q1, pricing summary report (DELTA = 90 days), from the running sums of gold.q1_sums."
 */
 select
     l_returnflag,
     l_linestatus,
-    sum(l_quantity) as sum_qty,
-    sum(l_extendedprice) as sum_base_price,
-    sum(l_extendedprice * (1 - l_discount)) as sum_disc_price,
-    sum(l_extendedprice * (1 - l_discount) * (1 + l_tax)) as sum_charge,
-    avg(l_quantity) as avg_qty,
-    avg(l_extendedprice) as avg_price,
-    avg(l_discount) as avg_disc,
-    count(*) as count_order
-from silver.lineitem
-where l_shipdate <= date '1998-09-02'
-group by l_returnflag, l_linestatus
+    sum_qty,
+    sum_base_price,
+    sum_disc_price,
+    sum_charge,
+    cast(sum_qty / count_order as decimal(19,6)) as avg_qty,
+    cast(sum_base_price / count_order as decimal(19,6)) as avg_price,
+    cast(sum_disc / count_order as decimal(19,6)) as avg_disc,
+    count_order
+from gold.q1_sums
 order by l_returnflag, l_linestatus

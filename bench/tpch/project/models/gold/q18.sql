@@ -1,5 +1,5 @@
 /*
-description = "TPC-H Q18, large volume customer (QUANTITY = 300)."
+description = "TPC-H Q18, large volume customer (QUANTITY = 300), from the per-order quantities of gold.q18_orders (first in FROM: the few orders above 300 are what the joins build on)."
 */
 select
     c_name,
@@ -7,13 +7,10 @@ select
     o_orderkey,
     o_orderdate,
     o_totalprice,
-    sum(l_quantity) as sum_quantity
-from silver.customer, silver.orders, silver.lineitem
-where o_orderkey in (
-        select l_orderkey from silver.lineitem group by l_orderkey having sum(l_quantity) > 300
-    )
-    and c_custkey = o_custkey
+    sum_quantity
+from gold.q18_orders, silver.orders, silver.customer
+where sum_quantity > 300
     and o_orderkey = l_orderkey
-group by c_name, c_custkey, o_orderkey, o_orderdate, o_totalprice
+    and c_custkey = o_custkey
 order by o_totalprice desc, o_orderdate
 limit 100

@@ -1,17 +1,11 @@
 /*
-description = "TPC-H Q3, shipping priority (SEGMENT = BUILDING, DATE = 1995-03-15)."
+description = "TPC-H Q3, shipping priority (SEGMENT = BUILDING, DATE = 1995-03-15): the top 10 of gold.q3_orders."
 */
 select
     l_orderkey,
-    sum(l_extendedprice * (1 - l_discount)) as revenue,
+    revenue,
     o_orderdate,
     o_shippriority
-from silver.customer, silver.orders, silver.lineitem
-where c_mktsegment = 'BUILDING'
-    and c_custkey = o_custkey
-    and l_orderkey = o_orderkey
-    and o_orderdate < date '1995-03-15'
-    and l_shipdate > date '1995-03-15'
-group by l_orderkey, o_orderdate, o_shippriority
+from gold.q3_orders
 order by revenue desc, o_orderdate
 limit 10
