@@ -77,6 +77,13 @@ impl TaskExecutor for EngineExecutor {
                 return Err(err);
             }
         };
+        if !out.skipped
+            && let Some(v) = out.delta_version
+            && v > 0
+            && v % CHECKPOINT_EVERY == 0
+        {
+            checkpoint(e, &task.table).await;
+        }
         // A skipped task deployed nothing new, unless it was never recorded.
         let recorded = out.skipped
             && self.lineage.is_none()
@@ -103,6 +110,27 @@ impl TaskExecutor for EngineExecutor {
             }
         }
         Ok(out)
+    }
+}
+
+/// Every this many commits a table gets a Delta checkpoint (as Spark's Delta
+/// Lake does by default; delta-rs's own default is 100), so that opening it
+/// reads one Parquet file and at most this many commits, not its whole log.
+const CHECKPOINT_EVERY: i64 = 10;
+
+/// Writes a checkpoint of `table`'s current version. A failure is logged,
+/// not raised: the commit it follows is already published, and the table
+/// reads the same without it.
+async fn checkpoint(e: &Engine, table: &str) {
+    let done = async {
+        let t = e.lake.open(table).await.map_err(|err| err.to_string())?;
+        deltalake::checkpoints::create_checkpoint(&t, None)
+            .await
+            .map_err(|err| err.to_string())
+    }
+    .await;
+    if let Err(err) = done {
+        tracing::warn!(table, error = %err, "writing a Delta checkpoint failed");
     }
 }
 

@@ -424,3 +424,30 @@ fn an_accumulating_model_adds_each_run_to_its_totals() {
         ]
     );
 }
+
+#[test]
+fn tables_get_a_delta_checkpoint_every_ten_commits() {
+    let p = TestProject::new();
+    p.write(
+        "strata.toml",
+        "[project]\nname = \"cp\"\n[sources.sales]\nformat = \"csv\"\npath = \"data/*.csv\"\ncolumns = { region = \"string\", qty = \"bigint\" }\n",
+    );
+    p.write(
+        "models/gold/total.sql",
+        "/*\nmaterialized = \"incremental\"\nstrategy = \"accumulate\"\nunique_key = [\"region\"]\n*/\nselect region, sum(qty) as qty from bronze.sales group by region",
+    );
+    let log = p.path().join("lake/gold/total/_delta_log");
+    // Version 0 is the first build; each later file adds one commit.
+    for i in 0..=10 {
+        p.write(&format!("data/{i:02}.csv"), "region,qty\nnorth,1\n");
+        p.ok(&["run"]);
+        assert_eq!(
+            log.join("00000000000000000010.checkpoint.parquet").exists(),
+            i == 10,
+            "after run {i}"
+        );
+    }
+    assert!(log.join("_last_checkpoint").exists());
+    // Read through the checkpoint: every run added its row.
+    assert_eq!(p.sql("select qty from gold.total"), vec!["qty", "11"]);
+}
