@@ -235,7 +235,7 @@ pub(crate) fn rows(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<usize>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
@@ -310,8 +310,11 @@ mod tests {
         UntilHavingJoin,
     }
 
-    /// A session over `t` with two partitions and no broadcast joins.
-    async fn session(dir: &std::path::Path, rules: Rules) -> SessionContext {
+    /// A session with two partitions, no broadcast joins and the physical
+    /// `rules` (also for `join_estimate`'s tests).
+    pub(crate) fn context(
+        rules: Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>>,
+    ) -> SessionContext {
         let config = SessionConfig::new()
             .with_target_partitions(2)
             .set_usize(
@@ -322,6 +325,16 @@ mod tests {
                 "datafusion.optimizer.hash_join_single_partition_threshold_rows",
                 0,
             );
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_physical_optimizer_rules(rules)
+            .build();
+        SessionContext::new_with_state(state)
+    }
+
+    /// A session over `t` with two partitions and no broadcast joins.
+    async fn session(dir: &std::path::Path, rules: Rules) -> SessionContext {
         let rules = match rules {
             Rules::Plain => PhysicalOptimizer::new().rules,
             Rules::Strata => crate::engine::physical_rules(),
@@ -330,12 +343,7 @@ mod tests {
                 .take_while(|r| r.name() != HavingJoin.name())
                 .collect(),
         };
-        let state = SessionStateBuilder::new()
-            .with_default_features()
-            .with_config(config)
-            .with_physical_optimizer_rules(rules)
-            .build();
-        let ctx = SessionContext::new_with_state(state);
+        let ctx = context(rules);
         ctx.register_parquet(
             "t",
             dir.to_str().expect("utf-8 path"),
@@ -370,7 +378,8 @@ mod tests {
         found
     }
 
-    async fn run(ctx: &SessionContext, plan: Arc<dyn ExecutionPlan>) -> String {
+    /// `plan`'s result as a table.
+    pub(crate) async fn run(ctx: &SessionContext, plan: Arc<dyn ExecutionPlan>) -> String {
         let batches = collect(plan, ctx.task_ctx()).await.expect("execute");
         pretty_format_batches(&batches).expect("format").to_string()
     }

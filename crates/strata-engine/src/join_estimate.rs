@@ -87,14 +87,15 @@ fn build_on_table(
     {
         return Ok(None);
     }
-    let (Some(table), Some(largest)) = (rows(join.right())?, largest_input(join.left())?) else {
+    let stats = StatisticsContext::new().compute(join.right().as_ref(), &StatisticsArgs::new())?;
+    let (Some(&table), Some(largest)) = (stats.num_rows.get_value(), largest_input(join.left())?)
+    else {
         return Ok(None);
     };
     if table.saturating_mul(SMALLER_BY) >= largest {
         return Ok(None);
     }
     // A table small enough to broadcast is, as JoinSelection would have.
-    let stats = StatisticsContext::new().compute(join.right().as_ref(), &StatisticsArgs::new())?;
     let small = match stats.total_byte_size.get_value() {
         Some(bytes) => *bytes < config.optimizer.hash_join_single_partition_threshold,
         None => table < config.optimizer.hash_join_single_partition_threshold_rows,
@@ -128,15 +129,13 @@ mod tests {
 
     use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    use datafusion::execution::SessionStateBuilder;
     use datafusion::parquet::arrow::ArrowWriter;
     use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
-    use datafusion::physical_plan::collect;
-    use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+    use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
     use super::*;
+    use crate::having_join::tests::{context, run};
 
     /// A fact table joined to its dimension, then to a few keys: the shape
     /// of an incremental model joining new lineitems to orders ⋈ customer.
@@ -174,22 +173,7 @@ mod tests {
         dir: &std::path::Path,
         rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>>,
     ) -> SessionContext {
-        let config = SessionConfig::new()
-            .with_target_partitions(2)
-            .set_usize(
-                "datafusion.optimizer.hash_join_single_partition_threshold",
-                0,
-            )
-            .set_usize(
-                "datafusion.optimizer.hash_join_single_partition_threshold_rows",
-                0,
-            );
-        let state = SessionStateBuilder::new()
-            .with_default_features()
-            .with_config(config)
-            .with_physical_optimizer_rules(rules)
-            .build();
-        let ctx = SessionContext::new_with_state(state);
+        let ctx = context(rules);
         for t in ["d", "f", "s"] {
             let path = dir.join(t);
             ctx.register_parquet(
@@ -224,11 +208,6 @@ mod tests {
         })
         .expect("walk");
         found
-    }
-
-    async fn run(ctx: &SessionContext, plan: Arc<dyn ExecutionPlan>) -> String {
-        let batches = collect(plan, ctx.task_ctx()).await.expect("execute");
-        pretty_format_batches(&batches).expect("format").to_string()
     }
 
     #[tokio::test]

@@ -827,22 +827,34 @@ async fn merge_rows(
     rows_read: i64,
     verb: &str,
 ) -> Result<TaskOutput> {
+    // On a cluster an unpartitioned table is rewritten there; elsewhere
+    // delta-rs's MERGE runs here.
     #[cfg(feature = "ballista")]
-    if crate::engine::is_cluster_session(&ctx.state())
+    let on_cluster = crate::engine::is_cluster_session(&ctx.state())
         && target
             .snapshot()
-            .is_ok_and(|s| s.metadata().partition_columns().is_empty())
-    {
-        let a = audit(
+            .is_ok_and(|s| s.metadata().partition_columns().is_empty());
+    #[cfg(feature = "ballista")]
+    if !on_cluster {
+        crate::cluster::local_step(
             engine,
-            ctx,
-            model,
-            df,
-            run,
-            After::Merge(&target),
-            published,
-        )
-        .await?;
+            &model.name,
+            "MERGE",
+            "an incremental merge into an existing table uses delta-rs's MERGE, which",
+        )?;
+    }
+    let a = audit(
+        engine,
+        ctx,
+        model,
+        df,
+        run,
+        After::Merge(&target),
+        published,
+    )
+    .await?;
+    #[cfg(feature = "ballista")]
+    if on_cluster {
         check_unique(ctx, &a.kept, model).await?;
         write_quarantine(engine, ctx, model, run, &target, a.quarantine).await?;
         let (table, inserted, updated) =
@@ -858,23 +870,6 @@ async fn merge_rows(
             ..Default::default()
         });
     }
-    #[cfg(feature = "ballista")]
-    crate::cluster::local_step(
-        engine,
-        &model.name,
-        "MERGE",
-        "an incremental merge into an existing table uses delta-rs's MERGE, which",
-    )?;
-    let a = audit(
-        engine,
-        ctx,
-        model,
-        df,
-        run,
-        After::Merge(&target),
-        published,
-    )
-    .await?;
     let df = crate::engine::cache(ctx, a.kept)
         .await
         .context(|| format!("computing {}", model.name))?;
