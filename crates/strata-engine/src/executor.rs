@@ -13,6 +13,9 @@ use crate::{ingest, materialize};
 pub struct EngineExecutor {
     engine: Engine,
     lineage: Option<crate::openlineage::Emitter>,
+    /// Checkpoints being written beside the run's next tasks, awaited by
+    /// [`TaskExecutor::finish`] before the run ends.
+    checkpoints: std::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
 impl EngineExecutor {
@@ -24,12 +27,26 @@ impl EngineExecutor {
             .openlineage
             .as_ref()
             .and_then(|cfg| crate::openlineage::Emitter::new(cfg, engine.lake.root()));
-        Self { engine, lineage }
+        Self {
+            engine,
+            lineage,
+            checkpoints: Default::default(),
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl TaskExecutor for EngineExecutor {
+    async fn finish(&self) {
+        let mut pending = std::mem::take(
+            &mut *self
+                .checkpoints
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        while pending.join_next().await.is_some() {}
+    }
+
     async fn execute(&self, task: &TaskSpec, run: &RunInfo) -> Result<TaskOutput, TaskError> {
         let e = &self.engine;
         let ol_run = uuid::Uuid::new_v4();
@@ -82,7 +99,11 @@ impl TaskExecutor for EngineExecutor {
             && v > 0
             && v % CHECKPOINT_EVERY == 0
         {
-            checkpoint(e, &task.table).await;
+            let write = checkpoint(e.lake.clone(), task.table.clone());
+            self.checkpoints
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .spawn(write);
         }
         // A skipped task deployed nothing new, unless it was never recorded.
         let recorded = out.skipped
@@ -118,12 +139,15 @@ impl TaskExecutor for EngineExecutor {
 /// reads one Parquet file and at most this many commits, not its whole log.
 const CHECKPOINT_EVERY: i64 = 10;
 
-/// Writes a checkpoint of `table`'s current version. A failure is logged,
-/// not raised: the commit it follows is already published, and the table
-/// reads the same without it.
-async fn checkpoint(e: &Engine, table: &str) {
+/// Writes a checkpoint of `table`'s current version, beside the run's next
+/// tasks (a checkpoint is written whole under its final name, so a reader
+/// meanwhile sees it complete or not at all). A failure is logged, not
+/// raised: the commit it follows is already published, and the table reads
+/// the same without it.
+async fn checkpoint(lake: crate::lake::Lake, table: String) {
+    let table = table.as_str();
     let done = async {
-        let t = e.lake.open(table).await.map_err(|err| err.to_string())?;
+        let t = lake.open(table).await.map_err(|err| err.to_string())?;
         deltalake::checkpoints::create_checkpoint(&t, None)
             .await
             .map_err(|err| err.to_string())

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
-use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -140,29 +139,41 @@ pub fn version_of(table: &DeltaTable) -> Option<i64> {
     table.version().map(|v| v as i64)
 }
 
-/// The Strata provenance of the table's last `n` commits that carry one, newest first.
-async fn recent_provenance(table: &DeltaTable, n: usize) -> Result<Vec<Provenance>> {
-    let infos: Vec<_> = table
-        .history(Some(n))
-        .try_collect()
-        .await
-        .context(|| "reading table history".into())?;
-    Ok(infos
-        .iter()
-        .filter_map(|i| i.info.get(COMMIT_KEY))
-        .filter_map(|v| serde_json::from_value::<Provenance>(v.clone()).ok())
-        .collect())
+/// The Strata provenance of the table's newest `n` commits that carry one,
+/// newest first, each read from its own log entry; with `first_only`, reading
+/// stops at the first (the usual case: the latest commit is Strata's), so the
+/// cost does not grow with the table's history.
+async fn recent_provenance(
+    table: &DeltaTable,
+    n: usize,
+    first_only: bool,
+) -> Result<Vec<Provenance>> {
+    let Some(latest) = table.version() else {
+        return Ok(vec![]);
+    };
+    let log = table.log_store();
+    let mut out = vec![];
+    for v in (0..=latest).rev().take(n) {
+        // An entry cleaned up by log retention is skipped.
+        if let Some(p) = read_commit(&log, v).await?.and_then(|c| c.provenance) {
+            out.push(p);
+            if first_only {
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The newest Strata provenance in a table's log (looking back over commits
 /// Strata did not make, such as OPTIMIZE).
 pub async fn latest_provenance(table: &DeltaTable) -> Result<Option<Provenance>> {
-    Ok(recent_provenance(table, 20).await?.into_iter().next())
+    Ok(recent_provenance(table, 20, true).await?.into_iter().next())
 }
 
 /// The watermark of the newest of the table's last 100 commits that carries one.
 pub async fn latest_watermark(table: &DeltaTable) -> Result<Option<crate::ingest::db::Watermark>> {
-    Ok(recent_provenance(table, 100)
+    Ok(recent_provenance(table, 100, false)
         .await?
         .into_iter()
         .find_map(|p| p.watermark))
@@ -173,7 +184,7 @@ pub async fn committing_runs(table: &DeltaTable) -> Result<std::collections::Has
     if table.version().is_none() {
         return Ok(Default::default());
     }
-    Ok(recent_provenance(table, 100)
+    Ok(recent_provenance(table, 100, false)
         .await?
         .into_iter()
         .map(|p| p.run_id)

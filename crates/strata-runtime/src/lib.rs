@@ -181,6 +181,11 @@ pub struct TaskError {
 pub trait TaskExecutor: Send + Sync {
     /// Builds `task`'s table.
     async fn execute(&self, task: &TaskSpec, run: &RunInfo) -> Result<TaskOutput, TaskError>;
+
+    /// Waits for the work `execute` left running in the background (such as
+    /// Delta checkpoints); the runner calls it once every task of a run has
+    /// ended, before the run is recorded as finished.
+    async fn finish(&self) {}
 }
 
 /// The time, injected so tests control it.

@@ -423,6 +423,7 @@ impl Runner {
                 }
             }
         }
+        executor.finish().await;
         let status = if failed_any { "failed" } else { "success" };
         tracing::info!(
             status,
