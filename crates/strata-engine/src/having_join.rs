@@ -398,6 +398,22 @@ pub(crate) mod tests {
         found
     }
 
+    /// `plan` through Strata's physical rules from the one named `first` on,
+    /// as `ctx`'s session runs them.
+    pub(crate) fn rules_from(
+        first: &str,
+        plan: Arc<dyn ExecutionPlan>,
+        ctx: &SessionContext,
+    ) -> Arc<dyn ExecutionPlan> {
+        crate::engine::physical_rules()
+            .into_iter()
+            .skip_while(|r| r.name() != first)
+            .fold(plan, |plan, rule| {
+                rule.optimize(plan, ctx.state().config_options())
+                    .expect("a physical optimizer rule")
+            })
+    }
+
     /// `plan`'s result as a table.
     pub(crate) async fn run(ctx: &SessionContext, plan: Arc<dyn ExecutionPlan>) -> String {
         let batches = collect(plan, ctx.task_ctx()).await.expect("execute");
@@ -464,15 +480,7 @@ pub(crate) mod tests {
                     .any(|(_, on_build, _)| !on_build)
             );
             // HavingJoin and the rules after it, as the session runs them.
-            let mut fixed = turned;
-            for rule in crate::engine::physical_rules()
-                .into_iter()
-                .skip_while(|r| r.name() != HavingJoin.name())
-            {
-                fixed = rule
-                    .optimize(fixed, strata.state().config_options())
-                    .expect("a physical optimizer rule");
-            }
+            let fixed = rules_from(HavingJoin.name(), turned, &strata);
             assert!(
                 having_joins(&fixed)
                     .iter()
@@ -545,15 +553,7 @@ pub(crate) mod tests {
         let joins = having_joins(&turned);
         assert_eq!(joins.len(), 2, "{joins:?}");
         assert!(joins.iter().all(|(_, on_build, _)| !on_build), "{joins:?}");
-        let mut fixed = turned;
-        for rule in crate::engine::physical_rules()
-            .into_iter()
-            .skip_while(|r| r.name() != HavingJoin.name())
-        {
-            fixed = rule
-                .optimize(fixed, strata.state().config_options())
-                .expect("a physical optimizer rule");
-        }
+        let fixed = rules_from(HavingJoin.name(), turned, &strata);
         let joins = having_joins(&fixed);
         assert_eq!(joins.len(), 2, "{joins:?}");
         assert!(joins.iter().all(|(_, on_build, _)| *on_build), "{joins:?}");

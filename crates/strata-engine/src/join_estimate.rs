@@ -135,7 +135,7 @@ mod tests {
     use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
     use super::*;
-    use crate::having_join::tests::{context, run};
+    use crate::having_join::tests::{context, rules_from, run};
 
     /// A fact table joined to its dimension, then to a few keys: the shape
     /// of an incremental model joining new lineitems to orders ⋈ customer.
@@ -274,15 +274,7 @@ mod tests {
             .data()
             .expect("turn");
         assert_eq!(builds_on_table(&turned), vec![false]);
-        let mut fixed = turned;
-        for rule in crate::engine::physical_rules()
-            .into_iter()
-            .skip_while(|r| r.name() != JoinEstimate.name())
-        {
-            fixed = rule
-                .optimize(fixed, strata.state().config_options())
-                .expect("a physical optimizer rule");
-        }
+        let fixed = rules_from(JoinEstimate.name(), turned, &strata);
         assert_eq!(builds_on_table(&fixed), vec![true]);
         assert_eq!(run(&strata, fixed).await, expected);
     }
