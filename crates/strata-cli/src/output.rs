@@ -65,6 +65,15 @@ fn secs(start: &Option<String>, end: &Option<String>) -> Option<f64> {
     Some((e - s).num_milliseconds() as f64 / 1000.0)
 }
 
+/// A task's peak query memory for people: `412 MB`, `-` when not measured.
+fn megabytes(bytes: i64) -> String {
+    match bytes {
+        b if b <= 0 => "-".into(),
+        b if b < 1 << 20 => "<1 MB".into(),
+        b => format!("{} MB", (b + (1 << 19)) >> 20),
+    }
+}
+
 fn json_line(v: serde_json::Value) {
     println!("{v}");
 }
@@ -79,16 +88,17 @@ pub fn print_tasks(tasks: &[TaskRecord], format: Format) {
                     "started_at": t.started_at, "ended_at": t.ended_at, "rows_read": t.rows_read,
                     "rows_written": t.rows_written, "rows_quarantined": t.rows_quarantined,
                     "delta_version": t.delta_version, "message": t.message, "error": t.error,
+                    "peak_memory_bytes": t.peak_memory,
                 }));
             }
         }
         Format::Csv => {
             println!(
-                "task,kind,status,rows_read,rows_written,rows_quarantined,delta_version,seconds"
+                "task,kind,status,rows_read,rows_written,rows_quarantined,delta_version,seconds,peak_memory_bytes"
             );
             for t in tasks {
                 println!(
-                    "{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{}",
                     t.task,
                     t.kind,
                     t.status,
@@ -98,7 +108,8 @@ pub fn print_tasks(tasks: &[TaskRecord], format: Format) {
                     t.delta_version.map(|v| v.to_string()).unwrap_or_default(),
                     secs(&t.started_at, &t.ended_at)
                         .map(|s| format!("{s:.3}"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    t.peak_memory
                 );
             }
         }
@@ -116,6 +127,7 @@ fn task_table(tasks: &[TaskRecord]) -> Table {
         "quarantined",
         "version",
         "time",
+        "memory",
         "note",
     ]);
     for r in tasks {
@@ -145,6 +157,7 @@ fn task_table(tasks: &[TaskRecord]) -> Table {
                     .map(|s| format!("{s:.2}s"))
                     .unwrap_or_else(|| "-".into()),
             ),
+            right(megabytes(r.peak_memory)),
             Cell::new(r.message.clone().unwrap_or_default()),
         ]);
     }

@@ -36,7 +36,8 @@ pub(crate) async fn execute(
             deferred,
         );
     }
-    let mut runner = Runner::new(state.clone(), max_parallel);
+    let mut runner =
+        Runner::new(state.clone(), max_parallel).with_memory_budget(project.memory_budget);
     let bar = show_progress.then(|| Arc::new(progress::Progress::new()));
     if let Some(b) = &bar {
         runner = runner.with_observer(b.clone());

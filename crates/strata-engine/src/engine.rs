@@ -9,7 +9,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemorySchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -106,6 +106,30 @@ impl Engine {
             }
         };
         provider.context(|| format!("reading {name}"))
+    }
+
+    /// A copy of this engine for one task: its sessions reserve memory
+    /// through a pool of the task's own (on the shared one), which tells the
+    /// most the task's operators held at once.
+    pub(crate) fn for_task(&self) -> (Self, Arc<crate::memory::TaskMemory>) {
+        let memory = Arc::new(crate::memory::TaskMemory::new(
+            self.runtime.memory_pool.clone(),
+        ));
+        let runtime = RuntimeEnvBuilder::from_runtime_env(&self.runtime)
+            .with_memory_pool(memory.clone())
+            .build_arc();
+        match runtime {
+            Ok(runtime) => (
+                Self {
+                    runtime,
+                    ..self.clone()
+                },
+                memory,
+            ),
+            // Only a disk manager that cannot be built fails, and the shared
+            // one is reused: keep the shared runtime, without the measure.
+            Err(_) => (self.clone(), memory),
+        }
     }
 
     /// Reads each of `tables` from `lake` (another target's) instead of this

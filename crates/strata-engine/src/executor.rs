@@ -37,6 +37,25 @@ impl EngineExecutor {
 
 #[async_trait::async_trait]
 impl TaskExecutor for EngineExecutor {
+    /// A model never built is guessed to need as much memory as its inputs'
+    /// data files hold (a whole-table dedup or join holds about that); an
+    /// ingest, whose reading is not in the query pool, nothing; and on a
+    /// cluster nothing, since the queries' memory is the executors'.
+    async fn expected_memory(&self, task: &TaskSpec) -> Option<i64> {
+        let e = &self.engine;
+        let node = e.graph.node(&task.table)?;
+        if e.on_cluster() || !matches!(node.kind, NodeKind::Model) {
+            return None;
+        }
+        let mut bytes = 0;
+        for input in &node.upstream {
+            if let Ok(Some(table)) = e.reader_lake(input).open_existing(input).await {
+                bytes += crate::engine::table_bytes(&table, None);
+            }
+        }
+        Some(bytes)
+    }
+
     async fn finish(&self) {
         let mut pending = std::mem::take(
             &mut *self
@@ -159,8 +178,21 @@ async fn checkpoint(lake: crate::lake::Lake, table: String) {
 }
 
 impl EngineExecutor {
+    /// Builds `task` with an engine of its own memory pool, and reports the
+    /// most that pool held.
     async fn build(&self, task: &TaskSpec, run: &RunInfo) -> Result<TaskOutput, TaskError> {
-        let e = &self.engine;
+        let (engine, memory) = self.engine.for_task();
+        let mut out = self.build_with(&engine, task, run).await?;
+        out.peak_memory = i64::try_from(memory.peak()).unwrap_or(i64::MAX);
+        Ok(out)
+    }
+
+    async fn build_with(
+        &self,
+        e: &Engine,
+        task: &TaskSpec,
+        run: &RunInfo,
+    ) -> Result<TaskOutput, TaskError> {
         let node = e
             .graph
             .node(&task.table)

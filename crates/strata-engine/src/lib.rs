@@ -31,6 +31,7 @@ pub mod lake;
 pub mod lineage;
 mod live;
 pub mod materialize;
+mod memory;
 pub mod openlineage;
 mod replace_range;
 mod staged;

@@ -135,6 +135,9 @@ pub struct RawProject {
     pub target: Option<Spanned<String>>,
     /// Tasks run at once (default: the number of cores).
     pub max_parallel: Option<usize>,
+    /// How much query memory tasks running side by side may be expected to
+    /// need: `auto` (default: the heaviest task's), `off`, or a size (`4GB`).
+    pub memory_budget: Option<Spanned<String>>,
 }
 
 /// `[sources.NAME]`.
@@ -325,6 +328,7 @@ pub const PROJECT_KEYS: &[&str] = &[
     "engine",
     "fallback",
     "max_parallel",
+    "memory_budget",
     "target",
 ];
 

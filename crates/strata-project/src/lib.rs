@@ -78,6 +78,58 @@ impl Layer {
     }
 }
 
+/// `[project] memory_budget`: how much query memory the tasks running side
+/// by side may be expected to need (each table is expected to need what its
+/// last build's query operators held at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryBudget {
+    /// The heaviest task's expected need (at least 256 MB): the heaviest
+    /// task runs alone, lighter ones share.
+    #[default]
+    Auto,
+    /// No budget: tasks run side by side up to `max_parallel`.
+    Off,
+    /// At most this many bytes.
+    Bytes(i64),
+}
+
+impl MemoryBudget {
+    /// Parses `auto`, `off` or a size: a number and a unit (`B`, `KB`, `MB`,
+    /// `GB`, `TB` in powers of 1000; `KiB`, `MiB`, `GiB`, `TiB` in powers of
+    /// 1024), as DuckDB's `memory_limit` does.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let t = s.trim();
+        match t.to_ascii_lowercase().as_str() {
+            "auto" => return Ok(Self::Auto),
+            "off" | "none" => return Ok(Self::Off),
+            _ => {}
+        }
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let bad = || format!("memory_budget `{s}` is not `auto`, `off` or a size such as `4GB`");
+        let n: f64 = number.parse().map_err(|_| bad())?;
+        let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "b" => 1.0,
+            "kb" => 1e3,
+            "mb" => 1e6,
+            "gb" => 1e9,
+            "tb" => 1e12,
+            "kib" => 1024.0,
+            "mib" => 1024.0 * 1024.0,
+            "gib" => 1024.0 * 1024.0 * 1024.0,
+            "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+            _ => return Err(bad()),
+        };
+        let bytes = n * factor;
+        if !(1.0..9.0e18).contains(&bytes) {
+            return Err(format!("memory_budget `{s}` is out of range"));
+        }
+        Ok(Self::Bytes(bytes as i64))
+    }
+}
+
 /// A parsed and validated project.
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -106,6 +158,8 @@ pub struct Project {
     pub storage: Vec<(String, String)>,
     /// Tasks run at once.
     pub max_parallel: usize,
+    /// How much query memory tasks running side by side may be expected to need.
+    pub memory_budget: MemoryBudget,
     /// Sources by name.
     pub sources: BTreeMap<String, Source>,
     /// Models by qualified name (`silver.orders`).
@@ -409,6 +463,15 @@ impl Project {
             .iter()
             .filter_map(|(k, v)| resolve_place(v, &mut errors).map(|v| (k.to_ascii_lowercase(), v)))
             .collect();
+        let memory_budget = match raw.project.memory_budget.as_ref() {
+            None => MemoryBudget::Auto,
+            Some(v) => MemoryBudget::parse(v.get_ref()).unwrap_or_else(|msg| {
+                errors.push(at(v.span(), msg).with_help(
+                    "memory_budget = \"auto\" (the heaviest task's need), \"off\", or a size such as \"4GB\" or \"512MiB\"",
+                ));
+                MemoryBudget::Auto
+            }),
+        };
         let max_parallel = raw
             .project
             .max_parallel
@@ -657,6 +720,7 @@ impl Project {
             engine,
             fallback_local,
             max_parallel,
+            memory_budget,
             sources,
             models,
             sql_checks,
@@ -1350,6 +1414,43 @@ mod tests {
         assert_eq!(p.lake, dir.path().join("lake").display().to_string());
         assert!(p.state.ends_with(".strata/state.db"));
         assert!(p.models.contains_key("gold.a"));
+    }
+
+    #[test]
+    fn memory_budget_is_auto_off_or_a_size_and_a_bad_one_is_placed() {
+        assert_eq!(MemoryBudget::parse("auto"), Ok(MemoryBudget::Auto));
+        assert_eq!(MemoryBudget::parse("OFF"), Ok(MemoryBudget::Off));
+        assert_eq!(
+            MemoryBudget::parse("4GB"),
+            Ok(MemoryBudget::Bytes(4_000_000_000))
+        );
+        assert_eq!(
+            MemoryBudget::parse("1.5 GiB"),
+            Ok(MemoryBudget::Bytes(3 << 29))
+        );
+        assert_eq!(
+            MemoryBudget::parse("512MiB"),
+            Ok(MemoryBudget::Bytes(512 << 20))
+        );
+        for bad in ["", "lots", "4", "4 parsecs", "0MB"] {
+            assert!(MemoryBudget::parse(bad).is_err(), "{bad}");
+        }
+        let (_dir, p) = project("[project]\nname = \"x\"\n", &[]);
+        assert_eq!(p.expect("loads").memory_budget, MemoryBudget::Auto);
+        let (_dir, p) = project("[project]\nname = \"x\"\nmemory_budget = \"2GB\"\n", &[]);
+        assert_eq!(
+            p.expect("loads").memory_budget,
+            MemoryBudget::Bytes(2_000_000_000)
+        );
+        let (_dir, p) = project(
+            "[project]\nname = \"x\"\nmemory_budget = \"2 gallons\"\n",
+            &[],
+        );
+        let e = p.expect_err("a bad size").to_string();
+        assert!(
+            e.contains("strata.toml:3:") && e.contains("memory_budget `2 gallons`"),
+            "{e}"
+        );
     }
 
     #[test]

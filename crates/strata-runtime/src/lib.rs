@@ -45,6 +45,7 @@ macro_rules! on_both_backends {
 
 mod cpu;
 mod intervals;
+mod memory;
 pub mod monitor;
 mod runner;
 mod scheduler;
@@ -137,6 +138,9 @@ pub struct TaskOutput {
     pub bytes_read: i64,
     /// Bytes of data files the task's commit added.
     pub bytes_written: i64,
+    /// The most memory the task's query operators held at once, in bytes
+    /// (0 when not measured).
+    pub peak_memory: i64,
     /// Rows in the table afterwards, when known.
     pub table_rows: Option<i64>,
     /// The newest data timestamp in the table afterwards (RFC 3339), when the
@@ -181,6 +185,13 @@ pub struct TaskError {
 pub trait TaskExecutor: Send + Sync {
     /// Builds `task`'s table.
     async fn execute(&self, task: &TaskSpec, run: &RunInfo) -> Result<TaskOutput, TaskError>;
+
+    /// How much query memory `task` is expected to need (bytes), for a table
+    /// with no build recorded yet; `None` when there is no telling. Called
+    /// when the task is ready, its upstream built.
+    async fn expected_memory(&self, _task: &TaskSpec) -> Option<i64> {
+        None
+    }
 
     /// Waits for the work `execute` left running in the background (such as
     /// Delta checkpoints); the runner calls it once every task of a run has

@@ -88,6 +88,7 @@ pub struct Runner {
     max_parallel: usize,
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
+    memory_budget: strata_project::MemoryBudget,
 }
 
 impl Runner {
@@ -98,7 +99,15 @@ impl Runner {
             max_parallel: max_parallel.max(1),
             clock: Arc::new(SystemClock),
             observer: Arc::new(NoObserver),
+            memory_budget: strata_project::MemoryBudget::Auto,
         }
+    }
+
+    /// Budgets the query memory of tasks running side by side (see
+    /// `[project] memory_budget`; `Auto` by default).
+    pub fn with_memory_budget(mut self, budget: strata_project::MemoryBudget) -> Self {
+        self.memory_budget = budget;
+        self
     }
 
     /// Uses `clock` for all timestamps.
@@ -231,12 +240,31 @@ impl Runner {
             std::collections::HashMap::new();
         let mut starts: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
         let mut cpu = crate::cpu::CpuShares::new();
+        let mut memory = crate::memory::MemoryBudget::new(
+            self.memory_budget,
+            if self.memory_budget == strata_project::MemoryBudget::Off {
+                BTreeMap::new()
+            } else {
+                self.state.peak_memory_by_model().await?
+            },
+            by_name.values().map(|t| t.table.as_str()),
+        );
 
         loop {
             while running.len() < self.max_parallel
-                && let Some(name) = ready.pop_front()
+                && let Some(name) = ready.front().cloned()
             {
                 let spec = by_name[&name].clone();
+                if memory.enabled() && !memory.knows(&spec.table) {
+                    let guess = executor.expected_memory(&spec).await;
+                    memory.expect(&spec.table, guess.unwrap_or(0));
+                }
+                if !memory.admits(&spec.table, running.is_empty()) {
+                    tracing::debug!(task = %name, "waiting for memory");
+                    break;
+                }
+                ready.pop_front();
+                memory.start(&name, &spec.table);
                 let start = self.clock.now();
                 let rec = TaskRecord {
                     run_id: run_id.clone(),
@@ -294,6 +322,7 @@ impl Runner {
             };
             let end = self.clock.now();
             let cpu_ms = cpu.finish(&name);
+            memory.finish(&name);
             let kind = by_name
                 .get(&name)
                 .map(|s| s.kind.clone())
@@ -344,6 +373,7 @@ impl Runner {
                     rec.rows_dropped = out.rows_dropped;
                     rec.bytes_read = out.bytes_read;
                     rec.bytes_written = out.bytes_written;
+                    rec.peak_memory = out.peak_memory;
                     rec.table_rows = out.table_rows;
                     rec.data_time = out.data_time;
                     true
@@ -370,6 +400,7 @@ impl Runner {
                         rows_quarantined = rec.rows_quarantined,
                         cpu_ms = rec.cpu_ms,
                         bytes_written = rec.bytes_written,
+                        peak_memory = rec.peak_memory,
                         delta_version = rec.delta_version,
                         attempts = rec.attempts,
                         "task finished"

@@ -213,6 +213,11 @@ pub async fn render(
         "gauge",
         "When each model's latest task ended (Unix time).",
     );
+    let mut memory = Family::new(
+        "strata_last_task_peak_memory_bytes",
+        "gauge",
+        "The most memory the query operators of each model's latest task held at once.",
+    );
     let mut table_rows = Family::new(
         "strata_table_rows",
         "gauge",
@@ -229,6 +234,7 @@ pub async fn render(
         }
         cpu.add(ml(model), t.cpu_ms as f64 / 1000.0);
         rows.add(ml(model), t.rows_written as f64);
+        memory.add(ml(model), t.peak_memory as f64);
         failed.add(ml(model), if t.status == "failed" { 1.0 } else { 0.0 });
         if let Some(e) = t.ended_at.as_deref().and_then(ts) {
             ended.add(ml(model), e);
@@ -240,7 +246,7 @@ pub async fn render(
             version.add(ml(model), v as f64);
         }
     }
-    fams.extend([dur, cpu, rows, failed, ended, table_rows, version]);
+    fams.extend([dur, cpu, rows, memory, failed, ended, table_rows, version]);
 
     let mut lag = Family::new(
         "strata_freshness_lag_seconds",

@@ -97,6 +97,9 @@ pub struct TaskRecord {
     pub bytes_written: i64,
     /// Rows dropped by `on_fail = "drop"` expectations.
     pub rows_dropped: i64,
+    /// The most memory the task's query operators (hash tables, aggregates,
+    /// sorts) held at once, in bytes; 0 when not measured.
+    pub peak_memory: i64,
     /// Rows in the table after the task, when known (after a task that
     /// rewrote the whole table).
     pub table_rows: Option<i64>,
@@ -374,15 +377,16 @@ impl StateStore {
     pub async fn upsert_task(&self, t: &TaskRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO tasks (run_id, task, kind, status, started_at, ended_at, rows_read, rows_written, rows_quarantined, delta_version, message, error, attempts,
-               model, cpu_ms, bytes_read, bytes_written, rows_dropped, table_rows, data_time)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+               model, cpu_ms, bytes_read, bytes_written, rows_dropped, table_rows, data_time, peak_memory)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
              ON CONFLICT (run_id, task) DO UPDATE SET kind = excluded.kind, status = excluded.status,
                started_at = excluded.started_at, ended_at = excluded.ended_at, rows_read = excluded.rows_read,
                rows_written = excluded.rows_written, rows_quarantined = excluded.rows_quarantined,
                delta_version = excluded.delta_version, message = excluded.message, error = excluded.error,
                attempts = excluded.attempts, model = excluded.model, cpu_ms = excluded.cpu_ms,
                bytes_read = excluded.bytes_read, bytes_written = excluded.bytes_written,
-               rows_dropped = excluded.rows_dropped, table_rows = excluded.table_rows, data_time = excluded.data_time",
+               rows_dropped = excluded.rows_dropped, table_rows = excluded.table_rows, data_time = excluded.data_time,
+               peak_memory = excluded.peak_memory",
         )
         .bind(&t.run_id)
         .bind(&t.task)
@@ -408,6 +412,7 @@ impl StateStore {
         .bind(t.rows_dropped)
         .bind(t.table_rows)
         .bind(t.data_time.clone())
+        .bind(t.peak_memory)
         .execute(&self.pool)
         .await
         .ctx("record task")?;
@@ -427,6 +432,26 @@ impl StateStore {
             .map(task_from_row)
             .collect::<std::result::Result<_, sqlx::Error>>()
             .ctx("read tasks")
+    }
+
+    /// Each table's peak query memory (bytes) in its latest successful task
+    /// that measured one: what the runner expects its next build to need.
+    pub async fn peak_memory_by_model(&self) -> Result<BTreeMap<String, i64>> {
+        let rows = sqlx::query(
+            "SELECT t.model, CAST(MAX(t.peak_memory) AS BIGINT) FROM tasks t
+             JOIN (SELECT model, MAX(ended_at) AS at FROM tasks
+                   WHERE status = 'success' AND peak_memory > 0 GROUP BY model) l
+               ON t.model = l.model AND t.ended_at = l.at
+             WHERE t.status = 'success' AND t.peak_memory > 0
+             GROUP BY t.model",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .ctx("read peak memory")?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .ctx("read peak memory")
     }
 
     /// The files a source has already ingested.
@@ -850,7 +875,7 @@ pub(crate) fn check_from_row(r: &AnyRow) -> std::result::Result<CheckResult, sql
 }
 
 /// The columns [`task_from_row`] reads, in order.
-pub(crate) const TASK_COLUMNS: &str = "run_id, task, kind, status, started_at, ended_at, rows_read, rows_written, rows_quarantined, delta_version, message, error, attempts, model, cpu_ms, bytes_read, bytes_written, rows_dropped, table_rows, data_time";
+pub(crate) const TASK_COLUMNS: &str = "run_id, task, kind, status, started_at, ended_at, rows_read, rows_written, rows_quarantined, delta_version, message, error, attempts, model, cpu_ms, bytes_read, bytes_written, rows_dropped, table_rows, data_time, peak_memory";
 
 pub(crate) fn task_from_row(r: &AnyRow) -> std::result::Result<TaskRecord, sqlx::Error> {
     Ok(TaskRecord {
@@ -874,6 +899,7 @@ pub(crate) fn task_from_row(r: &AnyRow) -> std::result::Result<TaskRecord, sqlx:
         rows_dropped: r.try_get(17)?,
         table_rows: r.try_get(18)?,
         data_time: r.try_get(19)?,
+        peak_memory: r.try_get(20)?,
     })
 }
 

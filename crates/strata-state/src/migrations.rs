@@ -239,4 +239,9 @@ pub const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             deployed_at TEXT NOT NULL
         )"],
     ),
+    (
+        12,
+        "each task's peak query memory",
+        &["ALTER TABLE tasks ADD COLUMN peak_memory BIGINT NOT NULL DEFAULT 0"],
+    ),
 ];

@@ -92,10 +92,41 @@ async fn exercise(store: &StateStore) {
     t.rows_dropped = 2;
     t.table_rows = Some(40);
     t.data_time = Some("2024-01-01T00:00:00.000000Z".into());
+    t.peak_memory = 5000;
+    t.ended_at = Some("2026-01-01T00:00:10.000000Z".into());
     store.upsert_task(&t).await.expect("task update");
     // The table is filled in from the task name when not given.
     t.model = "silver.a".into();
-    assert_eq!(store.tasks("r1").await.expect("tasks"), vec![t]);
+    assert_eq!(store.tasks("r1").await.expect("tasks"), vec![t.clone()]);
+
+    // The peak expected of a table is that of its latest successful,
+    // measured task: not a later failure's, nor an unmeasured one's.
+    let later = |run: &str, status: &str, peak: i64, end: &str| TaskRecord {
+        run_id: run.into(),
+        status: status.into(),
+        peak_memory: peak,
+        ended_at: Some(end.into()),
+        ..t.clone()
+    };
+    for task in [
+        later("r1b", "success", 7000, "2026-01-02T00:00:00.000000Z"),
+        later("r1c", "failed", 9000, "2026-01-03T00:00:00.000000Z"),
+        later("r1d", "success", 0, "2026-01-04T00:00:00.000000Z"),
+        TaskRecord {
+            task: "silver.b".into(),
+            model: "silver.b".into(),
+            ..later("r1b", "success", 300, "2026-01-02T00:00:00.000000Z")
+        },
+    ] {
+        store.upsert_task(&task).await.expect("task");
+    }
+    assert_eq!(
+        store.peak_memory_by_model().await.expect("peaks"),
+        BTreeMap::from([
+            ("silver.a".to_string(), 7000),
+            ("silver.b".to_string(), 300)
+        ])
+    );
 
     // A second process finds the dead run and marks it interrupted.
     assert_eq!(

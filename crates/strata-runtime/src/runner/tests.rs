@@ -13,11 +13,22 @@ struct Fake {
     running: AtomicUsize,
     max_seen: AtomicUsize,
     log: Mutex<Vec<String>>,
+    /// Peak memory each task reports (bytes).
+    peaks: BTreeMap<String, i64>,
+    /// Memory each task is guessed to need before it ever ran (bytes).
+    guesses: BTreeMap<String, i64>,
+    /// Each task's start and end.
+    spans: Mutex<Vec<(String, std::time::Instant, std::time::Instant)>>,
 }
 
 #[async_trait::async_trait]
 impl TaskExecutor for Fake {
+    async fn expected_memory(&self, task: &TaskSpec) -> Option<i64> {
+        self.guesses.get(&task.name).copied()
+    }
+
     async fn execute(&self, task: &TaskSpec, _run: &RunInfo) -> Result<TaskOutput, TaskError> {
+        let begun = std::time::Instant::now();
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_seen.fetch_max(now, Ordering::SeqCst);
         // Simulated work, long enough that independent tasks overlap.
@@ -25,6 +36,9 @@ impl TaskExecutor for Fake {
         self.running.fetch_sub(1, Ordering::SeqCst);
         if let Ok(mut l) = self.log.lock() {
             l.push(task.name.clone());
+        }
+        if let Ok(mut l) = self.spans.lock() {
+            l.push((task.name.clone(), begun, std::time::Instant::now()));
         }
         if self.panic.contains(&task.name) {
             panic!("simulated bug in {}", task.name);
@@ -37,8 +51,24 @@ impl TaskExecutor for Fake {
         }
         Ok(TaskOutput {
             rows_written: 1,
+            peak_memory: self.peaks.get(&task.name).copied().unwrap_or(0),
             ..Default::default()
         })
+    }
+}
+
+impl Fake {
+    /// The tasks whose run overlapped `task`'s.
+    fn beside(&self, task: &str) -> Vec<String> {
+        let spans = self.spans.lock().expect("spans").clone();
+        let Some((_, a, b)) = spans.iter().find(|(n, _, _)| n == task).cloned() else {
+            return vec![];
+        };
+        spans
+            .into_iter()
+            .filter(|(n, s, e)| n != task && *s < b && *e > a)
+            .map(|(n, _, _)| n)
+            .collect()
     }
 }
 
@@ -349,7 +379,68 @@ async fn a_live_run_holds_the_lock(state: StateStore) {
     assert!(s.ok());
 }
 
+async fn a_task_that_needed_the_most_memory_runs_alone_next_time(state: StateStore) {
+    const MB: i64 = 1 << 20;
+    let plan = || vec![spec("big", &[]), spec("small", &[]), spec("tiny", &[])];
+    let fake = || {
+        Arc::new(Fake {
+            peaks: [("big", 900 * MB), ("small", 100 * MB), ("tiny", 10 * MB)]
+                .into_iter()
+                .map(|(t, p)| (t.to_string(), p))
+                .collect(),
+            ..Default::default()
+        })
+    };
+    // The first run knows nothing of the tasks' memory: big has company.
+    let first = fake();
+    let s = Runner::new(state.clone(), 2)
+        .run(first.clone(), plan(), RunOptions::default())
+        .await
+        .expect("run");
+    assert!(s.ok());
+    assert!(first.beside("big").contains(&"small".to_string()));
+    let recorded = state.tasks(&s.run_id).await.expect("tasks");
+    assert!(
+        recorded
+            .iter()
+            .any(|t| t.task == "big" && t.peak_memory == 900 * MB)
+    );
+    // The next run expects what was recorded: big alone, the others together.
+    let next = fake();
+    let s = Runner::new(state.clone(), 2)
+        .run(next.clone(), plan(), RunOptions::default())
+        .await
+        .expect("run");
+    assert!(s.ok());
+    assert!(next.beside("big").is_empty(), "{:?}", next.beside("big"));
+    assert_eq!(next.beside("small"), vec!["tiny".to_string()]);
+}
+
+async fn a_task_guessed_heavy_runs_alone_the_first_time(state: StateStore) {
+    const MB: i64 = 1 << 20;
+    let fake = Arc::new(Fake {
+        guesses: [("small", 100 * MB), ("big", 900 * MB), ("tiny", 10 * MB)]
+            .into_iter()
+            .map(|(t, p)| (t.to_string(), p))
+            .collect(),
+        ..Default::default()
+    });
+    let plan = vec![spec("small", &[]), spec("big", &[]), spec("tiny", &[])];
+    let s = Runner::new(state, 2)
+        .run(fake.clone(), plan, RunOptions::default())
+        .await
+        .expect("run");
+    assert!(s.ok());
+    // small starts; big, guessed heavier than the budget beside it, waits
+    // for it, then runs alone; tiny waits behind big.
+    assert!(fake.beside("big").is_empty(), "{:?}", fake.beside("big"));
+    let log = fake.log.lock().expect("log").clone();
+    assert_eq!(log, vec!["small", "big", "tiny"]);
+}
+
 on_both_backends!(
+    a_task_that_needed_the_most_memory_runs_alone_next_time,
+    a_task_guessed_heavy_runs_alone_the_first_time,
     runs_in_dependency_order_and_overlaps_independent_tasks,
     failure_skips_downstream_but_not_independent_branches,
     upstream_outside_the_plan_counts_as_done,
