@@ -379,15 +379,18 @@ async fn a_live_run_holds_the_lock(state: StateStore) {
     assert!(s.ok());
 }
 
+const MB: i64 = 1 << 20;
+
+/// Bytes by task name, from megabytes.
+fn in_mb(of: &[(&str, i64)]) -> BTreeMap<String, i64> {
+    of.iter().map(|(t, mb)| (t.to_string(), mb * MB)).collect()
+}
+
 async fn a_task_that_needed_the_most_memory_runs_alone_next_time(state: StateStore) {
-    const MB: i64 = 1 << 20;
     let plan = || vec![spec("big", &[]), spec("small", &[]), spec("tiny", &[])];
     let fake = || {
         Arc::new(Fake {
-            peaks: [("big", 900 * MB), ("small", 100 * MB), ("tiny", 10 * MB)]
-                .into_iter()
-                .map(|(t, p)| (t.to_string(), p))
-                .collect(),
+            peaks: in_mb(&[("big", 900), ("small", 100), ("tiny", 10)]),
             ..Default::default()
         })
     };
@@ -417,12 +420,8 @@ async fn a_task_that_needed_the_most_memory_runs_alone_next_time(state: StateSto
 }
 
 async fn a_task_guessed_heavy_runs_alone_the_first_time(state: StateStore) {
-    const MB: i64 = 1 << 20;
     let fake = Arc::new(Fake {
-        guesses: [("small", 100 * MB), ("big", 900 * MB), ("tiny", 10 * MB)]
-            .into_iter()
-            .map(|(t, p)| (t.to_string(), p))
-            .collect(),
+        guesses: in_mb(&[("small", 100), ("big", 900), ("tiny", 10)]),
         ..Default::default()
     });
     let plan = vec![spec("small", &[]), spec("big", &[]), spec("tiny", &[])];
