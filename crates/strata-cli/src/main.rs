@@ -6,6 +6,7 @@ mod control;
 mod docs;
 mod lineage;
 mod logs;
+mod maintain;
 mod monitor;
 mod output;
 mod plan;
@@ -237,6 +238,41 @@ enum Command {
         #[command(subcommand)]
         command: ExampleCommand,
     },
+    /// Compact each table's small files into larger ones (Delta OPTIMIZE).
+    /// No row changes: models reading the tables see nothing new.
+    Optimize {
+        /// Which tables (as for `run`; default: all of them).
+        #[arg(long, short)]
+        select: Option<String>,
+        /// Write files of about this size, e.g. 128MB (default: the table's
+        /// `delta.targetFileSize`, else 100 MiB).
+        #[arg(long)]
+        target_size: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Delete data files that no version within the retention uses (Delta
+    /// VACUUM): files OPTIMIZE and rewrites replaced, and files failed writes
+    /// left. Time travel to older versions stops working.
+    Vacuum {
+        /// Which tables (as for `run`; default: all of them).
+        #[arg(long, short)]
+        select: Option<String>,
+        /// Keep files removed less than this many hours ago (default: each
+        /// table's `delta.deletedFileRetentionDuration`, 7 days).
+        #[arg(long)]
+        retain_hours: Option<u64>,
+        /// Allow a retention shorter than the table's own.
+        #[arg(long, requires = "retain_hours")]
+        unsafe_retention: bool,
+        /// List the files that would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Start a Ballista scheduler for `engine = "ballista://HOST:PORT"`.
     Scheduler {
         /// Address to listen on (0.0.0.0: every interface).
@@ -406,7 +442,7 @@ fn init_logging(format: LogFormat, project: &std::path::Path) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     // delta_kernel logs a harmless ERROR on a table's first write; users never need it.
-    let quiet = "delta_kernel=off,buoyant_kernel=off,deltalake_core::operations::merge=error";
+    let quiet = "delta_kernel=off,buoyant_kernel=off,deltalake_core::operations::merge=error,deltalake_core::operations::vacuum=error";
     let default = match format {
         LogFormat::Text => format!("warn,{quiet}"),
         LogFormat::Json => format!("warn,strata_runtime=info,strata_engine=info,{quiet}"),
@@ -663,6 +699,57 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Optimize {
+            select,
+            target_size,
+            format,
+        } => {
+            let mut optimize = strata_engine::maintain::Optimize::new();
+            if let Some(t) = target_size {
+                let bytes = strata_project::parse_size(&t).map_err(|_| {
+                    input(format!(
+                        "--target-size `{t}` is not a size such as 128MB or 1GiB"
+                    ))
+                })?;
+                optimize = optimize.with_target_size(bytes as u64);
+            }
+            let engine = engine(&cli.project).await?;
+            let tables = maintained(&engine, select.as_deref())?;
+            let bar = maintain::bar(tables.len(), "optimizing");
+            let done = optimize
+                .execute(&engine, &tables, |t| maintain::step(&bar, t))
+                .await;
+            bar.finish_and_clear();
+            maintain::print_compactions(&done.map_err(input)?, format);
+            Ok(())
+        }
+        Command::Vacuum {
+            select,
+            retain_hours,
+            unsafe_retention,
+            dry_run,
+            format,
+        } => {
+            let mut vacuum = strata_engine::maintain::Vacuum::new();
+            if let Some(h) = retain_hours {
+                vacuum = vacuum.with_retention_hours(h);
+            }
+            if unsafe_retention {
+                vacuum = vacuum.unsafe_retention();
+            }
+            if dry_run {
+                vacuum = vacuum.dry_run();
+            }
+            let engine = engine(&cli.project).await?;
+            let tables = maintained(&engine, select.as_deref())?;
+            let bar = maintain::bar(tables.len(), "vacuuming");
+            let done = vacuum
+                .execute(&engine, &tables, |t| maintain::step(&bar, t))
+                .await;
+            bar.finish_and_clear();
+            maintain::print_cleanups(&done.map_err(input)?, format);
+            Ok(())
+        }
         Command::Scheduler {
             bind_host,
             bind_port,
@@ -837,6 +924,19 @@ async fn engine(dir: &std::path::Path) -> Result<Engine, Failure> {
     let (project, graph) = load(dir)?;
     let state = StateStore::open(&project.state).await.map_err(input)?;
     Ok(Engine::new(Arc::new(project), Arc::new(graph), state))
+}
+
+/// The Delta tables of the selected models and sources (all without `select`).
+fn maintained(engine: &Engine, select: Option<&str>) -> Result<Vec<String>, Failure> {
+    let selected = match select {
+        Some(s) => Some(engine.graph().select(s).map_err(input)?),
+        None => None,
+    };
+    Ok(strata_engine::maintain::tables_of(
+        engine.project(),
+        engine.graph(),
+        selected.as_ref(),
+    ))
 }
 
 /// For a target that defers to another: the tables unchanged against the

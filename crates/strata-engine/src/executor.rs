@@ -13,9 +13,9 @@ use crate::{ingest, materialize};
 pub struct EngineExecutor {
     engine: Engine,
     lineage: Option<crate::openlineage::Emitter>,
-    /// Checkpoints being written beside the run's next tasks, awaited by
-    /// [`TaskExecutor::finish`] before the run ends.
-    checkpoints: std::sync::Mutex<tokio::task::JoinSet<()>>,
+    /// Work after commits done beside the run's next tasks (checkpoints,
+    /// compactions), awaited by [`TaskExecutor::finish`] before the run ends.
+    after_commits: std::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
 impl EngineExecutor {
@@ -30,7 +30,7 @@ impl EngineExecutor {
         Self {
             engine,
             lineage,
-            checkpoints: Default::default(),
+            after_commits: Default::default(),
         }
     }
 }
@@ -59,7 +59,7 @@ impl TaskExecutor for EngineExecutor {
     async fn finish(&self) {
         let mut pending = std::mem::take(
             &mut *self
-                .checkpoints
+                .after_commits
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
@@ -119,10 +119,25 @@ impl TaskExecutor for EngineExecutor {
             && v % CHECKPOINT_EVERY == 0
         {
             let write = checkpoint(e.lake.clone(), task.table.clone());
-            self.checkpoints
+            self.after_commits
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .spawn(write);
+        }
+        if !out.skipped && out.delta_version.is_some() && e.project.auto_compact > 0 {
+            // In the task's span, so its log lines go to the run's log.
+            let compact = tracing::Instrument::instrument(
+                crate::maintain::auto_compact(
+                    e.clone(),
+                    task.table.clone(),
+                    e.project.auto_compact,
+                ),
+                tracing::Span::current(),
+            );
+            self.after_commits
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .spawn(compact);
         }
         // A skipped task deployed nothing new, unless it was never recorded.
         let recorded = out.skipped

@@ -231,6 +231,45 @@ pub struct CommitSummary {
     pub operation: Option<String>,
     /// When it was committed (milliseconds since the epoch).
     pub timestamp_ms: Option<i64>,
+    /// The data files it added (paths as the log has them).
+    pub adds: Vec<FileAction>,
+    /// The data files it removed (paths as the log has them).
+    pub removes: Vec<FileAction>,
+    /// Whether it changed the table's schema or properties (a `metaData` action).
+    pub metadata_changed: bool,
+}
+
+/// A file added to or removed from a table by one commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileAction {
+    /// The file's path, relative to the table root as the log has it.
+    pub path: String,
+    /// Whether rows changed with it. `false` for maintenance that only
+    /// rearranges rows (OPTIMIZE), which readers of changes skip.
+    pub data_change: bool,
+}
+
+impl FileAction {
+    fn of(action: &serde_json::Value) -> Option<Self> {
+        Some(Self {
+            path: action.get("path")?.as_str()?.to_string(),
+            // A missing flag is read as a change, the safe side.
+            data_change: action
+                .get("dataChange")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(true),
+        })
+    }
+}
+
+impl CommitSummary {
+    /// Whether the commit changed the table's rows or schema (false for
+    /// OPTIMIZE, and for commits that only add a tag).
+    pub fn changes_data(&self) -> bool {
+        self.metadata_changed
+            || self.adds.iter().any(|a| a.data_change)
+            || self.removes.iter().any(|r| r.data_change)
+    }
 }
 
 impl CommitSummary {
@@ -243,7 +282,13 @@ impl CommitSummary {
             .split(|b| *b == b'\n')
             .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
         {
+            if let Some(remove) = action.get("remove") {
+                s.removes.extend(FileAction::of(remove));
+            } else if action.get("metaData").is_some() {
+                s.metadata_changed = true;
+            }
             if let Some(add) = action.get("add") {
+                s.adds.extend(FileAction::of(add));
                 s.bytes_added += add.get("size").and_then(|v| v.as_i64()).unwrap_or(0);
                 let rows = add
                     .get("stats")
@@ -303,9 +348,90 @@ async fn read_commit(
         .map(|bytes| CommitSummary::parse(&bytes)))
 }
 
+/// How a table's rows changed between two of its versions, read from the
+/// log entries in between. Maintenance (OPTIMIZE, `dataChange = false`)
+/// changes no rows, so the files it writes are not news; rows that arrived
+/// in the range and were then compacted are read from their original files,
+/// which stay on storage until VACUUM deletes them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DataChanges {
+    /// Files of new rows still in the table (full URIs).
+    pub added: Vec<String>,
+    /// Files of new rows since compacted into others: the last version each
+    /// was part of the table, and the files (full URIs).
+    pub compacted: BTreeMap<i64, Vec<String>>,
+    /// Files whose rows were removed or rewritten (full URIs).
+    pub removed: Vec<String>,
+    /// Whether the schema or the table's properties changed.
+    pub metadata_changed: bool,
+}
+
+impl DataChanges {
+    /// Whether no row (and no schema) changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.compacted.is_empty()
+            && self.removed.is_empty()
+            && !self.metadata_changed
+    }
+}
+
+/// A log path as the full URI delta-rs gives the same file (`get_file_uris`).
+fn file_uri(log: &deltalake::logstore::LogStoreRef, path: &str) -> String {
+    let p = deltalake::Path::parse(path).unwrap_or_else(|_| deltalake::Path::from(path));
+    log.to_uri(&p)
+}
+
+/// The changes to `table`'s rows after version `since` up to `until`; None
+/// when a log entry in between is gone (cleaned up by log retention), and
+/// the caller must compare the two versions' files instead.
+pub async fn data_changes(
+    log: &deltalake::logstore::LogStoreRef,
+    since: i64,
+    until: i64,
+) -> Result<Option<DataChanges>> {
+    // Files of new rows, and where compacted, the last version they were in.
+    let mut new: BTreeMap<String, Option<i64>> = BTreeMap::new();
+    let mut out = DataChanges::default();
+    for v in since.saturating_add(1).max(0)..=until {
+        let Some(c) = read_commit(log, v as u64).await? else {
+            return Ok(None);
+        };
+        out.metadata_changed |= c.metadata_changed;
+        for r in &c.removes {
+            let uri = file_uri(log, &r.path);
+            match (r.data_change, new.get(&uri)) {
+                // Rows that arrived in the range and left again: the
+                // reader never saw them, so it is no removal to it.
+                (true, Some(_)) => {
+                    new.remove(&uri);
+                }
+                (true, None) => out.removed.push(uri),
+                (false, Some(None)) => {
+                    new.insert(uri, Some(v - 1));
+                }
+                // Old rows rearranged: no news.
+                (false, _) => {}
+            }
+        }
+        for a in c.adds.iter().filter(|a| a.data_change) {
+            new.insert(file_uri(log, &a.path), None);
+        }
+    }
+    for (uri, compacted) in new {
+        match compacted {
+            None => out.added.push(uri),
+            Some(v) => out.compacted.entry(v).or_default().push(uri),
+        }
+    }
+    out.removed.sort();
+    out.removed.dedup();
+    Ok(Some(out))
+}
+
 impl Lake {
-    /// Reads the log entry of `name`'s commit `version`, without loading the table.
-    pub async fn commit_summary(&self, name: &str, version: i64) -> Result<CommitSummary> {
+    /// `name`'s log, to read commit entries without loading the table.
+    fn log_of(&self, name: &str) -> Result<deltalake::logstore::LogStoreRef> {
         let url = self.table_url(name)?;
         let handle = deltalake::DeltaTableBuilder::from_url(url)
             .and_then(|b| {
@@ -313,8 +439,29 @@ impl Lake {
                     .build()
             })
             .context(|| format!("opening {name}"))?;
+        Ok(handle.log_store())
+    }
+
+    /// Whether `name`'s rows or schema changed after version `since` up to
+    /// `until` (true when its log no longer says).
+    pub async fn data_changed(&self, name: &str, since: i64, until: i64) -> Result<bool> {
+        if since >= until {
+            return Ok(since != until);
+        }
+        let log = self.log_of(name)?;
+        for v in since + 1..=until {
+            match read_commit(&log, v as u64).await? {
+                Some(c) if !c.changes_data() => continue,
+                _ => return Ok(true),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Reads the log entry of `name`'s commit `version`, without loading the table.
+    pub async fn commit_summary(&self, name: &str, version: i64) -> Result<CommitSummary> {
         Ok(read_commit(
-            &handle.log_store(),
+            &self.log_of(name)?,
             u64::try_from(version).unwrap_or_default(),
         )
         .await?
@@ -365,5 +512,36 @@ impl Lake {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_tells_data_changes_from_maintenance() {
+        let optimize = br#"{"commitInfo":{"operation":"OPTIMIZE","timestamp":1}}
+{"add":{"path":"part-2.parquet","size":30,"dataChange":false,"stats":"{\"numRecords\":3}"}}
+{"remove":{"path":"part-0.parquet","dataChange":false}}
+{"remove":{"path":"part-1.parquet","dataChange":false}}"#;
+        let c = CommitSummary::parse(optimize);
+        assert!(!c.changes_data());
+        assert_eq!(c.operation.as_deref(), Some("OPTIMIZE"));
+        assert_eq!(c.adds.len(), 1);
+        assert_eq!(c.removes.len(), 2);
+        assert_eq!(c.rows_added, 3);
+
+        let merge = br#"{"commitInfo":{"operation":"MERGE"}}
+{"add":{"path":"part-3.parquet","size":10,"dataChange":true}}
+{"remove":{"path":"part-2.parquet","dataChange":true}}"#;
+        assert!(CommitSummary::parse(merge).changes_data());
+
+        // A flag left out counts as a change; so does a new schema.
+        let bare = br#"{"add":{"path":"x.parquet","size":1}}"#;
+        assert!(CommitSummary::parse(bare).changes_data());
+        let schema = br#"{"metaData":{"id":"t","schemaString":"{}"}}"#;
+        assert!(CommitSummary::parse(schema).changes_data());
+        assert!(!CommitSummary::parse(b"{\"commitInfo\":{}}").changes_data());
     }
 }

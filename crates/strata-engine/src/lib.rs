@@ -30,6 +30,7 @@ mod join_estimate;
 pub mod lake;
 pub mod lineage;
 mod live;
+pub mod maintain;
 pub mod materialize;
 mod memory;
 pub mod openlineage;

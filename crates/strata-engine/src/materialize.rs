@@ -70,9 +70,9 @@ fn interval_of(model: &Model, run: &RunInfo) -> Option<(String, String)> {
 /// Why a model was skipped.
 fn unchanged_note(model: &Model) -> String {
     if strata_graph::interval::uses_interval(&model.sql) {
-        "unchanged: same SQL, same upstream versions, same interval".into()
+        "unchanged: same SQL, same upstream rows, same interval".into()
     } else {
-        "unchanged: same SQL, same upstream versions".into()
+        "unchanged: same SQL, same upstream rows".into()
     }
 }
 
@@ -302,18 +302,32 @@ pub(crate) async fn write_quarantine(
     Ok(())
 }
 
-/// Whether a previous build from the same SQL consumed exactly these versions.
-fn unchanged(
+/// Whether a previous build from the same SQL consumed these versions, or
+/// older ones of the same rows (the commits since only maintained the
+/// tables, as OPTIMIZE does).
+async fn unchanged(
+    engine: &Engine,
     prev: &Option<Provenance>,
     model: &Model,
     versions: &BTreeMap<String, i64>,
     run: &RunInfo,
-) -> bool {
-    prev.as_ref().is_some_and(|p| {
-        p.fingerprint == fingerprint(model)
-            && &p.upstream_versions == versions
-            && p.interval == interval_of(model, run)
-    })
+) -> Result<bool> {
+    let Some(p) = prev else {
+        return Ok(false);
+    };
+    if p.fingerprint != fingerprint(model)
+        || p.interval != interval_of(model, run)
+        || !p.upstream_versions.keys().eq(versions.keys())
+    {
+        return Ok(false);
+    }
+    for (u, now) in versions {
+        let then = p.upstream_versions.get(u).copied().unwrap_or(-1);
+        if then != *now && engine.reader_lake(u).data_changed(u, then, *now).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 async fn build_table(
@@ -327,7 +341,7 @@ async fn build_table(
     let versions = engine.register_current(&ctx, upstream).await?;
     if target.version().is_some() && !run.full_refresh {
         let prev = latest_provenance(&target).await?;
-        if unchanged(&prev, model, &versions, run) {
+        if unchanged(engine, &prev, model, &versions, run).await? {
             return Ok(TaskOutput {
                 skipped: true,
                 delta_version: version_of(&target),
@@ -460,25 +474,24 @@ async fn register_incremental(
                 .context(|| format!("registering {u}"))?;
             continue;
         }
-        let (added, removed) = files_since(&table, consumed).await?;
-        if !removed.is_empty() && model.config.strategy == Strategy::Accumulate {
+        let changes = files_since(&table, consumed).await?;
+        if !changes.removed.is_empty() && model.config.strategy == Strategy::Accumulate {
             return Ok((versions, rows_read, news, Some(u.clone())));
         }
-        if !removed.is_empty() && model.config.strategy == Strategy::Append {
+        if !changes.removed.is_empty() && model.config.strategy == Strategy::Append {
             return Err(Error::User(format!(
                 "{}: upstream {u} was rewritten since version {consumed} (not append-only), so an incremental append cannot tell new rows from old; use strategy = \"merge\" or run with --full-refresh",
                 model.path.display()
             )));
         }
-        if added.is_empty() {
+        if changes.added.is_empty() && changes.compacted.is_empty() {
             let empty = MemTable::try_new(provider.schema(), vec![vec![]])
                 .context(|| format!("reading {u}"))?;
             ctx.register_table(u.as_str(), Arc::new(empty))
                 .context(|| format!("registering {u}"))?;
             continue;
         }
-        crate::engine::count_bytes_read(crate::engine::table_bytes(&table, Some(&added)));
-        let only_new = engine.provider(u, &table, Some(added)).await?;
+        let only_new = new_rows(engine, ctx, u, &table, changes).await?;
         ctx.register_table(u.as_str(), only_new)
             .context(|| format!("registering {u}"))?;
         news = true;
@@ -595,8 +608,17 @@ async fn count(ctx: &SessionContext, table: &str) -> Result<i64> {
     crate::engine::scalar_i64(ctx, &format!("select count(*) from {table}")).await
 }
 
-/// Files added and removed between version `since` and the table's current version.
-async fn files_since(table: &DeltaTable, since: i64) -> Result<(Vec<String>, Vec<String>)> {
+/// How `table`'s rows changed after version `since`: from the log entries
+/// in between (maintenance such as OPTIMIZE is no change), or where those
+/// are gone, by comparing the two versions' files.
+async fn files_since(table: &DeltaTable, since: i64) -> Result<crate::lake::DataChanges> {
+    let until = version_of(table).unwrap_or(0);
+    // (A table recreated since has a shorter log: the load below says so.)
+    if since <= until
+        && let Some(changes) = crate::lake::data_changes(&table.log_store(), since, until).await?
+    {
+        return Ok(changes);
+    }
     let mut old = table.clone();
     old.load_version(since as u64)
         .await
@@ -613,7 +635,56 @@ async fn files_since(table: &DeltaTable, since: i64) -> Result<(Vec<String>, Vec
     let mut removed: Vec<String> = before.difference(&now).cloned().collect();
     added.sort();
     removed.sort();
-    Ok((added, removed))
+    Ok(crate::lake::DataChanges {
+        added,
+        removed,
+        ..Default::default()
+    })
+}
+
+/// A reader of the rows `changes` added to `u`: the files still in the table,
+/// and those since compacted, each from the last version that had them.
+async fn new_rows(
+    engine: &Engine,
+    ctx: &SessionContext,
+    u: &str,
+    table: &DeltaTable,
+    changes: crate::lake::DataChanges,
+) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    let mut readers = vec![];
+    if !changes.added.is_empty() {
+        crate::engine::count_bytes_read(crate::engine::table_bytes(table, Some(&changes.added)));
+        readers.push(engine.provider(u, table, Some(changes.added)).await?);
+    }
+    for (version, files) in changes.compacted {
+        let mut old = table.clone();
+        old.load_version(version as u64)
+            .await
+            .context(|| format!("loading {u} at version {version}"))?;
+        crate::engine::count_bytes_read(crate::engine::table_bytes(&old, Some(&files)));
+        readers.push(engine.provider(u, &old, Some(files)).await?);
+    }
+    if readers.len() == 1
+        && let Some(only) = readers.pop()
+    {
+        return Ok(only);
+    }
+    let mut all: Option<DataFrame> = None;
+    for r in readers {
+        let df = ctx
+            .read_table(r)
+            .context(|| format!("reading the new rows of {u}"))?;
+        all = Some(match all {
+            None => df,
+            Some(a) => a
+                .union(df)
+                .context(|| format!("reading the new rows of {u} (some since compacted)"))?,
+        });
+    }
+    match all {
+        Some(df) => Ok(df.into_view()),
+        None => Err(Error::Internal(format!("no new rows of {u} to read"))),
+    }
 }
 
 async fn build_incremental(
@@ -1129,7 +1200,7 @@ async fn build_scd2(
     let versions = engine.register_current(&ctx, upstream).await?;
     if exists {
         let prev = latest_provenance(&target).await?;
-        if unchanged(&prev, model, &versions, run) {
+        if unchanged(engine, &prev, model, &versions, run).await? {
             return Ok(TaskOutput {
                 skipped: true,
                 delta_version: version_of(&target),

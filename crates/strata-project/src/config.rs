@@ -138,6 +138,9 @@ pub struct RawProject {
     /// How much query memory tasks running side by side may be expected to
     /// need: `auto` (default: the heaviest task's), `off`, or a size (`4GB`).
     pub memory_budget: Option<Spanned<String>>,
+    /// Compact a table during a run once it has this many files smaller than
+    /// its target file size (default 50; 0 turns it off).
+    pub auto_compact: Option<usize>,
 }
 
 /// `[sources.NAME]`.
@@ -329,6 +332,7 @@ pub const PROJECT_KEYS: &[&str] = &[
     "fallback",
     "max_parallel",
     "memory_budget",
+    "auto_compact",
     "target",
 ];
 

@@ -104,31 +104,56 @@ impl MemoryBudget {
             "off" | "none" => return Ok(Self::Off),
             _ => {}
         }
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (number, unit) = t.split_at(split);
-        let bad = || format!("memory_budget `{s}` is not `auto`, `off` or a size such as `4GB`");
-        let n: f64 = number.parse().map_err(|_| bad())?;
-        let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "b" => 1.0,
-            "kb" => 1e3,
-            "mb" => 1e6,
-            "gb" => 1e9,
-            "tb" => 1e12,
-            "kib" => 1024.0,
-            "mib" => 1024.0 * 1024.0,
-            "gib" => 1024.0 * 1024.0 * 1024.0,
-            "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-            _ => return Err(bad()),
-        };
-        let bytes = n * factor;
-        if !(1.0..9.0e18).contains(&bytes) {
-            return Err(format!("memory_budget `{s}` is out of range"));
-        }
-        Ok(Self::Bytes(bytes as i64))
+        parse_size(t).map(Self::Bytes).map_err(|e| match e {
+            SizeError::Malformed => {
+                format!("memory_budget `{s}` is not `auto`, `off` or a size such as `4GB`")
+            }
+            SizeError::OutOfRange => format!("memory_budget `{s}` is out of range"),
+        })
     }
 }
+
+/// Why a size did not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeError {
+    /// Not a number followed by a unit.
+    Malformed,
+    /// Under one byte, or too large.
+    OutOfRange,
+}
+
+/// Parses a size in bytes: a number and a unit (`B`, `KB`, `MB`, `GB`, `TB`
+/// in powers of 1000; `KiB`, `MiB`, `GiB`, `TiB` in powers of 1024, in any
+/// case), as DuckDB's `memory_limit` does: `4GB`, `1.5 GiB`, `128MB`.
+pub fn parse_size(s: &str) -> std::result::Result<i64, SizeError> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number.parse().map_err(|_| SizeError::Malformed)?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(SizeError::Malformed),
+    };
+    let bytes = n * factor;
+    if !(1.0..9.0e18).contains(&bytes) {
+        return Err(SizeError::OutOfRange);
+    }
+    Ok(bytes as i64)
+}
+
+/// `[project] auto_compact` by default: as Databricks' auto compaction
+/// (`minNumFiles`), a table is compacted once 50 small files have gathered.
+pub const DEFAULT_AUTO_COMPACT: usize = 50;
 
 /// A parsed and validated project.
 #[derive(Debug, Clone)]
@@ -160,6 +185,9 @@ pub struct Project {
     pub max_parallel: usize,
     /// How much query memory tasks running side by side may be expected to need.
     pub memory_budget: MemoryBudget,
+    /// Compact a table during a run once it has this many files smaller than
+    /// its target file size (0: never).
+    pub auto_compact: usize,
     /// Sources by name.
     pub sources: BTreeMap<String, Source>,
     /// Models by qualified name (`silver.orders`).
@@ -721,6 +749,7 @@ impl Project {
             fallback_local,
             max_parallel,
             memory_budget,
+            auto_compact: raw.project.auto_compact.unwrap_or(DEFAULT_AUTO_COMPACT),
             sources,
             models,
             sql_checks,
@@ -1451,6 +1480,20 @@ mod tests {
             e.contains("strata.toml:3:") && e.contains("memory_budget `2 gallons`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn auto_compact_is_fifty_small_files_unless_set() {
+        let (_dir, p) = project("[project]\nname = \"x\"\n", &[]);
+        assert_eq!(p.expect("loads").auto_compact, 50);
+        let (_dir, p) = project("[project]\nname = \"x\"\nauto_compact = 0\n", &[]);
+        assert_eq!(p.expect("loads").auto_compact, 0);
+        let (_dir, p) = project("[project]\nname = \"x\"\nauto_compact = \"often\"\n", &[]);
+        let e = p.expect_err("not a number").to_string();
+        assert!(e.contains("strata.toml:3:"), "{e}");
+        assert_eq!(parse_size("128MB"), Ok(128_000_000));
+        assert_eq!(parse_size("lots"), Err(SizeError::Malformed));
+        assert_eq!(parse_size("0B"), Err(SizeError::OutOfRange));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod docs;
 mod drift;
 mod example;
 mod intervals;
+mod maintenance;
 mod materializations;
 mod openlineage;
 mod parallel;
