@@ -113,13 +113,12 @@ pub fn print_cleanups(done: &[Cleanup], format: Format) {
             }
         }
         Format::Table => {
-            let verb = if dry { "would delete" } else { "deleted" };
-            let mut t = table(&[
-                "table",
-                &format!("files {verb}"),
-                "kept for readers",
-                "seconds",
-            ]);
+            let header = if dry {
+                "files to delete"
+            } else {
+                "files deleted"
+            };
+            let mut t = table(&["table", header, "kept for readers", "seconds"]);
             for c in done {
                 let kept = if c.kept_versions.is_empty() {
                     String::new()
@@ -136,15 +135,14 @@ pub fn print_cleanups(done: &[Cleanup], format: Format) {
             }
             println!("{t}");
             let files: usize = done.iter().map(|c| c.files.len()).sum();
-            println!(
-                "{files} files {verb} from {} tables{}",
-                done.len(),
-                if dry {
-                    " (dry run: `--format csv` lists them)"
-                } else {
-                    ""
-                }
-            );
+            if dry {
+                println!(
+                    "{files} files would be deleted from {} tables (dry run: `--format csv` lists them)",
+                    done.len()
+                );
+            } else {
+                println!("{files} files deleted from {} tables", done.len());
+            }
         }
     }
 }

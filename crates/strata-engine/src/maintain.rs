@@ -12,6 +12,8 @@ use std::collections::BTreeSet;
 use std::num::NonZeroU64;
 use std::time::Instant;
 
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
 use deltalake::DeltaTable;
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::VacuumMode;
@@ -146,7 +148,11 @@ impl Optimize {
             .snapshot()
             .map(|s| s.log_data().num_files() as u64)
             .unwrap_or(0);
-        let mut builder = table.optimize().with_type(OptimizeType::Compact);
+        let props = writer_properties(name, &table);
+        let mut builder = table
+            .optimize()
+            .with_type(OptimizeType::Compact)
+            .with_writer_properties(props);
         if let Some(size) = self.target_size.and_then(NonZeroU64::new) {
             builder = builder.with_target_size(size);
         }
@@ -161,6 +167,22 @@ impl Optimize {
             version: version_of(&table),
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+}
+
+/// How compacted files are written: as the table's own writes are. Bronze
+/// files (sources and their quarantines) are uncompressed, in small row
+/// groups and without statistics on text columns (see
+/// [`crate::ingest::stats`]: DataFusion misuses those of text cast to
+/// numbers); models' files are Snappy-compressed.
+fn writer_properties(name: &str, table: &DeltaTable) -> WriterProperties {
+    match table.snapshot() {
+        Ok(s) if name.starts_with("bronze.") => {
+            crate::ingest::stats::bronze_writer_properties(&s.snapshot().arrow_schema())
+        }
+        _ => WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build(),
     }
 }
 
@@ -311,7 +333,7 @@ impl Vacuum {
         if let Some(h) = self.retention_hours {
             if self.enforce_retention && h < min_hours {
                 return Err(Error::User(format!(
-                    "{name}: a retention of {h} hours is shorter than the table's {min_hours} hours (`delta.deletedFileRetentionDuration`): readers of older versions and writes still running could lose their files. Pass --unsafe-retention to vacuum anyway"
+                    "{name}: a retention of {h} hours is shorter than the table's {min_hours} hours (`delta.deletedFileRetentionDuration`): readers of older versions and writes still running could lose their files. Pass --unsafe-retention (`\"unsafe_retention\": true` through the API) to vacuum anyway"
                 )));
             }
             let hours = i64::try_from(h)

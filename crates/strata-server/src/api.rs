@@ -111,6 +111,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/api/query", post(query))
         .route("/api/tables/{name}/rows", get(table_rows))
         .route("/api/tables/{name}/slice", get(table_slice))
+        .route("/api/tables/{name}/optimize", post(optimize_table))
+        .route("/api/tables/{name}/vacuum", post(vacuum_table))
         .layer(from_fn_with_state(state, authenticate));
     Router::new()
         .route("/healthz", get(healthz))
@@ -496,6 +498,120 @@ async fn trigger_backfill(
     .await
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptimizeBody {
+    target_size: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VacuumBody {
+    retain_hours: Option<u64>,
+    #[serde(default)]
+    unsafe_retention: bool,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// 404 unless `name` is one of the project's Delta tables.
+fn maintained(s: &AppState, name: &str) -> Result<(), Response> {
+    let tables = strata_engine::maintain::tables_of(&s.project, &s.graph, None);
+    if tables.iter().any(|t| t == name) {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::NOT_FOUND,
+            &format!("{name} is not a table of this project (views have no files)"),
+        ))
+    }
+}
+
+/// A maintenance result: the one table's metrics, 404 when it is not built
+/// yet, 400 for what the user asked wrong.
+fn maintenance_result<T: serde::Serialize>(
+    name: &str,
+    done: strata_engine::Result<Vec<T>>,
+) -> Response {
+    match done {
+        Ok(mut done) => match done.pop() {
+            Some(m) => json(to_value(&m)),
+            None => error(
+                StatusCode::NOT_FOUND,
+                &format!("{name} has not been built yet"),
+            ),
+        },
+        Err(strata_engine::Error::User(m)) => error(StatusCode::BAD_REQUEST, &m),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn optimize_table(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    if let Err(r) = admin_only(&c) {
+        return r;
+    }
+    let b: OptimizeBody = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(r) = maintained(&s, &name) {
+        return r;
+    }
+    let mut optimize = strata_engine::maintain::Optimize::new();
+    if let Some(t) = b.target_size {
+        match strata_project::parse_size(&t) {
+            Ok(n) => optimize = optimize.with_target_size(n as u64),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("target_size `{t}` is not a size such as 128MB or 1GiB"),
+                );
+            }
+        }
+    }
+    let done = optimize
+        .execute(s.sessions.engine(), std::slice::from_ref(&name), |_| {})
+        .await;
+    maintenance_result(&name, done)
+}
+
+async fn vacuum_table(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    if let Err(r) = admin_only(&c) {
+        return r;
+    }
+    let b: VacuumBody = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(r) = maintained(&s, &name) {
+        return r;
+    }
+    let mut vacuum = strata_engine::maintain::Vacuum::new();
+    if let Some(h) = b.retain_hours {
+        vacuum = vacuum.with_retention_hours(h);
+    }
+    if b.unsafe_retention {
+        vacuum = vacuum.unsafe_retention();
+    }
+    if b.dry_run {
+        vacuum = vacuum.dry_run();
+    }
+    let done = vacuum
+        .execute(s.sessions.engine(), std::slice::from_ref(&name), |_| {})
+        .await;
+    maintenance_result(&name, done)
+}
+
 async fn checks(State(s): State<AppState>) -> Response {
     match s.store.latest_check_results().await {
         Ok(r) => json(to_value(&r)),
@@ -857,9 +973,11 @@ mod tests {
             "/api/query",
             "/api/tables/{name}/rows",
             "/api/tables/{name}/slice",
+            "/api/tables/{name}/optimize",
+            "/api/tables/{name}/vacuum",
         ] {
             assert!(paths.contains_key(p), "{p} is not documented");
         }
-        assert_eq!(paths.len(), 18, "a documented route is not served");
+        assert_eq!(paths.len(), 20, "a documented route is not served");
     }
 }

@@ -144,6 +144,22 @@ fn optimize_and_vacuum_keep_every_row_and_every_reader_right() {
         "only the selection: {out}"
     );
 
+    // The compacted file is written as ingest writes bronze: uncompressed,
+    // no min/max on text columns (DataFusion misuses them), typed ones kept.
+    let stats = python(
+        "import pyarrow.parquet as pq\n\
+         u = deltalake.DeltaTable(sys.argv[1]).file_uris()[0]\n\
+         f = pq.ParquetFile(u.removeprefix('file://')).metadata\n\
+         rg = f.row_group(0)\n\
+         for i in range(rg.num_columns):\n    \
+             c = rg.column(i)\n    \
+             s = c.statistics\n    \
+             print(c.path_in_schema, c.compression, bool(s is not None and s.has_min_max))",
+        &lake.join("bronze/events"),
+    );
+    assert!(stats.contains("name UNCOMPRESSED False"), "{stats}");
+    assert!(stats.contains("id UNCOMPRESSED True"), "{stats}");
+
     // A vacuum now (no retention) must keep the unread rows' original files.
     let out = p.ok(&[
         "vacuum",

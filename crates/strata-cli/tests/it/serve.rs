@@ -911,3 +911,64 @@ fn an_admin_backfills_through_the_api() {
         String::from_utf8_lossy(&body)
     );
 }
+
+#[test]
+fn an_admin_compacts_and_vacuums_a_table_through_the_api() {
+    let (_p, shop, http, _sql) = shop();
+    shop.ok(&["example", "next-day"]);
+    shop.ok(&["run"]);
+    let rows = shop.count("select count(*) from bronze.orders");
+    let _server = serve(&shop, http, None);
+    let post = |path: &str, body: &str| {
+        let (status, bytes) = request(http, "POST", path, Some(ADMIN_TOKEN), Some(body));
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&bytes)));
+        (status, v)
+    };
+
+    // Two days of appends: two files, compacted into one; no row changes.
+    let (status, c) = post("/api/tables/bronze.orders/optimize", "{}");
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(
+        (&c["table"], &c["files_removed"], &c["files_added"]),
+        (
+            &serde_json::json!("bronze.orders"),
+            &serde_json::json!(2),
+            &serde_json::json!(1)
+        ),
+        "{c}"
+    );
+    assert_eq!(shop.count("select count(*) from bronze.orders"), rows);
+
+    // The replaced files, listed by a dry run; a short retention needs consent.
+    let (status, v) = post(
+        "/api/tables/bronze.orders/vacuum",
+        r#"{"retain_hours": 0, "unsafe_retention": true, "dry_run": true}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["files"].as_array().map(|f| f.len()), Some(2), "{v}");
+    let (status, v) = post("/api/tables/bronze.orders/vacuum", r#"{"retain_hours": 1}"#);
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--unsafe-retention") || e.contains("shorter")),
+        "{v}"
+    );
+
+    // Bad input is named.
+    let (status, v) = post(
+        "/api/tables/bronze.orders/optimize",
+        r#"{"target_size": "lots"}"#,
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("lots")),
+        "{v}"
+    );
+    let (status, v) = post("/api/tables/gold.nope/optimize", "{}");
+    assert_eq!(status, 404, "{v}");
+    let (status, v) = post("/api/tables/bronze.orders/vacuum", r#"{"days": 3}"#);
+    assert_eq!(status, 400, "{v}");
+}
