@@ -115,29 +115,20 @@ impl TaskExecutor for EngineExecutor {
         };
         if !out.skipped
             && let Some(v) = out.delta_version
-            && v > 0
-            && v % CHECKPOINT_EVERY == 0
         {
-            let write = checkpoint(e.lake.clone(), task.table.clone());
-            self.after_commits
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .spawn(write);
-        }
-        if !out.skipped && out.delta_version.is_some() && e.project.auto_compact > 0 {
-            // In the task's span, so its log lines go to the run's log.
-            let compact = tracing::Instrument::instrument(
-                crate::maintain::auto_compact(
-                    e.clone(),
-                    task.table.clone(),
-                    e.project.auto_compact,
-                ),
-                tracing::Span::current(),
-            );
-            self.after_commits
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .spawn(compact);
+            let checkpoint = v > 0 && v % CHECKPOINT_EVERY == 0;
+            let compact_at = e.project.auto_compact;
+            if checkpoint || compact_at > 0 {
+                // In the task's span, so its log lines go to the run's log.
+                let work = tracing::Instrument::instrument(
+                    after_commit(e.clone(), task.table.clone(), checkpoint, compact_at),
+                    tracing::Span::current(),
+                );
+                self.after_commits
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .spawn(work);
+            }
         }
         // A skipped task deployed nothing new, unless it was never recorded.
         let recorded = out.skipped
@@ -173,22 +164,26 @@ impl TaskExecutor for EngineExecutor {
 /// reads one Parquet file and at most this many commits, not its whole log.
 const CHECKPOINT_EVERY: i64 = 10;
 
-/// Writes a checkpoint of `table`'s current version, beside the run's next
-/// tasks (a checkpoint is written whole under its final name, so a reader
-/// meanwhile sees it complete or not at all). A failure is logged, not
-/// raised: the commit it follows is already published, and the table reads
-/// the same without it.
-async fn checkpoint(lake: crate::lake::Lake, table: String) {
+/// After a task's commit, beside the run's next tasks, with the table
+/// opened once: a Delta checkpoint of its version (written whole under its
+/// final name, so a reader meanwhile sees it complete or not at all), and a
+/// compaction once `compact_at` small files have gathered (`[project]
+/// auto_compact`; 0: never). A failure is logged, not raised: the commit
+/// it follows is already published, and the table reads the same without.
+async fn after_commit(engine: Engine, table: String, checkpoint: bool, compact_at: usize) {
     let table = table.as_str();
-    let done = async {
-        let t = lake.open(table).await.map_err(|err| err.to_string())?;
-        deltalake::checkpoints::create_checkpoint(&t, None)
-            .await
-            .map_err(|err| err.to_string())
-    }
-    .await;
-    if let Err(err) = done {
+    let t = match engine.lake().open(table).await {
+        Ok(t) => t,
+        Err(err) => {
+            tracing::warn!(table, error = %err, "opening a table after its commit failed");
+            return;
+        }
+    };
+    if checkpoint && let Err(err) = deltalake::checkpoints::create_checkpoint(&t, None).await {
         tracing::warn!(table, error = %err, "writing a Delta checkpoint failed");
+    }
+    if compact_at > 0 {
+        crate::maintain::auto_compact(&engine, table, &t, compact_at).await;
     }
 }
 

@@ -207,26 +207,28 @@ pub(crate) fn small_files(table: &DeltaTable) -> usize {
     by_partition.values().filter(|n| **n > 1).sum()
 }
 
-/// After a run's commit to `name`: compacts the table, beside the run's
-/// next tasks, once it has `threshold` small files (`[project]
-/// auto_compact`). A failure is logged, not raised: the commit it follows
-/// is published, and the table reads the same uncompacted.
-pub(crate) async fn auto_compact(engine: Engine, name: String, threshold: usize) {
-    let name = name.as_str();
+/// After a run's commit to `name` (`table`, as loaded then): compacts it
+/// once it has `threshold` small files (`[project] auto_compact`). A failure
+/// is logged, not raised: the commit it follows is published, and the
+/// table reads the same uncompacted.
+pub(crate) async fn auto_compact(
+    engine: &Engine,
+    name: &str,
+    table: &DeltaTable,
+    threshold: usize,
+) {
+    if small_files(table) < threshold {
+        return;
+    }
     let done = async {
-        let Some(table) = engine.lake().open_existing(name).await? else {
-            return Ok(None);
-        };
-        if threshold == 0 || small_files(&table) < threshold {
-            return Ok(None);
-        }
         let _lock = engine.write_lock(name).await;
+        // The newest version: another commit may have come since.
         let table = engine.lake().open(name).await?;
-        Optimize::new().one(name, table).await.map(Some)
+        Optimize::new().one(name, table).await
     }
     .await;
     match done {
-        Ok(Some(c)) if c.files_removed > 0 => tracing::info!(
+        Ok(c) if c.files_removed > 0 => tracing::info!(
             table = name,
             files_removed = c.files_removed,
             files_added = c.files_added,

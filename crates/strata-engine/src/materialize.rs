@@ -669,22 +669,20 @@ async fn new_rows(
     {
         return Ok(only);
     }
-    let mut all: Option<DataFrame> = None;
-    for r in readers {
-        let df = ctx
-            .read_table(r)
-            .context(|| format!("reading the new rows of {u}"))?;
-        all = Some(match all {
-            None => df,
-            Some(a) => a
-                .union(df)
-                .context(|| format!("reading the new rows of {u} (some since compacted)"))?,
-        });
+    // Some were compacted since: the files still here and each older version's.
+    let mut frames = readers.into_iter().map(|r| {
+        ctx.read_table(r)
+            .context(|| format!("reading the new rows of {u}"))
+    });
+    let mut all = frames
+        .next()
+        .ok_or_else(|| Error::Internal(format!("no new rows of {u} to read")))??;
+    for df in frames {
+        all = all
+            .union(df?)
+            .context(|| format!("reading the new rows of {u} (some since compacted)"))?;
     }
-    match all {
-        Some(df) => Ok(df.into_view()),
-        None => Err(Error::Internal(format!("no new rows of {u} to read"))),
-    }
+    Ok(all.into_view())
 }
 
 async fn build_incremental(

@@ -514,17 +514,24 @@ struct VacuumBody {
     dry_run: bool,
 }
 
-/// 404 unless `name` is one of the project's Delta tables.
-fn maintained(s: &AppState, name: &str) -> Result<(), Response> {
+/// A maintenance request's body: 403 for a caller who is not an admin, 400
+/// for a bad body, 404 unless `name` is one of the project's Delta tables.
+fn maintenance_request<T: serde::de::DeserializeOwned>(
+    s: &AppState,
+    c: &Caller,
+    name: &str,
+    bytes: &Bytes,
+) -> Result<T, Response> {
+    admin_only(c)?;
+    let b = body(bytes)?;
     let tables = strata_engine::maintain::tables_of(&s.project, &s.graph, None);
-    if tables.iter().any(|t| t == name) {
-        Ok(())
-    } else {
-        Err(error(
+    if !tables.iter().any(|t| t == name) {
+        return Err(error(
             StatusCode::NOT_FOUND,
             &format!("{name} is not a table of this project (views have no files)"),
-        ))
+        ));
     }
+    Ok(b)
 }
 
 /// A maintenance result: the one table's metrics, 404 when it is not built
@@ -552,16 +559,10 @@ async fn optimize_table(
     Path(name): Path<String>,
     bytes: Bytes,
 ) -> Response {
-    if let Err(r) = admin_only(&c) {
-        return r;
-    }
-    let b: OptimizeBody = match body(&bytes) {
+    let b: OptimizeBody = match maintenance_request(&s, &c, &name, &bytes) {
         Ok(b) => b,
         Err(r) => return r,
     };
-    if let Err(r) = maintained(&s, &name) {
-        return r;
-    }
     let mut optimize = strata_engine::maintain::Optimize::new();
     if let Some(t) = b.target_size {
         match strata_project::parse_size(&t) {
@@ -586,16 +587,10 @@ async fn vacuum_table(
     Path(name): Path<String>,
     bytes: Bytes,
 ) -> Response {
-    if let Err(r) = admin_only(&c) {
-        return r;
-    }
-    let b: VacuumBody = match body(&bytes) {
+    let b: VacuumBody = match maintenance_request(&s, &c, &name, &bytes) {
         Ok(b) => b,
         Err(r) => return r,
     };
-    if let Err(r) = maintained(&s, &name) {
-        return r;
-    }
     let mut vacuum = strata_engine::maintain::Vacuum::new();
     if let Some(h) = b.retain_hours {
         vacuum = vacuum.with_retention_hours(h);
