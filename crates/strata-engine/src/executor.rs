@@ -212,7 +212,14 @@ impl EngineExecutor {
                 let source = e.project.sources.get(name).ok_or_else(|| {
                     Error::Internal(format!("source {name} is not in the project"))
                 })?;
-                let mut out = ingest::ingest(e, source, run).await?;
+                let ingest = ingest::ingest(e, source, run);
+                #[cfg(feature = "ballista")]
+                let (ingested, local) = crate::cluster::recording_local(ingest).await;
+                #[cfg(not(feature = "ballista"))]
+                let ingested = ingest.await;
+                let mut out = ingested?;
+                #[cfg(feature = "ballista")]
+                note_fallback(&mut out, &local);
                 if !out.skipped
                     && let Some(v) = out.delta_version
                 {
@@ -238,14 +245,7 @@ impl EngineExecutor {
                 let mut out = built?;
                 out.bytes_read = bytes_read;
                 #[cfg(feature = "ballista")]
-                if !local.is_empty() {
-                    // Never silently: the run's output says what ran here.
-                    let note = format!("{} ran here (fallback)", local.join(", "));
-                    out.message = Some(match out.message.take() {
-                        Some(m) => format!("{m}; {note}"),
-                        None => note,
-                    });
-                }
+                note_fallback(&mut out, &local);
                 if !out.skipped {
                     // The commit just made says what it consumed and wrote,
                     // without loading the table again.
@@ -297,4 +297,18 @@ impl EngineExecutor {
             }
         }
     }
+}
+
+/// Never silently: a task's note says what ran in Strata's process instead
+/// of on the cluster (`fallback = "local"`).
+#[cfg(feature = "ballista")]
+fn note_fallback(out: &mut TaskOutput, local: &[String]) {
+    if local.is_empty() {
+        return;
+    }
+    let note = format!("{} ran here (fallback)", local.join(", "));
+    out.message = Some(match out.message.take() {
+        Some(m) => format!("{m}; {note}"),
+        None => note,
+    });
 }

@@ -3,7 +3,7 @@
 use crate::types::ColumnType;
 
 /// File format of a source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Format {
     /// Delimited text.
     Csv,
@@ -115,7 +115,7 @@ pub enum SourceMode {
 }
 
 /// What happens when a source's data has columns it did not have before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SchemaDrift {
     /// New columns are added to bronze (older rows read as null) and the
     /// change is recorded as a schema event.
@@ -137,7 +137,7 @@ pub enum OnBadRows {
 }
 
 /// CSV reading options.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CsvOptions {
     /// The first line holds column names.
     pub header: bool,

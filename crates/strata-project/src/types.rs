@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A column type as written in `columns = { id = "bigint" }`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ColumnType {
     /// 64-bit integer (`bigint`, `int`, `integer`, `long`).
     Int64,

@@ -174,6 +174,29 @@ fn the_example_project_on_a_cluster_equals_the_local_run() {
         "no gold table in the bucket"
     );
     assert_same_gold(&local, &remote);
+    // The executors read the sources: each bronze task says so, and bronze
+    // and its quarantine hold what the local read gave.
+    let tasks = remote.tasks();
+    for s in ["bronze.orders", "bronze.customers", "bronze.products"] {
+        let note = tasks[s]["message"].as_str().unwrap_or_default();
+        assert!(note.contains("read on the cluster"), "{s}: {note}");
+    }
+    for q in [
+        "select _source, count(*) as n, sum(order_id) as ids, sum(unit_price) as price from bronze.orders group by _source order by _source",
+        "select _source, count(*) as n, sum(customer_id) as ids from bronze.customers group by _source order by _source",
+        "select _source, _line, _error, _raw from bronze.orders_quarantine order by _source, _line",
+        "select count(*) as n from bronze.products",
+    ] {
+        let (a, b) = (local.sql(q), remote.sql(q));
+        assert!(a.len() > 1, "{q}: nothing locally");
+        assert_eq!(a, b, "{q}");
+    }
+    assert!(
+        s3.keys("lake")
+            .iter()
+            .any(|k| k.starts_with("shop/bronze/orders/part-") && k.ends_with(".parquet")),
+        "no bronze file written by the executors"
+    );
     // The executors wrote the gold files (into a folder of the table), and an
     // independent reader reads them.
     assert!(
@@ -299,6 +322,89 @@ fn the_tpch_medallion_on_a_cluster_equals_the_local_run() {
     assert!(ok, "{out}");
     assert!(!out.contains("ran here (fallback)"), "{out}");
     assert_same_gold(&local, &remote);
+    let tasks = remote.tasks();
+    let note = tasks["bronze.lineitem"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(note.contains("read on the cluster"), "{note}");
+    let q = "select count(*) as n, sum(cast(l_orderkey as bigint)) as k from bronze.lineitem";
+    assert_eq!(local.sql(q), remote.sql(q));
+}
+
+#[test]
+fn sources_the_executors_cannot_read_run_here_only_with_fallback() {
+    use crate::databases::{PG, pg, unique};
+    let s3 = s3();
+    s3.objects(&["mkbucket", "lake"]);
+    let c = cluster(&s3.endpoint);
+    let schema = unique("strata_cluster");
+    pg(&format!(
+        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.codes (id bigint, code text); INSERT INTO {schema}.codes VALUES (1, 'a'), (2, 'b');"
+    ));
+    let p = TestProject::new();
+    p.write(
+        "strata.toml",
+        &format!("[project]\nname = \"mixed\"\n[sources.codes]\nformat = \"postgres\"\nurl = \"{PG}\"\ntable = \"{schema}.codes\"\n\n[sources.ev]\nformat = \"csv\"\npath = \"data/*.csv\"\ncolumns = {{ id = \"bigint\", amount = \"bigint\" }}\n"),
+    );
+    p.write("data/ev_1.csv", "id,amount\n1,5\n2,x\n3,7\n");
+    on_cluster(p.path(), "s3://lake/mixed", &s3.endpoint, &c.engine, "fail");
+    // A database is read in Strata's process: refused without fallback,
+    // while the file source is read by the executors.
+    let shop = Shop(p.path().to_path_buf());
+    let (ok, out) = run_output(&shop, &["run"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("bronze.codes: reading source `codes`")
+            && out.contains("fallback = \"local\""),
+        "{out}"
+    );
+    let tasks = shop.tasks();
+    let note = tasks["bronze.ev"]["message"].as_str().unwrap_or_default();
+    assert!(note.contains("read on the cluster"), "{note}");
+    let cfg = p.path().join("strata.toml");
+    let text = std::fs::read_to_string(&cfg).expect("strata.toml");
+    std::fs::write(
+        &cfg,
+        text.replace("fallback = \"fail\"", "fallback = \"local\""),
+    )
+    .expect("write");
+    let (ok, out) = run_output(&shop, &["run"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("source read ran here (fallback)"), "{out}");
+    assert_eq!(shop.count("select count(*) from bronze.codes"), 2);
+    // The executors' bad row went to quarantine, with its line.
+    assert_eq!(shop.count("select sum(id) from bronze.ev"), 4);
+    assert_eq!(
+        shop.sql("select _source, _line from bronze.ev_quarantine"),
+        vec!["_source,_line".to_string(), "data/ev_1.csv,3".to_string()]
+    );
+
+    // Under on_bad_rows = "fail", the executors' bad row stops the batch,
+    // named by file and line, and nothing of it is committed.
+    let strict = TestProject::new();
+    strict.write(
+        "strata.toml",
+        "[project]\nname = \"strict\"\n[sources.ev]\nformat = \"csv\"\npath = \"data/*.csv\"\non_bad_rows = \"fail\"\ncolumns = { id = \"bigint\" }\n",
+    );
+    strict.write("data/a.csv", "id\n1\n2\n");
+    strict.write("data/b.csv", "id\n3\nfour\n");
+    on_cluster(
+        strict.path(),
+        "s3://lake/strict",
+        &s3.endpoint,
+        &c.engine,
+        "fail",
+    );
+    let (ok, out) = run_output(&Shop(strict.path().to_path_buf()), &["run"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("data/b.csv:3:"), "{out}");
+    assert!(
+        !s3.keys("lake")
+            .iter()
+            .any(|k| k.starts_with("strict/bronze/ev/")),
+        "files of a refused batch were left: {:?}",
+        s3.keys("lake")
+    );
 }
 
 #[test]

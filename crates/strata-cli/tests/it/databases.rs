@@ -6,7 +6,7 @@ use sqlx::Connection;
 
 use crate::support::TestProject;
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub(crate) const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MY: &str = "mysql://root@127.0.0.1:3306/test";
 
 fn block<F: std::future::Future>(f: F) -> F::Output {
@@ -17,7 +17,7 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-fn pg(sql: &str) {
+pub(crate) fn pg(sql: &str) {
     block(async {
         let mut c = sqlx::PgConnection::connect(PG)
             .await
@@ -35,7 +35,7 @@ fn my(sql: &str) {
     });
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid_like())
 }
 

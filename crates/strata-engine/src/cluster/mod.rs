@@ -40,13 +40,50 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
 use datafusion::prelude::SessionConfig;
-use datafusion_proto::physical_plan::AsExecutionPlan;
+use datafusion_proto::physical_plan::{
+    AsExecutionPlan, PhysicalExtensionCodec, PhysicalProtoConverterExtension,
+};
 use datafusion_proto::protobuf::PhysicalPlanNode;
 use futures::TryStreamExt;
 
 /// Operators that may stay in Strata's process on a cluster: they only pass
 /// rows on (counting them) to the Delta writer, which is the commit step.
 const PLUMBING: &[&str] = &["MetricObserverExec", "CoalescePartitionsExec"];
+
+/// Ballista's codec with Strata's own plan nodes added (a source read,
+/// [`crate::ingest::cluster::IngestExec`]): what Strata's client, scheduler
+/// and executors encode and decode plans with.
+#[derive(Debug, Default)]
+pub struct StrataCodec {
+    ballista: BallistaPhysicalExtensionCodec,
+}
+
+impl PhysicalExtensionCodec for StrataCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        converter: &dyn PhysicalProtoConverterExtension,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        if let Some(node) = crate::ingest::cluster::IngestExec::decode(buf, inputs) {
+            return Ok(Arc::new(node?));
+        }
+        self.ballista.try_decode(buf, inputs, ctx, converter)
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        converter: &dyn PhysicalProtoConverterExtension,
+    ) -> datafusion::error::Result<()> {
+        if let Some(ingest) = node.downcast_ref::<crate::ingest::cluster::IngestExec>() {
+            return ingest.encode(buf);
+        }
+        self.ballista.try_encode(node, buf, converter)
+    }
+}
 
 /// Where the cluster is and what may run outside it.
 #[derive(Debug, Clone)]
@@ -168,7 +205,7 @@ impl QueryPlanner for ClusterPlanner {
             .create_physical_plan(logical_plan, session_state)
             .await?;
         let mut cut = Cut {
-            codec: BallistaPhysicalExtensionCodec::default(),
+            codec: StrataCodec::default(),
             cluster: &self.cluster,
             local: BTreeSet::new(),
         };
@@ -203,7 +240,7 @@ impl QueryPlanner for ClusterPlanner {
 
 /// Cuts a physical plan into cluster jobs.
 struct Cut<'a> {
-    codec: BallistaPhysicalExtensionCodec,
+    codec: StrataCodec,
     cluster: &'a Cluster,
     /// Operators left in this process because they cannot be serialized.
     local: BTreeSet<String>,
@@ -282,7 +319,8 @@ pub struct ClusterExec {
 }
 
 impl ClusterExec {
-    fn new(plan: Arc<dyn ExecutionPlan>, cluster: &Cluster) -> Self {
+    /// `plan`, to run as one job on `cluster`.
+    pub(crate) fn new(plan: Arc<dyn ExecutionPlan>, cluster: &Cluster) -> Self {
         let properties = Arc::new(PlanProperties::new(
             plan.equivalence_properties().clone(),
             Partitioning::UnknownPartitioning(1),
@@ -359,7 +397,7 @@ impl ExecutionPlan for ClusterExec {
         let session_id = context.session_id();
         let stream = futures::stream::once(async move {
             let config = session_config.ballista_config();
-            let codec = BallistaPhysicalExtensionCodec::default();
+            let codec = StrataCodec::default();
             ballista_core::execution_plans::execute_physical_plan::<PhysicalPlanNode>(
                 url.clone(),
                 &config,

@@ -2,8 +2,9 @@
 //! processes, with the object stores of Strata's lakes built in.
 //!
 //! Plans reach them already cut by Strata ([`super::ClusterPlanner`]) and made
-//! only of DataFusion operators, which Ballista's codecs carry; what an
-//! executor adds is access to the lake: `s3://`, `az://` and `gs://` URLs are
+//! of DataFusion operators, which Ballista's codecs carry, and Strata's own
+//! source reads ([`super::StrataCodec`]); what an executor adds is access to
+//! the lake: `s3://`, `az://` and `gs://` URLs are
 //! opened with credentials from the executor's environment (`AWS_*`,
 //! `AZURE_*`, `GOOGLE_*`) or its `--storage-option KEY=VALUE` flags.
 
@@ -53,6 +54,7 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<()> {
         .with_hostname(opts.external_host.clone())
         .with_port(opts.port);
     config.bind_host = opts.bind_host.clone();
+    config.override_physical_codec = Some(Arc::new(super::StrataCodec::default()));
     crate::storage::check_options(&opts.storage_options).map_err(Error::User)?;
     let registry = Arc::new(LakeStores::new(
         opts.storage_options.iter().cloned().collect(),
@@ -116,6 +118,7 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<()> {
         scheduler_host: opts.scheduler_host.clone(),
         scheduler_port: opts.scheduler_port,
         work_dir: opts.work_dir.clone(),
+        override_physical_codec: Some(Arc::new(super::StrataCodec::default())),
         ..Default::default()
     };
     if let Some(n) = opts.concurrent_tasks {

@@ -6,6 +6,8 @@
 //! For every file: rows read = rows loaded + rows quarantined (+ rows dropped
 //! by an explicit rule, none yet), recorded in the state store.
 
+#[cfg(feature = "ballista")]
+pub(crate) mod cluster;
 pub mod db;
 pub mod files;
 mod http;
@@ -160,68 +162,27 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
             ..Default::default()
         });
     }
+    // On a cluster the executors read the files and write bronze's.
+    #[cfg(feature = "ballista")]
+    if engine.on_cluster()
+        && let Some(out) =
+            cluster::ingest(engine, source, run, &bronze, store.as_ref(), &todo).await?
+    {
+        return Ok(out);
+    }
     // Objects on object storage are read from a local spool, kept until the
     // batch is committed.
     let (_spool, todo) = localize(store.as_ref(), todo).await?;
 
-    let mut columns = columns_for(source, &bronze, &todo[0].0)?;
-    // Hive-style folders (`date=2024-01-01/`) give columns of their own.
-    let mut hive: Vec<(String, Vec<String>)> = vec![];
-    for (_, rel) in &todo {
-        for (k, v) in files::hive_values(rel) {
-            match hive.iter_mut().find(|(hk, _)| *hk == k) {
-                Some((_, vals)) => vals.push(v),
-                None => hive.push((k, vec![v])),
-            }
-        }
-    }
-    for (k, vals) in &hive {
-        if !columns.iter().any(|(c, _)| c == k) {
-            columns.push((
-                k.clone(),
-                infer::infer_text(vals.iter().map(String::as_str)),
-            ));
-        }
-    }
-    let target = rows::schema_of(&columns);
-    if exists && source.columns.is_some() {
-        let have = data_schema(&bronze)?;
-        let shown = |s: &Schema| {
-            s.fields()
-                .iter()
-                .map(|f| format!("{} {}", f.name(), f.data_type()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let same = have.fields().len() == target.fields().len()
-            && have.fields().iter().zip(target.fields()).all(|(a, b)| {
-                a.name() == b.name()
-                    && rows::column_type(a.data_type()) == rows::column_type(b.data_type())
-            });
-        if !same {
-            return Err(Error::User(format!(
-                "the declared columns of source `{}` ({}) differ from {table_name} ({}); changing the columns of an ingested source is not supported yet: restore the declaration",
-                source.name,
-                shown(&target),
-                shown(&have)
-            )));
-        }
-    }
-    let parquet_target = match source.format {
-        Format::Parquet if source.columns.is_none() && !exists => {
-            let file = files::parquet_schema(&todo[0].0)
-                .map_err(|e| Error::User(format!("{}: {e}", todo[0].1)))?;
-            let mut fields: Vec<Field> = file.fields().iter().map(|f| f.as_ref().clone()).collect();
-            for (k, t) in &columns {
-                if hive.iter().any(|(hk, _)| hk == k) && file.field_with_name(k).is_err() {
-                    fields.push(Field::new(k, rows::arrow_type(*t), true));
-                }
-            }
-            Arc::new(Schema::new(fields))
-        }
-        Format::Parquet if source.columns.is_none() => data_schema(&bronze)?,
-        _ => target.clone(),
-    };
+    let Shape {
+        mut columns,
+        parquet_target,
+    } = shape_of(
+        source,
+        &bronze,
+        (&todo[0].0, &todo[0].1),
+        todo.iter().map(|(_, r)| r.as_str()),
+    )?;
 
     if let Some(out) = ingest_streaming(engine, source, run, &bronze, &todo, &columns).await? {
         return Ok(out);
@@ -229,14 +190,8 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
     let mut decoded = decode_all(source, &todo, &columns, &parquet_target).await;
     // Schema drift: columns a file has that the source did not.
     let mut events: Vec<strata_state::SchemaEvent> = vec![];
-    let event = |change: &str, column: &str, ty: String, file: &str| strata_state::SchemaEvent {
-        source: source.name.clone(),
-        change: change.into(),
-        column: column.into(),
-        column_type: ty,
-        file: file.into(),
-        run_id: run.run_id.clone(),
-        at: strata_state::now(),
+    let event = |change: &str, column: &str, ty: String, file: &str| {
+        schema_event(source, run, change, column, ty, file)
     };
     if source.schema_drift == SchemaDrift::AddColumns {
         let mut added: Vec<(String, ColumnType, String)> = vec![];
@@ -324,9 +279,31 @@ pub async fn ingest(engine: &Engine, source: &Source, run: &RunInfo) -> Result<T
             schema: data_schema_with_meta,
             watermark: None,
             events,
+            intervals: None,
         },
     )
     .await
+}
+
+/// A schema change `file` brought to `source` (`column_added`,
+/// `column_missing`, `column_retyped`), to record once its batch commits.
+fn schema_event(
+    source: &Source,
+    run: &RunInfo,
+    change: &str,
+    column: &str,
+    column_type: String,
+    file: &str,
+) -> strata_state::SchemaEvent {
+    strata_state::SchemaEvent {
+        source: source.name.clone(),
+        change: change.into(),
+        column: column.into(),
+        column_type,
+        file: file.into(),
+        run_id: run.run_id.clone(),
+        at: strata_state::now(),
+    }
 }
 
 /// One batch of a source, read and converted, ready to audit and commit.
@@ -344,6 +321,9 @@ struct Batch {
     watermark: Option<db::Watermark>,
     /// Schema changes this batch brings (recorded once it is committed).
     events: Vec<strata_state::SchemaEvent>,
+    /// Rows per interval of the source's `time_column` and the newest
+    /// time, when counted where the rows were read (else counted from `data`).
+    intervals: Option<(std::collections::BTreeMap<i64, i64>, Option<i64>)>,
 }
 
 /// Audits a batch with the source's checks, commits the quarantine rows, then
@@ -366,6 +346,7 @@ async fn commit_batch(
         schema: data_schema_with_meta,
         watermark,
         events,
+        intervals,
     } = batch;
     // Source checks audit the batch before anything is committed.
     if !source.checks.is_empty() && !data_batches.is_empty() {
@@ -438,6 +419,7 @@ async fn commit_batch(
             .context(|| format!("writing {}", source.quarantine_table()))?;
     }
     let per_interval = match &source.time {
+        Some(_) if intervals.is_some() => intervals,
         Some((col, grain)) if !data_batches.is_empty() => {
             Some(interval_counts(engine, source, &data_batches, col, *grain).await?)
         }
@@ -806,6 +788,7 @@ async fn ingest_streaming(
             schema,
             watermark: None,
             events: vec![],
+            intervals: None,
         },
     )
     .await
@@ -985,6 +968,17 @@ async fn record_source_intervals(
 /// next run read those rows again, and a crash before it re-reads them.
 async fn ingest_rows(engine: &Engine, source: &Source, run: &RunInfo) -> Result<TaskOutput> {
     let table_name = source.table();
+    // Executors do not read databases or APIs yet.
+    #[cfg(feature = "ballista")]
+    crate::cluster::local_step(
+        engine,
+        &table_name,
+        "source read",
+        &format!(
+            "reading source `{}` (a database or HTTP API; executors read only file sources)",
+            source.name
+        ),
+    )?;
     let bronze = engine.lake.open(&table_name).await?;
     let exists = bronze.version().is_some();
     let batch_id = format!("{}:{}", run.run_id, source.name);
@@ -1213,6 +1207,7 @@ async fn ingest_rows(engine: &Engine, source: &Source, run: &RunInfo) -> Result<
             schema: with_metadata_schema(&write_schema(&columns, source.schema_drift)),
             watermark: fetched.watermark.or(watermark),
             events,
+            intervals: None,
         },
     )
     .await
@@ -1372,6 +1367,92 @@ async fn localize(
         out.push((path, rel));
     }
     Ok((spool, out))
+}
+
+/// How a batch of a file source is read.
+struct Shape {
+    /// The source's columns: declared, the table's, or inferred from the
+    /// first file, plus the columns of hive-style folders.
+    columns: Vec<(String, ColumnType)>,
+    /// The schema a Parquet source's rows are read as (the columns' otherwise).
+    parquet_target: SchemaRef,
+}
+
+/// The [`Shape`] of a batch whose files are named `rels`; `first` is the
+/// first file on local disk and its name (read only for a new table without
+/// declared columns). Declared columns that differ from the table's are
+/// refused.
+fn shape_of<'a>(
+    source: &Source,
+    bronze: &deltalake::DeltaTable,
+    (first, first_rel): (&Path, &str),
+    rels: impl Iterator<Item = &'a str>,
+) -> Result<Shape> {
+    let exists = bronze.version().is_some();
+    let mut columns = columns_for(source, bronze, first)?;
+    // Hive-style folders (`date=2024-01-01/`) give columns of their own.
+    let mut hive: Vec<(String, Vec<String>)> = vec![];
+    for rel in rels {
+        for (k, v) in files::hive_values(rel) {
+            match hive.iter_mut().find(|(hk, _)| *hk == k) {
+                Some((_, vals)) => vals.push(v),
+                None => hive.push((k, vec![v])),
+            }
+        }
+    }
+    for (k, vals) in &hive {
+        if !columns.iter().any(|(c, _)| c == k) {
+            columns.push((
+                k.clone(),
+                infer::infer_text(vals.iter().map(String::as_str)),
+            ));
+        }
+    }
+    let target = rows::schema_of(&columns);
+    if exists && source.columns.is_some() {
+        let have = data_schema(bronze)?;
+        let shown = |s: &Schema| {
+            s.fields()
+                .iter()
+                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let same = have.fields().len() == target.fields().len()
+            && have.fields().iter().zip(target.fields()).all(|(a, b)| {
+                a.name() == b.name()
+                    && rows::column_type(a.data_type()) == rows::column_type(b.data_type())
+            });
+        if !same {
+            return Err(Error::User(format!(
+                "the declared columns of source `{}` ({}) differ from {} ({}); changing the columns of an ingested source is not supported yet: restore the declaration",
+                source.name,
+                shown(&target),
+                source.table(),
+                shown(&have)
+            )));
+        }
+    }
+    let parquet_target = match source.format {
+        Format::Parquet if source.columns.is_none() && !exists => {
+            let file = files::parquet_schema(first)
+                .map_err(|e| Error::User(format!("{first_rel}: {e}")))?;
+            let mut fields: Vec<Field> = file.fields().iter().map(|f| f.as_ref().clone()).collect();
+            for (k, t) in &columns {
+                if hive.iter().any(|(hk, _)| hk == k) && file.field_with_name(k).is_err() {
+                    fields.push(Field::new(k, rows::arrow_type(*t), true));
+                }
+            }
+            Arc::new(Schema::new(fields))
+        }
+        Format::Parquet if source.columns.is_none() => data_schema(bronze)?,
+        _ => target.clone(),
+    };
+
+    Ok(Shape {
+        columns,
+        parquet_target,
+    })
 }
 
 /// Declared columns, else the bronze table's, else inferred from `first`.

@@ -293,7 +293,7 @@ impl Builder {
 }
 
 /// A row that could not be loaded, for the quarantine table.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BadRow {
     /// The raw record as read.
     pub raw: String,
