@@ -120,36 +120,27 @@ pub(crate) async fn build(
             .await
             .context(|| "clearing interval state".into())?;
     }
-    // Replacing intervals of an existing table reads it through delta-rs's
-    // own file scan, whose columns do not survive a trip through a cluster:
-    // on one, that write runs here (only with fallback = "local").
-    let write_state = if exists && engine.on_cluster() {
-        #[cfg(feature = "ballista")]
-        crate::cluster::local_step(
-            engine,
-            &model.name,
-            "replace-where write",
-            "replacing the intervals of an existing partitioned table uses delta-rs's replace-where write, which",
-        )?;
-        engine.local_context().state()
+    let p = provenance(model, &run, versions);
+    // On a cluster the executors rewrite the files that hold rows of these
+    // intervals (see `replace_on_cluster`).
+    #[cfg(feature = "ballista")]
+    let rewritten = if exists && engine.on_cluster() {
+        replace_on_cluster(&ctx, model, &kept, &target, &in_range, &p).await?
     } else {
-        ctx.state()
+        None
     };
-    let mut w = target
-        .write(vec![])
-        .with_input_plan(kept.logical_plan().clone())
-        .with_session_state(Arc::new(write_state))
-        .with_table_name(&model.name)
-        .with_save_mode(SaveMode::Overwrite)
-        .with_commit_properties(provenance(model, &run, versions).commit_properties());
-    w = if exists {
-        w.with_replace_where(in_range.clone())
-    } else {
-        w.with_schema_mode(SchemaMode::Overwrite)
+    #[cfg(not(feature = "ballista"))]
+    let rewritten: Option<(deltalake::DeltaTable, i64)> = None;
+    let (table, rows_written) = match rewritten {
+        Some(done) => done,
+        None => {
+            let table = replace_here(engine, &ctx, model, kept, target, exists, &in_range, &p)
+                .await
+                .context(|| format!("replacing {} of {}", describe(start, end), model.name))?;
+            let n = last_commit_rows(&table).await?;
+            (table, n)
+        }
     };
-    let table = w
-        .await
-        .context(|| format!("replacing {} of {}", describe(start, end), model.name))?;
     let out_rows: Vec<IntervalRows> = intervals
         .iter()
         .map(|i| {
@@ -177,7 +168,7 @@ pub(crate) async fn build(
         message.push_str(&format!("; late data in {late}"));
     }
     Ok(TaskOutput {
-        rows_written: last_commit_rows(&table).await?,
+        rows_written,
         rows_quarantined: a.quarantined,
         delta_version: version_of(&table),
         message: Some(message),
@@ -185,6 +176,110 @@ pub(crate) async fn build(
         data_time: newest.and_then(micros_rfc3339),
         ..Default::default()
     })
+}
+
+/// Writes `kept` over the rows of `[start, end)` with delta-rs (its
+/// replace-where write), or as the table's first version.
+#[allow(clippy::too_many_arguments)]
+async fn replace_here(
+    engine: &Engine,
+    ctx: &SessionContext,
+    model: &Model,
+    kept: datafusion::prelude::DataFrame,
+    target: deltalake::DeltaTable,
+    exists: bool,
+    in_range: &str,
+    p: &crate::lake::Provenance,
+) -> std::result::Result<deltalake::DeltaTable, deltalake::DeltaTableError> {
+    // delta-rs's replace-where write reads the table through its own file
+    // scan, whose columns do not survive a trip through a cluster: on one,
+    // it runs here (only with fallback = "local").
+    let write_state = if exists && engine.on_cluster() {
+        #[cfg(feature = "ballista")]
+        crate::cluster::local_step(
+            engine,
+            &model.name,
+            "replace-where write",
+            "replacing the intervals of this table (its columns or layout differ from the query's) uses delta-rs's replace-where write, which",
+        )
+        .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
+        engine.local_context().state()
+    } else {
+        ctx.state()
+    };
+    let mut w = target
+        .write(vec![])
+        .with_input_plan(kept.logical_plan().clone())
+        .with_session_state(Arc::new(write_state))
+        .with_table_name(&model.name)
+        .with_save_mode(SaveMode::Overwrite)
+        .with_commit_properties(p.commit_properties());
+    w = if exists {
+        w.with_replace_where(in_range.to_string())
+    } else {
+        w.with_schema_mode(SchemaMode::Overwrite)
+    };
+    w.await
+}
+
+/// Replaces the rows of `in_range` on a cluster: the table's files that may
+/// hold such rows (by the log's statistics) are rewritten by the executors
+/// as their other rows plus `kept`, and Strata commits the new files in
+/// their place in one version. Returns the table and the rows written;
+/// `None` when the files cannot be staged (a partitioned table, or columns
+/// whose types differ), which delta-rs's write then handles here.
+#[cfg(feature = "ballista")]
+async fn replace_on_cluster(
+    ctx: &SessionContext,
+    model: &Model,
+    kept: &datafusion::prelude::DataFrame,
+    target: &deltalake::DeltaTable,
+    in_range: &str,
+    p: &crate::lake::Provenance,
+) -> Result<Option<(deltalake::DeltaTable, i64)>> {
+    use crate::cluster::table::LakeTable;
+    use datafusion::catalog::TableProvider as _;
+    let what = || format!("replacing the intervals of {}", model.name);
+    let lake = LakeTable::try_new(&model.name, target, None)?;
+    let schema = datafusion::common::DFSchema::try_from(lake.schema()).context(what)?;
+    let predicate = ctx.parse_sql_expr(in_range, &schema).context(what)?;
+    let replaced = lake.files_matching(&ctx.state(), predicate).context(what)?;
+    let cols = lake
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("\"{}\"", f.name().replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for t in ["__strata_new", "__strata_old"] {
+        let _ = ctx.deregister_table(t);
+    }
+    ctx.register_table("__strata_new", kept.clone().into_view())
+        .context(what)?;
+    let rewrite = if replaced.is_empty() {
+        format!("select {cols} from __strata_new")
+    } else {
+        let old = LakeTable::try_new(&model.name, target, Some(&replaced))?;
+        ctx.register_table("__strata_old", Arc::new(old))
+            .context(what)?;
+        // Rows outside the range stay, nulls included.
+        format!(
+            "select {cols} from __strata_old where ({in_range}) is not true union all select {cols} from __strata_new"
+        )
+    };
+    let written = scalar_i64(ctx, "select count(*) from __strata_new").await?;
+    let df = ctx.sql(&rewrite).await.context(what)?;
+    let staged = crate::staged::stage(target, df, &model.name).await;
+    for t in ["__strata_new", "__strata_old"] {
+        let _ = ctx.deregister_table(t);
+    }
+    let Some(staged) = staged? else {
+        return Ok(None);
+    };
+    let table = staged
+        .commit_replacing(&replaced, in_range, p, &model.name)
+        .await?;
+    Ok(Some((table, written)))
 }
 
 /// `col >= start and col < end`, as SQL both DataFusion and delta-rs accept

@@ -198,6 +198,49 @@ impl Staged {
     }
 }
 
+#[cfg(feature = "ballista")]
+impl Staged {
+    /// Commits the files in place of the table's files named in `replaced`
+    /// (paths as the log names them), as an overwrite of the rows matching
+    /// `predicate`: one Delta version, as delta-rs's replace-where writes.
+    pub(crate) async fn commit_replacing(
+        self,
+        replaced: &[String],
+        predicate: &str,
+        p: &Provenance,
+        name: &str,
+    ) -> Result<DeltaTable> {
+        let what = || format!("writing {name}");
+        let Staged {
+            mut table, adds, ..
+        } = self;
+        let snapshot = table.snapshot().context(what)?;
+        let gone: std::collections::HashSet<&str> = replaced.iter().map(String::as_str).collect();
+        let mut actions: Vec<Action> = snapshot
+            .log_data()
+            .iter()
+            .filter(|f| gone.contains(f.path().as_ref()))
+            .map(|f| Action::Remove(f.remove_action(true)))
+            .collect();
+        actions.extend(adds.into_iter().map(Action::Add));
+        CommitBuilder::from(p.commit_properties())
+            .with_actions(actions)
+            .build(
+                Some(snapshot),
+                table.log_store(),
+                DeltaOperation::Write {
+                    mode: SaveMode::Overwrite,
+                    partition_by: None,
+                    predicate: Some(predicate.to_string()),
+                },
+            )
+            .await
+            .context(what)?;
+        table.update_state().await.context(what)?;
+        Ok(table)
+    }
+}
+
 /// Commits Parquet files already written into `table` as one Delta version:
 /// they replace the table's rows (`SaveMode::Overwrite`) or join them
 /// (`SaveMode::Append`); a table that does not exist yet is created, with

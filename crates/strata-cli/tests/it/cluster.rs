@@ -430,7 +430,7 @@ fn a_cluster_that_does_not_answer_is_named() {
 }
 
 #[test]
-fn a_partitioned_model_replaces_its_intervals_here_only_with_fallback() {
+fn a_partitioned_model_replaces_its_intervals_on_the_cluster() {
     let s3 = s3();
     s3.objects(&["mkbucket", "lake"]);
     let c = cluster(&s3.endpoint);
@@ -461,34 +461,38 @@ fn a_partitioned_model_replaces_its_intervals_here_only_with_fallback() {
     // The first build writes the table whole, on the cluster.
     let (ok, out) = run_output(&remote, &range);
     assert!(ok, "{out}");
-    // Replacing intervals of the existing table needs delta-rs's replace-where
-    // write, which runs here: refused, then allowed with fallback = "local".
+    // Replacing intervals of the existing table: the executors rewrite the
+    // files holding rows of those intervals, and Strata commits them.
     local.write("data/ev_2.csv", "id,at,amount\n4,2024-01-02T23:00:00,7\n");
     remote.write("data/ev_2.csv", "id,at,amount\n4,2024-01-02T23:00:00,7\n");
     local.ok(&range);
     let (ok, out) = run_output(&remote, &range);
-    assert!(!ok, "{out}");
-    assert!(
-        out.contains("silver.events: replacing the intervals")
-            && out.contains("fallback = \"local\""),
-        "{out}"
-    );
-    let cfg = remote.path().join("strata.toml");
-    let text = std::fs::read_to_string(&cfg).expect("strata.toml");
-    std::fs::write(
-        &cfg,
-        text.replace("fallback = \"fail\"", "fallback = \"local\""),
-    )
-    .expect("write");
+    assert!(ok, "{out}");
+    assert!(!out.contains("fallback"), "{out}");
+    let tasks = remote.tasks();
+    let note = tasks["silver.events"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(note.contains("replaced"), "{note}");
+    assert_eq!(tasks["silver.events"]["rows_written"], 4, "{tasks:?}");
+    // A later interval is added, then the earlier ones replaced again: the
+    // later rows stay.
+    let later = ["run", "--start", "2024-01-03", "--end", "2024-01-04"];
+    for p in [&local, &remote] {
+        p.write("data/ev_3.csv", "id,at,amount\n5,2024-01-03T08:00:00,9\n");
+    }
+    local.ok(&later);
+    let (ok, out) = run_output(&remote, &later);
+    assert!(ok, "{out}");
+    for p in [&local, &remote] {
+        p.write("data/ev_4.csv", "id,at,amount\n6,2024-01-01T12:00:00,1\n");
+    }
+    local.ok(&range);
     let (ok, out) = run_output(&remote, &range);
     assert!(ok, "{out}");
-    assert!(
-        out.contains("replace-where write ran here (fallback)"),
-        "{out}"
-    );
     assert_eq!(
         rows(&local, "silver.events"),
         rows(&remote, "silver.events")
     );
-    assert_eq!(rows(&remote, "silver.events").len(), 5);
+    assert_eq!(rows(&remote, "silver.events").len(), 7);
 }

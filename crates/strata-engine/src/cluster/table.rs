@@ -46,6 +46,8 @@ const HONOURED_READER_FEATURES: &[&str] = &["timestampNtz", "v2Checkpoint", "vac
 struct LakeFile {
     /// The object's path in its store.
     path: String,
+    /// Its path in the table's log (relative to the table).
+    rel: String,
     size: u64,
     /// One value per partition column, in [`LakeTable::partition_columns`] order.
     partition_values: Vec<ScalarValue>,
@@ -166,6 +168,7 @@ impl LakeTable {
             let (stats, nulls) = file_stats(f.stats().as_deref(), &schema);
             files.push(LakeFile {
                 path: path.to_string(),
+                rel,
                 size: f.size().max(0) as u64,
                 partition_values,
                 rows: f.num_records(),
@@ -181,6 +184,51 @@ impl LakeTable {
             schema,
             files: Arc::new(files),
         })
+    }
+
+    /// The files that may hold rows matching all of `filters`, by partition
+    /// values and the log's statistics (every file when they cannot tell).
+    fn pruned(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+    ) -> datafusion::error::Result<Vec<&LakeFile>> {
+        let mut files: Vec<&LakeFile> = self.files.iter().collect();
+        if let Some(predicate) = conjunction(filters.iter().cloned()) {
+            let df_schema = DFSchema::try_from(self.schema.clone())?;
+            let expr = state.create_physical_expr(predicate, &df_schema)?;
+            // A filter the pruner cannot use keeps every file.
+            #[allow(deprecated)]
+            let pruning = PruningPredicate::try_new(expr, self.schema.clone());
+            if let Ok(pruning) = pruning {
+                let stats = FilesStats {
+                    table: self,
+                    files: &files,
+                };
+                if let Ok(keep) = pruning.prune(&stats) {
+                    files = files
+                        .into_iter()
+                        .zip(keep)
+                        .filter_map(|(f, k)| k.then_some(f))
+                        .collect();
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    /// The files (paths relative to the table, as its log names them) that
+    /// may hold rows matching `predicate`.
+    pub(crate) fn files_matching(
+        &self,
+        state: &dyn Session,
+        predicate: Expr,
+    ) -> datafusion::error::Result<Vec<String>> {
+        Ok(self
+            .pruned(state, &[predicate])?
+            .into_iter()
+            .map(|f| f.rel.clone())
+            .collect())
     }
 
     /// The store its files are in (`s3://bucket`, `file://`).
@@ -202,8 +250,21 @@ impl LakeTable {
         s.total_byte_size = Precision::Inexact(f.size as usize);
         for (i, c) in s.column_statistics.iter_mut().enumerate() {
             if let Some(Some((min, max))) = f.stats.get(i) {
-                c.min_value = Precision::Exact(min.clone());
-                c.max_value = Precision::Exact(max.clone());
+                // Widened bounds (timestamps) are bounds, not values.
+                let exact = self
+                    .schema
+                    .fields()
+                    .get(i)
+                    .is_some_and(|f| exact_stats_type(f.data_type()));
+                let wrap = |v: &ScalarValue| {
+                    if exact {
+                        Precision::Exact(v.clone())
+                    } else {
+                        Precision::Inexact(v.clone())
+                    }
+                };
+                c.min_value = wrap(min);
+                c.max_value = wrap(max);
             }
             if let Some(Some(n)) = f.nulls.get(i) {
                 c.null_count = Precision::Exact(*n as usize);
@@ -227,10 +288,30 @@ fn store_url_of(root: &Url) -> std::result::Result<ObjectStoreUrl, String> {
     ObjectStoreUrl::parse(store_root(root)).map_err(|e| format!("bad table URL {root}: {e}"))
 }
 
-/// Whether a type's log statistics are exact bounds (delta-rs truncates text
-/// and rounds timestamps to milliseconds, so those are left out).
+/// Whether a type's log statistics are exact bounds (delta-rs truncates text,
+/// left out, and timestamps to the millisecond, whose maxima are widened by
+/// one and used for pruning only).
 fn exact_stats_type(t: &DataType) -> bool {
     t.is_integer() || t.is_floating() || matches!(t, DataType::Date32 | DataType::Decimal128(..))
+}
+
+/// A timestamp moved by `ms` milliseconds (`None` for other values).
+fn widen_ms(v: ScalarValue, ms: i64) -> Option<ScalarValue> {
+    Some(match v {
+        ScalarValue::TimestampSecond(Some(x), tz) => {
+            ScalarValue::TimestampSecond(Some(x + ms.signum()), tz)
+        }
+        ScalarValue::TimestampMillisecond(Some(x), tz) => {
+            ScalarValue::TimestampMillisecond(Some(x + ms), tz)
+        }
+        ScalarValue::TimestampMicrosecond(Some(x), tz) => {
+            ScalarValue::TimestampMicrosecond(Some(x + ms * 1_000), tz)
+        }
+        ScalarValue::TimestampNanosecond(Some(x), tz) => {
+            ScalarValue::TimestampNanosecond(Some(x + ms * 1_000_000), tz)
+        }
+        _ => return None,
+    })
 }
 
 type ColumnStats = (Vec<Option<(ScalarValue, ScalarValue)>>, Vec<Option<u64>>);
@@ -251,13 +332,21 @@ fn file_stats(json: Option<&str>, schema: &Schema) -> ColumnStats {
         ScalarValue::try_from_string(text, t).ok()
     };
     for (i, f) in schema.fields().iter().enumerate() {
-        if exact_stats_type(f.data_type()) {
+        let t = f.data_type();
+        if exact_stats_type(t) || matches!(t, DataType::Timestamp(..)) {
             let min = v.get("minValues").and_then(|m| m.get(f.name()));
             let max = v.get("maxValues").and_then(|m| m.get(f.name()));
             if let (Some(a), Some(b)) = (min, max)
-                && let (Some(a), Some(b)) = (scalar(a, f.data_type()), scalar(b, f.data_type()))
+                && let (Some(a), Some(b)) = (scalar(a, t), scalar(b, t))
             {
-                mm[i] = Some((a, b));
+                mm[i] = if exact_stats_type(t) {
+                    Some((a, b))
+                } else {
+                    // The log keeps timestamps to the millisecond, truncated
+                    // (delta-rs; Strata's writers round maxima up): the
+                    // minimum is a bound, the maximum one once widened.
+                    Some(a).zip(widen_ms(b, 1))
+                };
             }
         }
         nulls[i] = v
@@ -369,27 +458,7 @@ impl TableProvider for LakeTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let mut files: Vec<&LakeFile> = self.files.iter().collect();
-        if let Some(predicate) = conjunction(filters.iter().cloned()) {
-            let df_schema = DFSchema::try_from(self.schema.clone())?;
-            let expr = state.create_physical_expr(predicate, &df_schema)?;
-            // A filter the pruner cannot use keeps every file.
-            #[allow(deprecated)]
-            let pruning = PruningPredicate::try_new(expr, self.schema.clone());
-            if let Ok(pruning) = pruning {
-                let stats = FilesStats {
-                    table: self,
-                    files: &files,
-                };
-                if let Ok(keep) = pruning.prune(&stats) {
-                    files = files
-                        .into_iter()
-                        .zip(keep)
-                        .filter_map(|(f, k)| k.then_some(f))
-                        .collect();
-                }
-            }
-        }
+        let files = self.pruned(state, filters)?;
         if files.is_empty() {
             let schema = project_schema(&self.schema, projection)?;
             return Ok(Arc::new(EmptyExec::new(schema)));

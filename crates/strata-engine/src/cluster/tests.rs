@@ -119,6 +119,96 @@ async fn a_lake_table_answers_as_delta_rs_does_and_prunes_files() {
 }
 
 #[tokio::test]
+async fn a_lake_table_names_the_files_a_predicate_may_touch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = table(dir.path(), &[]).await;
+    let lake = LakeTable::try_new("t", &t, None).expect("lake table");
+    let ctx = SessionContext::new();
+    let schema =
+        datafusion::common::DFSchema::try_from(datafusion::catalog::TableProvider::schema(&lake))
+            .expect("schema");
+    let files = |sql: &str| {
+        let expr = ctx.parse_sql_expr(sql, &schema).expect("expr");
+        let mut f = lake
+            .files_matching(&ctx.state(), expr)
+            .expect("files matching");
+        f.sort();
+        f
+    };
+    let all = files("true");
+    assert_eq!(all.len(), 3, "{all:?}");
+    // By partition value, and by the log's min/max of a column.
+    let late = files("day >= '2024-01-02'");
+    assert_eq!(late, all[1..].to_vec());
+    assert!(late.iter().all(|f| !f.starts_with('/')), "{late:?}");
+    assert_eq!(files("id >= 250 and id < 260").len(), 1);
+    assert!(files("id < 0").is_empty());
+    // The files named are the log's: reading only them reads those rows.
+    let only = LakeTable::try_new("t", &t, Some(&late)).expect("lake table");
+    ctx.register_table("late", Arc::new(only))
+        .expect("register");
+    let (rows, _) = query(&ctx, "select count(*) as n, min(day) as d from late").await;
+    assert!(
+        rows.iter()
+            .any(|l| l.contains("200") && l.contains("2024-01-02")),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn timestamps_prune_files_by_widened_bounds_and_answer_exactly() {
+    use datafusion::arrow::array::TimestampMicrosecondArray;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = url::Url::from_directory_path(dir.path()).expect("url");
+    let mut t = DeltaTable::try_from_url(url).await.expect("open");
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "ts",
+        DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Microsecond,
+            Some("UTC".into()),
+        ),
+        true,
+    )]));
+    // 10:00:00.000700 and 10:59:59.995 in one file, 11:00:00 in another.
+    let hour = 3_600_000_000i64;
+    let base = 1_704_103_200_000_000i64; // 2024-01-01T10:00:00Z
+    for values in [vec![base + 700, base + hour - 5_000], vec![base + hour]] {
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(
+                TimestampMicrosecondArray::from(values).with_timezone("UTC"),
+            )],
+        )
+        .expect("batch");
+        t = t.write(vec![b]).await.expect("write");
+    }
+    let lake = LakeTable::try_new("t", &t, None).expect("lake table");
+    let ctx = SessionContext::new();
+    let df_schema =
+        datafusion::common::DFSchema::try_from(datafusion::catalog::TableProvider::schema(&lake))
+            .expect("schema");
+    let files = |sql: &str| {
+        let expr = ctx.parse_sql_expr(sql, &df_schema).expect("expr");
+        lake.files_matching(&ctx.state(), expr)
+            .expect("files matching")
+            .len()
+    };
+    let at = |h: u32| format!("'2024-01-01T{h:02}:00:00Z'::timestamp");
+    assert_eq!(files("true"), 2);
+    assert_eq!(files(&format!("ts >= {} and ts < {}", at(11), at(12))), 1);
+    assert_eq!(files(&format!("ts >= {} and ts < {}", at(10), at(11))), 1);
+    assert_eq!(files(&format!("ts >= {}", at(12))), 0);
+    // The widened bounds are not taken for values.
+    ctx.register_table("t", Arc::new(lake)).expect("register");
+    let (rows, _) = query(&ctx, "select min(ts) as lo, max(ts) as hi from t").await;
+    let text = rows.join("\n");
+    assert!(
+        text.contains("2024-01-01T10:00:00.000700Z") && text.contains("2024-01-01T11:00:00Z"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn a_lake_table_refuses_reader_features_it_cannot_honour() {
     let dir = tempfile::tempdir().expect("tempdir");
     let t = table(dir.path(), &[("delta.enableDeletionVectors", "true")]).await;
