@@ -27,7 +27,7 @@ impl Format {
 }
 
 /// What a database source reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Relation {
     /// A table (or view), possibly schema-qualified: `public.customers`.
     Table(String),
@@ -36,7 +36,7 @@ pub enum Relation {
 }
 
 /// How an API source pages.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Pagination {
     /// One request.
     None,
@@ -71,7 +71,7 @@ pub enum Pagination {
 }
 
 /// Where an API source reads from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Http {
     /// The first page's URL (`${ENV}` expanded).
     pub url: String,
@@ -92,7 +92,7 @@ pub struct Http {
 }
 
 /// Where a database source reads from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Database {
     /// The connection URL, with `${ENV}` references expanded (never logged:
     /// show it with `strata_state::redact`).
@@ -104,7 +104,7 @@ pub struct Database {
 }
 
 /// Which files a run ingests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SourceMode {
     /// Every matching file, every run (a full snapshot each time).
     Snapshot,
@@ -128,7 +128,7 @@ pub enum SchemaDrift {
 }
 
 /// What happens to a row that does not parse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OnBadRows {
     /// Keep it in `bronze.NAME_quarantine` with the error, file and line.
     Quarantine,

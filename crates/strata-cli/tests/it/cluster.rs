@@ -332,35 +332,45 @@ fn the_tpch_medallion_on_a_cluster_equals_the_local_run() {
 }
 
 #[test]
-fn sources_the_executors_cannot_read_run_here_only_with_fallback() {
+fn database_and_file_sources_are_read_by_the_executors() {
     use crate::databases::{PG, pg, unique};
     let s3 = s3();
     s3.objects(&["mkbucket", "lake"]);
     let c = cluster(&s3.endpoint);
     let schema = unique("strata_cluster");
     pg(&format!(
-        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.codes (id bigint, code text); INSERT INTO {schema}.codes VALUES (1, 'a'), (2, 'b');"
+        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.codes (id bigint, code text, n text); INSERT INTO {schema}.codes VALUES (1, 'a', '1'), (2, 'b', 'x'), (3, 'c', '3');"
     ));
     let p = TestProject::new();
     p.write(
         "strata.toml",
-        &format!("[project]\nname = \"mixed\"\n[sources.codes]\nformat = \"postgres\"\nurl = \"{PG}\"\ntable = \"{schema}.codes\"\n\n[sources.ev]\nformat = \"csv\"\npath = \"data/*.csv\"\ncolumns = {{ id = \"bigint\", amount = \"bigint\" }}\n"),
+        &format!("[project]\nname = \"mixed\"\n[sources.codes]\nformat = \"postgres\"\nurl = \"{PG}\"\ntable = \"{schema}.codes\"\nmode = \"cursor\"\ncursor = \"id\"\ncolumns = {{ id = \"bigint\", code = \"string\", n = \"bigint\" }}\n\n[sources.ev]\nformat = \"csv\"\npath = \"data/*.csv\"\ncolumns = {{ id = \"bigint\", amount = \"bigint\" }}\n\n[[sources.ev.checks]]\nexpression = \"amount >= 0\"\non_fail = \"quarantine\"\n"),
     );
-    p.write("data/ev_1.csv", "id,amount\n1,5\n2,x\n3,7\n");
+    p.write("data/ev_1.csv", "id,amount\n1,5\n2,-1\n3,7\n");
     on_cluster(p.path(), "s3://lake/mixed", &s3.endpoint, &c.engine, "fail");
-    // A database is read in Strata's process: refused without fallback,
-    // while the file source is read by the executors.
+    // A source with checks audits its batch in memory here: refused without
+    // fallback, while the database is read by an executor.
     let shop = Shop(p.path().to_path_buf());
     let (ok, out) = run_output(&shop, &["run"]);
     assert!(!ok, "{out}");
     assert!(
-        out.contains("bronze.codes: reading source `codes`")
+        out.contains("bronze.ev: reading source `ev`, whose checks")
             && out.contains("fallback = \"local\""),
         "{out}"
     );
     let tasks = shop.tasks();
-    let note = tasks["bronze.ev"]["message"].as_str().unwrap_or_default();
+    let note = tasks["bronze.codes"]["message"]
+        .as_str()
+        .unwrap_or_default();
     assert!(note.contains("read on the cluster"), "{note}");
+    // The executor typed the rows as locally: the bad value is quarantined.
+    assert_eq!(shop.count("select count(*) from bronze.codes"), 2);
+    assert_eq!(
+        shop.count("select count(*) from bronze.codes_quarantine"),
+        1
+    );
+    // The next run reads only the rows past the watermark.
+    pg(&format!("INSERT INTO {schema}.codes VALUES (4, 'd', '4');"));
     let cfg = p.path().join("strata.toml");
     let text = std::fs::read_to_string(&cfg).expect("strata.toml");
     std::fs::write(
@@ -371,12 +381,27 @@ fn sources_the_executors_cannot_read_run_here_only_with_fallback() {
     let (ok, out) = run_output(&shop, &["run"]);
     assert!(ok, "{out}");
     assert!(out.contains("source read ran here (fallback)"), "{out}");
-    assert_eq!(shop.count("select count(*) from bronze.codes"), 2);
-    // The executors' bad row went to quarantine, with its line.
+    let tasks = shop.tasks();
+    assert_eq!(tasks["bronze.codes"]["rows_read"], 1, "{tasks:?}");
+    assert_eq!(shop.count("select sum(id) from bronze.codes"), 8);
+    // With fallback the checked source was read here, its check applied.
     assert_eq!(shop.count("select sum(id) from bronze.ev"), 4);
     assert_eq!(
-        shop.sql("select _source, _line from bronze.ev_quarantine"),
-        vec!["_source,_line".to_string(), "data/ev_1.csv,3".to_string()]
+        shop.count("select count(*) from bronze.ev_quarantine where _source = 'data/ev_1.csv'"),
+        1
+    );
+    // A database the executors cannot reach is named.
+    let bad = TestProject::new();
+    bad.write(
+        "strata.toml",
+        "[project]\nname = \"bad\"\n[sources.gone]\nformat = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:1/test\"\ntable = \"t\"\n",
+    );
+    on_cluster(bad.path(), "s3://lake/bad", &s3.endpoint, &c.engine, "fail");
+    let (ok, out) = run_output(&Shop(bad.path().to_path_buf()), &["run"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("source `gone`") && out.contains("cannot connect"),
+        "{out}"
     );
 
     // Under on_bad_rows = "fail", the executors' bad row stops the batch,

@@ -36,12 +36,15 @@ use deltalake::logstore::ObjectStoreRef;
 use futures::StreamExt;
 use object_store::ObjectStoreExt as _;
 use serde::{Deserialize, Serialize};
-use strata_project::{ColumnType, CsvOptions, Format, Grain, OnBadRows, SchemaDrift, Source};
+use strata_project::{
+    ColumnType, CsvOptions, Database, Format, Grain, Http, OnBadRows, SchemaDrift, Source,
+    SourceMode,
+};
 use strata_runtime::{RunInfo, TaskOutput};
 use url::Url;
 
 use super::{
-    Batch, FileAccount, Found, Shape, commit_batch, files, localize, quarantine_batch, rows,
+    Batch, FileAccount, Found, Shape, commit_batch, db, files, localize, quarantine_batch, rows,
     shape_of, stats, stream, target_for_write, type_family, with_metadata_schema, write_schema,
 };
 use crate::engine::Engine;
@@ -134,6 +137,7 @@ pub(super) async fn ingest(
         parquet_target: schema_bytes(&parquet_target)?,
         schema: schema_bytes(&schema)?,
         compare_types: source.format == Format::Parquet && source.columns.is_none() && exists,
+        rows: None,
         table_url: bronze.table_url().to_string(),
         ingested_at,
         batch_id: batch_id.clone(),
@@ -141,26 +145,7 @@ pub(super) async fn ingest(
     };
 
     // One task per file; the reports come back as one stream.
-    let exec: Arc<dyn ExecutionPlan> = Arc::new(IngestExec::new(spec, &tasks)?);
-    let job: Arc<dyn ExecutionPlan> = Arc::new(crate::cluster::ClusterExec::new(
-        Arc::new(CoalescePartitionsExec::new(exec)),
-        &cluster,
-    ));
-    let batches = datafusion::physical_plan::collect(job, engine.context().task_ctx())
-        .await
-        .map_err(|e| Error::External(format!("reading source `{}`: {e}", source.name)))?;
-    let mut reports: Vec<FileReport> = vec![];
-    for b in &batches {
-        let Some(col) = b.column(0).as_any().downcast_ref::<StringArray>() else {
-            return Err(Error::Internal("an ingest report is not text".into()));
-        };
-        for i in 0..col.len() {
-            reports.push(
-                serde_json::from_str(col.value(i))
-                    .map_err(|e| Error::Internal(format!("an ingest report: {e}")))?,
-            );
-        }
-    }
+    let mut reports: Vec<FileReport> = run_job(engine, &cluster, source, spec, &tasks).await?;
     // In the batch's own order of files.
     let order: BTreeMap<&str, usize> = todo
         .iter()
@@ -273,6 +258,137 @@ pub(super) async fn ingest(
     })
 }
 
+/// Reads a database or API source on one executor, which writes bronze's
+/// files; commits the batch as locally (quarantine, bronze with the
+/// watermark, manifest).
+pub(super) async fn ingest_rows(
+    engine: &Engine,
+    source: &Source,
+    run: &RunInfo,
+    bronze: deltalake::DeltaTable,
+    watermark: Option<db::Watermark>,
+    base: Option<Vec<(String, ColumnType)>>,
+) -> Result<TaskOutput> {
+    let Some(cluster) = engine.cluster.clone() else {
+        return Err(Error::Internal("no cluster".into()));
+    };
+    let batch_id = format!("{}:{}", run.run_id, source.name);
+    let ingested_at = run.started_at.timestamp_micros();
+    let empty = schema_bytes(&Arc::new(Schema::empty()))?;
+    let spec = IngestSpec {
+        format: source.format,
+        csv: source.csv.clone(),
+        null_values: source.null_values.clone(),
+        drift: source.schema_drift,
+        stop_on_bad_rows: source.on_bad_rows == OnBadRows::Fail,
+        columns: vec![],
+        parquet_target: empty.clone(),
+        schema: empty,
+        compare_types: false,
+        table_url: bronze.table_url().to_string(),
+        ingested_at,
+        batch_id: batch_id.clone(),
+        time: None,
+        rows: Some(RowsSpec {
+            name: source.name.clone(),
+            mode: source.mode,
+            on_bad_rows: source.on_bad_rows,
+            database: source.database.clone(),
+            http: source.http.clone(),
+            base,
+            watermark: watermark.clone(),
+        }),
+    };
+    let task = FileTask {
+        url: String::new(),
+        rel: source.name.clone(),
+    };
+    let reports: Vec<RowsReport> = run_job(engine, &cluster, source, spec, &[task]).await?;
+    let [report] = <[RowsReport; 1]>::try_from(reports).map_err(|r| {
+        Error::Internal(format!(
+            "the cluster sent {} reports for one source",
+            r.len()
+        ))
+    })?;
+    let written = stream::Written::Store(bronze.log_store().object_store(None));
+    if let Some(e) = report.error {
+        written.remove(&report.adds).await;
+        return Err(Error::User(e));
+    }
+    if source.mode == SourceMode::Cursor && report.fetched == 0 {
+        return Ok(super::no_rows_past(&bronze, watermark.as_ref()));
+    }
+    let Some(c) = report.converted else {
+        return Ok(super::no_columns_yet());
+    };
+    let mut quarantine = vec![];
+    for (part, bad) in &c.bad {
+        match quarantine_batch(bad, ingested_at, part, &batch_id) {
+            Ok(q) => quarantine.push(q),
+            Err(e) => {
+                written.remove(&report.adds).await;
+                return Err(e);
+            }
+        }
+    }
+    let events = c.events(source, run);
+    let schema = with_metadata_schema(&write_schema(&c.columns, source.schema_drift));
+    commit_batch(
+        engine,
+        source,
+        run,
+        bronze,
+        Batch {
+            batch_id,
+            data: vec![],
+            written: Some((written, report.adds)),
+            quarantine,
+            accounts: c.accounts,
+            schema,
+            watermark: report.watermark.or(watermark),
+            events,
+            intervals: None,
+        },
+    )
+    .await
+    .map(|mut out| {
+        out.message = out.message.map(|m| format!("{m}, read on the cluster"));
+        out
+    })
+}
+
+/// Runs `spec` over `tasks` as one cluster job (a task per entry) and
+/// returns the executors' reports.
+async fn run_job<R: serde::de::DeserializeOwned>(
+    engine: &Engine,
+    cluster: &Arc<crate::cluster::Cluster>,
+    source: &Source,
+    spec: IngestSpec,
+    tasks: &[FileTask],
+) -> Result<Vec<R>> {
+    let exec: Arc<dyn ExecutionPlan> = Arc::new(IngestExec::new(spec, tasks)?);
+    let job: Arc<dyn ExecutionPlan> = Arc::new(crate::cluster::ClusterExec::new(
+        Arc::new(CoalescePartitionsExec::new(exec)),
+        cluster,
+    ));
+    let batches = datafusion::physical_plan::collect(job, engine.context().task_ctx())
+        .await
+        .map_err(|e| Error::External(format!("reading source `{}`: {e}", source.name)))?;
+    let mut reports = vec![];
+    for b in &batches {
+        let Some(col) = b.column(0).as_any().downcast_ref::<StringArray>() else {
+            return Err(Error::Internal("an ingest report is not text".into()));
+        };
+        for i in 0..col.len() {
+            reports.push(
+                serde_json::from_str(col.value(i))
+                    .map_err(|e| Error::Internal(format!("an ingest report: {e}")))?,
+            );
+        }
+    }
+    Ok(reports)
+}
+
 /// What an executor needs to ingest a batch's files (sent inside the plan).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct IngestSpec {
@@ -295,6 +411,64 @@ pub(crate) struct IngestSpec {
     batch_id: String,
     /// The source's `time_column` and grain: rows are counted per interval.
     time: Option<(String, Grain)>,
+    /// For a database or API source: what to read (no files then).
+    rows: Option<RowsSpec>,
+}
+
+/// What an executor needs to read a database or API source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RowsSpec {
+    name: String,
+    mode: SourceMode,
+    on_bad_rows: OnBadRows,
+    /// The connection (its URL with credentials: plans travel to the
+    /// executors, as Spark's JDBC reads do).
+    database: Option<Database>,
+    /// The API (its headers included).
+    http: Option<Http>,
+    /// The declared or the table's columns (`None`: the fetch's).
+    base: Option<Vec<(String, ColumnType)>>,
+    /// A cursor source's watermark.
+    watermark: Option<db::Watermark>,
+}
+
+impl RowsSpec {
+    /// The source as the fetch and the row conversion read it.
+    fn source(&self, spec: &IngestSpec) -> Source {
+        Source {
+            name: self.name.clone(),
+            format: spec.format,
+            path: String::new(),
+            path_as_written: String::new(),
+            mode: self.mode,
+            on_bad_rows: self.on_bad_rows,
+            columns: self.base.clone(),
+            csv: spec.csv.clone(),
+            null_values: spec.null_values.clone(),
+            description: None,
+            checks: vec![],
+            database: self.database.clone(),
+            http: self.http.clone(),
+            time: None,
+            schema_drift: spec.drift,
+            freshness_seconds: None,
+        }
+    }
+}
+
+/// What an executor reports for a database or API source.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RowsReport {
+    /// The read failed (nothing was written).
+    error: Option<String>,
+    /// Rows fetched.
+    fetched: usize,
+    /// The rows' columns, bad rows and accounting (`None`: no columns yet).
+    converted: Option<super::Converted>,
+    /// A cursor source's watermark after this batch.
+    watermark: Option<db::Watermark>,
+    /// The Parquet files written into the table.
+    adds: Vec<Add>,
 }
 
 /// One file of a batch: its URL (`file://` or an object store's) and its
@@ -486,16 +660,31 @@ impl ExecutionPlan for IngestExec {
                     let task: FileTask = serde_json::from_str(col.value(i)).map_err(|e| {
                         DataFusionError::Internal(format!("decoding a file task: {e}"))
                     })?;
-                    let rel = task.rel.clone();
-                    let report =
-                        read_file(&spec, task, &context)
-                            .await
-                            .unwrap_or_else(|e| FileReport {
-                                rel,
-                                error: Some(e),
-                                ..Default::default()
-                            });
-                    reports.push(serde_json::to_string(&report).map_err(|e| {
+                    let json = match &spec.rows {
+                        Some(rows) => {
+                            let report =
+                                read_rows(&spec, rows, &context).await.unwrap_or_else(|e| {
+                                    RowsReport {
+                                        error: Some(e),
+                                        ..Default::default()
+                                    }
+                                });
+                            serde_json::to_string(&report)
+                        }
+                        None => {
+                            let rel = task.rel.clone();
+                            let report =
+                                read_file(&spec, task, &context).await.unwrap_or_else(|e| {
+                                    FileReport {
+                                        rel,
+                                        error: Some(e),
+                                        ..Default::default()
+                                    }
+                                });
+                            serde_json::to_string(&report)
+                        }
+                    };
+                    reports.push(json.map_err(|e| {
                         DataFusionError::Internal(format!("an ingest report: {e}"))
                     })?);
                 }
@@ -718,22 +907,111 @@ async fn read_file(
     .map_err(|e| format!("writer crashed: {e}"))?
     .map_err(|e| format!("writing the table: {e}"))?;
     if out_spool.is_some() {
-        let root = ObjectStoreUrl::parse(crate::cluster::table::store_root(&table))
-            .map_err(|e| e.to_string())?;
-        let bucket = context
-            .runtime_env()
-            .object_store(&root)
-            .map_err(|e| e.to_string())?;
-        let prefix =
-            object_store::path::Path::from_url_path(table.path()).map_err(|e| e.to_string())?;
-        let store: ObjectStoreRef =
-            Arc::new(object_store::prefix::PrefixStore::new(bucket, prefix));
-        stream::upload(&store, &dir, &adds)
-            .await
-            .map_err(|e| format!("writing the table: {e}"))?;
+        upload_into(&table, &dir, &adds, context).await?;
     }
     report.adds = adds;
     Ok(report)
+}
+
+/// Reads a database or API source as `rows` says and writes its rows into
+/// the table.
+async fn read_rows(
+    spec: &IngestSpec,
+    rows: &RowsSpec,
+    context: &TaskContext,
+) -> std::result::Result<RowsReport, String> {
+    let source = rows.source(spec);
+    let fetched = super::fetch_rows(&source, rows.watermark.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut report = RowsReport {
+        fetched: fetched.rows.len(),
+        watermark: fetched.watermark.clone(),
+        ..Default::default()
+    };
+    if source.mode == SourceMode::Cursor && fetched.rows.is_empty() {
+        return Ok(report);
+    }
+    let started_at = chrono::DateTime::from_timestamp_micros(spec.ingested_at)
+        .ok_or_else(|| "bad ingest time".to_string())?;
+    let Some(mut c) = super::convert_rows(
+        &source,
+        &fetched,
+        rows.base.clone(),
+        started_at,
+        &spec.batch_id,
+    )
+    .map_err(|e| e.to_string())?
+    else {
+        return Ok(report);
+    };
+    drop(fetched);
+    let schema = with_metadata_schema(&write_schema(&c.columns, spec.drift));
+    let data = std::mem::take(&mut c.data);
+    report.adds = write_rows(spec, schema, data, context).await?;
+    report.converted = Some(c);
+    Ok(report)
+}
+
+/// Writes rows that carry the metadata columns into the table as Parquet
+/// files (uploaded when the table is on object storage); returns their Adds.
+async fn write_rows(
+    spec: &IngestSpec,
+    schema: SchemaRef,
+    data: Vec<RecordBatch>,
+    context: &TaskContext,
+) -> std::result::Result<Vec<Add>, String> {
+    let table = Url::parse(&spec.table_url).map_err(|e| format!("bad table URL: {e}"))?;
+    let (dir, spool) = match table.to_file_path() {
+        Ok(dir) => (dir, None),
+        Err(()) => {
+            let spool = tempfile::tempdir().map_err(|e| format!("creating a spool folder: {e}"))?;
+            (spool.path().to_path_buf(), Some(spool))
+        }
+    };
+    let writers = stream::LocalWriters::new(
+        &dir,
+        schema.clone(),
+        stats::bronze_writer_properties(&schema),
+        1,
+        (spec.ingested_at, "", &spec.batch_id),
+    )
+    .map_err(|e| format!("writing the table: {e}"))?;
+    let adds = tokio::task::spawn_blocking(move || match writers.put_ready(0, data) {
+        Ok(()) => writers.finish(),
+        Err(e) => {
+            writers.discard();
+            Err(e)
+        }
+    })
+    .await
+    .map_err(|e| format!("writer crashed: {e}"))?
+    .map_err(|e| format!("writing the table: {e}"))?;
+    if spool.is_some() {
+        upload_into(&table, &dir, &adds, context).await?;
+    }
+    Ok(adds)
+}
+
+/// Uploads files written into `dir` into the table at `table` on object storage.
+async fn upload_into(
+    table: &Url,
+    dir: &Path,
+    adds: &[Add],
+    context: &TaskContext,
+) -> std::result::Result<(), String> {
+    let root = ObjectStoreUrl::parse(crate::cluster::table::store_root(table))
+        .map_err(|e| e.to_string())?;
+    let bucket = context
+        .runtime_env()
+        .object_store(&root)
+        .map_err(|e| e.to_string())?;
+    let prefix =
+        object_store::path::Path::from_url_path(table.path()).map_err(|e| e.to_string())?;
+    let store: ObjectStoreRef = Arc::new(object_store::prefix::PrefixStore::new(bucket, prefix));
+    stream::upload(&store, dir, adds)
+        .await
+        .map_err(|e| format!("writing the table: {e}"))
 }
 
 /// Rows per interval of `col` and the newest time, as Strata counts them
@@ -788,6 +1066,7 @@ mod tests {
             ingested_at: 1_700_000_000_000_000,
             batch_id: "run:src".into(),
             time: None,
+            rows: None,
         }
     }
 

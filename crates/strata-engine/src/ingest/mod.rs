@@ -968,17 +968,6 @@ async fn record_source_intervals(
 /// next run read those rows again, and a crash before it re-reads them.
 async fn ingest_rows(engine: &Engine, source: &Source, run: &RunInfo) -> Result<TaskOutput> {
     let table_name = source.table();
-    // Executors do not read databases or APIs yet.
-    #[cfg(feature = "ballista")]
-    crate::cluster::local_step(
-        engine,
-        &table_name,
-        "source read",
-        &format!(
-            "reading source `{}` (a database or HTTP API; executors read only file sources)",
-            source.name
-        ),
-    )?;
     let bronze = engine.lake.open(&table_name).await?;
     let exists = bronze.version().is_some();
     let batch_id = format!("{}:{}", run.run_id, source.name);
@@ -1013,50 +1002,139 @@ async fn ingest_rows(engine: &Engine, source: &Source, run: &RunInfo) -> Result<
         }
         _ => None,
     };
-    let fetched = match (&source.database, &source.http) {
-        (Some(db), _) => db::fetch(source, db, watermark.as_ref()).await?,
-        (None, Some(h)) => http::fetch(source, h).await?,
-        (None, None) => {
-            return Err(Error::Internal(format!(
-                "source `{}` is neither a database nor an API",
-                source.name
-            )));
-        }
+    // The declared columns, else the table's (else the fetch's).
+    let base: Option<Vec<(String, ColumnType)>> = match (&source.columns, exists) {
+        (Some(c), _) => Some(c.clone()),
+        (None, true) => Some(
+            data_schema(&bronze)?
+                .fields()
+                .iter()
+                .map(|f| {
+                    (
+                        f.name().clone(),
+                        rows::column_type(f.data_type()).unwrap_or(ColumnType::Utf8),
+                    )
+                })
+                .collect(),
+        ),
+        (None, false) => None,
     };
-    if source.mode == SourceMode::Cursor && fetched.rows.is_empty() {
-        return Ok(TaskOutput {
-            skipped: true,
-            delta_version: version_of(&bronze),
-            message: Some(match &watermark {
-                Some(w) => format!("no rows past {}", w.value),
-                None => "the table is empty".into(),
-            }),
-            ..Default::default()
-        });
+    // On a cluster an executor reads the database or API and writes bronze's files.
+    #[cfg(feature = "ballista")]
+    if engine.on_cluster() {
+        return cluster::ingest_rows(engine, source, run, bronze, watermark, base).await;
     }
-    let columns: Vec<(String, ColumnType)> = match (&source.columns, exists) {
-        (Some(c), _) => c.clone(),
-        (None, true) => data_schema(&bronze)?
-            .fields()
-            .iter()
-            .map(|f| {
-                (
-                    f.name().clone(),
-                    rows::column_type(f.data_type()).unwrap_or(ColumnType::Utf8),
-                )
-            })
-            .collect(),
-        (None, false) => fetched.columns.clone(),
+    let fetched = fetch_rows(source, watermark.as_ref()).await?;
+    if source.mode == SourceMode::Cursor && fetched.rows.is_empty() {
+        return Ok(no_rows_past(&bronze, watermark.as_ref()));
+    }
+    let Some(c) = convert_rows(source, &fetched, base, run.started_at, &batch_id)? else {
+        return Ok(no_columns_yet());
     };
+    let ingested_at = run.started_at.timestamp_micros();
+    let quarantine = c
+        .bad
+        .iter()
+        .map(|(part, bad)| quarantine_batch(bad, ingested_at, part, &batch_id))
+        .collect::<Result<Vec<_>>>()?;
+    let events = c.events(source, run);
+    commit_batch(
+        engine,
+        source,
+        run,
+        bronze,
+        Batch {
+            batch_id,
+            data: c.data,
+            written: None,
+            quarantine,
+            accounts: c.accounts,
+            schema: with_metadata_schema(&write_schema(&c.columns, source.schema_drift)),
+            watermark: fetched.watermark.or(watermark),
+            events,
+            intervals: None,
+        },
+    )
+    .await
+}
+
+/// Reads a database or API source's rows (past `watermark` in cursor mode).
+async fn fetch_rows(source: &Source, watermark: Option<&db::Watermark>) -> Result<db::Fetched> {
+    match (&source.database, &source.http) {
+        (Some(db), _) => db::fetch(source, db, watermark).await,
+        (None, Some(h)) => http::fetch(source, h).await,
+        (None, None) => Err(Error::Internal(format!(
+            "source `{}` is neither a database nor an API",
+            source.name
+        ))),
+    }
+}
+
+/// A cursor source's run that found no new rows.
+fn no_rows_past(bronze: &deltalake::DeltaTable, watermark: Option<&db::Watermark>) -> TaskOutput {
+    TaskOutput {
+        skipped: true,
+        delta_version: version_of(bronze),
+        message: Some(match watermark {
+            Some(w) => format!("no rows past {}", w.value),
+            None => "the table is empty".into(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A source run with nothing to learn its columns from.
+fn no_columns_yet() -> TaskOutput {
+    TaskOutput {
+        skipped: true,
+        message: Some("the query returned no rows and no columns are declared yet".into()),
+        ..Default::default()
+    }
+}
+
+/// What a database or API fetch's rows became.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Converted {
+    /// The columns written: the base ones, plus new ones under `add_columns`.
+    columns: Vec<(String, ColumnType)>,
+    /// The columns that joined (`add_columns`).
+    added: Vec<(String, ColumnType)>,
+    /// Where the first rows came from (for schema events).
+    origin: String,
+    /// Typed rows with the metadata columns.
+    #[serde(skip)]
+    data: Vec<RecordBatch>,
+    /// Each part's bad rows (parts without any left out).
+    bad: Vec<(String, Vec<rows::BadRow>)>,
+    /// Each part's accounting.
+    accounts: Vec<FileAccount>,
+}
+
+impl Converted {
+    /// The schema events of the columns that joined.
+    fn events(&self, source: &Source, run: &RunInfo) -> Vec<strata_state::SchemaEvent> {
+        self.added
+            .iter()
+            .map(|(n, t)| schema_event(source, run, "column_added", n, t.to_string(), &self.origin))
+            .collect()
+    }
+}
+
+/// Types `fetched`'s rows into `base`'s columns (the fetch's own when
+/// `None`), part by part, as files are: rows that do not fit are bad rows
+/// of their part. `None` when there are no columns to write yet.
+fn convert_rows(
+    source: &Source,
+    fetched: &db::Fetched,
+    base: Option<Vec<(String, ColumnType)>>,
+    started_at: chrono::DateTime<chrono::Utc>,
+    batch_id: &str,
+) -> Result<Option<Converted>> {
+    let mut columns = base.unwrap_or_else(|| fetched.columns.clone());
     if columns.is_empty() {
-        return Ok(TaskOutput {
-            skipped: true,
-            message: Some("the query returned no rows and no columns are declared yet".into()),
-            ..Default::default()
-        });
+        return Ok(None);
     }
     // Schema drift: columns the database returns that the source did not have.
-    let mut columns = columns;
     let origin = fetched
         .parts
         .first()
@@ -1068,7 +1146,7 @@ async fn ingest_rows(engine: &Engine, source: &Source, run: &RunInfo) -> Result<
         .filter(|(n, _)| !columns.iter().any(|(c, _)| c == n))
         .cloned()
         .collect();
-    let mut events = vec![];
+    let mut added = vec![];
     if !new.is_empty() {
         match source.schema_drift {
             SchemaDrift::Fail => {
@@ -1084,15 +1162,7 @@ async fn ingest_rows(engine: &Engine, source: &Source, run: &RunInfo) -> Result<
             SchemaDrift::AddColumns => {
                 for (n, t) in &new {
                     columns.push((n.clone(), *t));
-                    events.push(strata_state::SchemaEvent {
-                        source: source.name.clone(),
-                        change: "column_added".into(),
-                        column: n.clone(),
-                        column_type: t.to_string(),
-                        file: origin.clone(),
-                        run_id: run.run_id.clone(),
-                        at: strata_state::now(),
-                    });
+                    added.push((n.clone(), *t));
                 }
             }
             SchemaDrift::Rescue => {}
@@ -1135,9 +1205,9 @@ async fn ingest_rows(engine: &Engine, source: &Source, run: &RunInfo) -> Result<
         .filter(|(_, (n, _))| !columns.iter().any(|(c, _)| c == n))
         .map(|(i, _)| i)
         .collect();
-    let ingested_at = run.started_at.timestamp_micros();
+    let ingested_at = started_at.timestamp_micros();
     let mut data = vec![];
-    let mut quarantine = vec![];
+    let mut bad_parts = vec![];
     let mut accounts = vec![];
     let mut rows_iter = fetched.rows.iter();
     // Each part (the query's result, or one page of an API) is accounted for
@@ -1178,39 +1248,29 @@ async fn ingest_rows(engine: &Engine, source: &Source, run: &RunInfo) -> Result<
         let mut loaded = 0;
         for b in std::mem::take(&mut sink.batches) {
             loaded += b.num_rows() as i64;
-            data.push(with_metadata(&b, ingested_at, part, &batch_id)?);
+            data.push(with_metadata(&b, ingested_at, part, batch_id)?);
         }
         if !bad.is_empty() {
-            quarantine.push(quarantine_batch(bad, ingested_at, part, &batch_id)?);
+            bad_parts.push((part.clone(), bad.to_vec()));
         }
         accounts.push(FileAccount {
             file: part.clone(),
             size_bytes: 0,
-            modified: strata_runtime::rfc3339(run.started_at),
+            modified: strata_runtime::rfc3339(started_at),
             rows_read: sink.rows_read - read0,
             rows_loaded: loaded,
             rows_quarantined: bad.len() as i64,
             rows_dropped: 0,
         });
     }
-    commit_batch(
-        engine,
-        source,
-        run,
-        bronze,
-        Batch {
-            batch_id,
-            data,
-            written: None,
-            quarantine,
-            accounts,
-            schema: with_metadata_schema(&write_schema(&columns, source.schema_drift)),
-            watermark: fetched.watermark.or(watermark),
-            events,
-            intervals: None,
-        },
-    )
-    .await
+    Ok(Some(Converted {
+        columns,
+        added,
+        origin,
+        data,
+        bad: bad_parts,
+        accounts,
+    }))
 }
 
 /// Quarantine rows already stored for these files (left by a run that died

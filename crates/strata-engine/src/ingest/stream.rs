@@ -71,14 +71,22 @@ impl LocalWriters {
 
     /// Writes a chunk's rows on thread `worker`.
     pub(super) fn put(&self, worker: usize, batches: Vec<RecordBatch>) -> Result<(), String> {
+        let with = batches
+            .iter()
+            .map(|b| super::with_metadata(b, self.ingested_at, &self.source, &self.batch_id))
+            .collect::<crate::error::Result<Vec<_>>>()
+            .map_err(|e| e.to_string())?;
+        self.put_ready(worker, with)
+    }
+
+    /// Writes rows that already carry the metadata columns on thread `worker`.
+    pub(super) fn put_ready(&self, worker: usize, batches: Vec<RecordBatch>) -> Result<(), String> {
         let slot = self
             .slots
             .get(worker)
             .ok_or_else(|| format!("no writer for thread {worker}"))?;
         let mut slot = slot.lock().map_err(|_| "a writer failed".to_string())?;
         for b in batches {
-            let b = super::with_metadata(&b, self.ingested_at, &self.source, &self.batch_id)
-                .map_err(|e| e.to_string())?;
             if slot.open.is_none() {
                 let name = format!("part-{}-c000.parquet", uuid::Uuid::new_v4());
                 let file = File::create(self.dir.join(&name))
