@@ -280,6 +280,16 @@ pub(crate) async fn write_quarantine(
                 .context(|| format!("removing unpublished rows from {name}"))?;
         }
         (Some(rows), orphan) => {
+            // On a cluster the executors write an append's files.
+            #[cfg(feature = "ballista")]
+            if orphan.is_none()
+                && crate::engine::is_cluster_session(&ctx.state())
+                && crate::staged::write(&table, rows.clone(), &p, &name, SaveMode::Append)
+                    .await?
+                    .is_some()
+            {
+                return Ok(());
+            }
             let mut w = table
                 .write(vec![])
                 .with_input_plan(rows.logical_plan().clone())

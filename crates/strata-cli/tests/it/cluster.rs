@@ -197,6 +197,17 @@ fn the_example_project_on_a_cluster_equals_the_local_run() {
             .any(|k| k.starts_with("shop/bronze/orders/part-") && k.ends_with(".parquet")),
         "no bronze file written by the executors"
     );
+    // So are the model's quarantined rows (into a folder of the table).
+    let staged = |k: &String| {
+        k.strip_prefix("shop/silver/orders_quarantine/part-")
+            .is_some_and(|rest| rest.contains('/') && rest.ends_with(".parquet"))
+    };
+    assert!(
+        s3.keys("lake").iter().any(staged),
+        "no quarantine file written by the executors"
+    );
+    let q = "select count(*) as n from silver.orders_quarantine";
+    assert_eq!(local.sql(q), remote.sql(q));
     // The executors wrote the gold files (into a folder of the table), and an
     // independent reader reads them.
     assert!(
