@@ -408,6 +408,14 @@ async fn overwrite(
     {
         return Ok(t);
     }
+    // On a cluster, new columns too: the executors write the files and the
+    // commit records the new schema.
+    #[cfg(feature = "ballista")]
+    if crate::engine::is_cluster_session(&ctx.state())
+        && let Some(staged) = crate::staged::stage_new_schema(&target, df.clone(), name).await?
+    {
+        return staged.commit(&p, name, SaveMode::Overwrite).await;
+    }
     target
         .write(vec![])
         .with_input_plan(df.logical_plan().clone())

@@ -45,6 +45,9 @@ pub(crate) struct Staged {
     folder: String,
     url: String,
     adds: Vec<Add>,
+    /// The files' columns are not the existing table's: an overwrite
+    /// commits the new schema with them.
+    new_schema: bool,
 }
 
 /// Whether `table` (existing) has `new`'s columns: the same names, in order,
@@ -88,14 +91,42 @@ pub(crate) async fn stage(
     df: DataFrame,
     name: &str,
 ) -> Result<Option<Staged>> {
+    stage_files(target, df, name, false).await
+}
+
+/// As [`stage`], for an overwrite that may change the table's columns: only
+/// a partitioned table is refused, and committing the files as an
+/// overwrite records their schema as the table's.
+#[cfg(feature = "ballista")]
+pub(crate) async fn stage_new_schema(
+    target: &DeltaTable,
+    df: DataFrame,
+    name: &str,
+) -> Result<Option<Staged>> {
+    stage_files(target, df, name, true).await
+}
+
+async fn stage_files(
+    target: &DeltaTable,
+    df: DataFrame,
+    name: &str,
+    any_columns: bool,
+) -> Result<Option<Staged>> {
     use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
     let what = || format!("writing {name}");
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let table = target.clone();
+    let mut new_schema = false;
     if table.version().is_some() {
         let snapshot = table.snapshot().context(what)?;
-        if !snapshot.metadata().partition_columns().is_empty() || !same_columns(&table, &schema) {
+        if !snapshot.metadata().partition_columns().is_empty() {
             return Ok(None);
+        }
+        if !same_columns(&table, &schema) {
+            if !any_columns {
+                return Ok(None);
+            }
+            new_schema = true;
         }
     }
     // A new table's columns, checked before anything is written.
@@ -155,6 +186,7 @@ pub(crate) async fn stage(
         folder,
         url,
         adds,
+        new_schema,
     }))
 }
 
@@ -188,11 +220,18 @@ impl Staged {
             mut table,
             schema,
             adds,
+            new_schema,
             ..
         } = self;
-        commit_files(&table, adds, &schema, p.commit_properties(), mode)
-            .await
-            .context(what)?;
+        if new_schema && mode == SaveMode::Overwrite {
+            overwrite_with_schema(&table, adds, &schema, p.commit_properties())
+                .await
+                .context(what)?;
+        } else {
+            commit_files(&table, adds, &schema, p.commit_properties(), mode)
+                .await
+                .context(what)?;
+        }
         table.update_state().await.context(what)?;
         Ok(table)
     }
@@ -239,6 +278,42 @@ impl Staged {
         table.update_state().await.context(what)?;
         Ok(table)
     }
+}
+
+/// Replaces every file of `table` (existing) by `adds`, whose columns are
+/// `schema`, recording `schema` as the table's in the same version.
+async fn overwrite_with_schema(
+    table: &DeltaTable,
+    adds: Vec<Add>,
+    schema: &datafusion::arrow::datatypes::Schema,
+    commit: CommitProperties,
+) -> std::result::Result<i64, deltalake::DeltaTableError> {
+    use deltalake::kernel::MetadataExt as _;
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+    let kernel: deltalake::kernel::StructType = schema.try_into_kernel()?;
+    let snapshot = table.snapshot()?;
+    let metadata = snapshot.metadata().clone().with_schema(&kernel)?;
+    let mut actions = vec![Action::Metadata(metadata)];
+    actions.extend(
+        snapshot
+            .log_data()
+            .iter()
+            .map(|f| Action::Remove(f.remove_action(true))),
+    );
+    actions.extend(adds.into_iter().map(Action::Add));
+    let done = CommitBuilder::from(commit)
+        .with_actions(actions)
+        .build(
+            Some(snapshot),
+            table.log_store(),
+            DeltaOperation::Write {
+                mode: SaveMode::Overwrite,
+                partition_by: None,
+                predicate: None,
+            },
+        )
+        .await?;
+    Ok(done.version as i64)
 }
 
 /// Commits Parquet files already written into `table` as one Delta version:

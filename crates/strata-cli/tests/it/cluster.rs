@@ -478,6 +478,10 @@ fn a_partitioned_model_replaces_its_intervals_on_the_cluster() {
         );
         p.write("models/silver/events.sql", model);
         p.write(
+            "models/silver/totals.sql",
+            "select id, amount from bronze.ev\n",
+        );
+        p.write(
             "data/ev_1.csv",
             "id,at,amount\n1,2024-01-01T10:00:00,5\n2,2024-01-01T11:00:00,5\n3,2024-01-02T09:00:00,1\n",
         );
@@ -531,4 +535,30 @@ fn a_partitioned_model_replaces_its_intervals_on_the_cluster() {
         rows(&remote, "silver.events")
     );
     assert_eq!(rows(&remote, "silver.events").len(), 7);
+
+    // A table model whose columns change is rebuilt on the cluster: the
+    // executors write its files and the commit records the new schema.
+    for p in [&local, &remote] {
+        p.write(
+            "models/silver/totals.sql",
+            "select id, amount, amount * 2 as twice from bronze.ev\n",
+        );
+    }
+    local.ok(&range);
+    let (ok, out) = run_output(&remote, &range);
+    assert!(ok, "{out}");
+    assert!(!out.contains("fallback"), "{out}");
+    assert_eq!(
+        rows(&local, "silver.totals"),
+        rows(&remote, "silver.totals")
+    );
+    assert!(rows(&remote, "silver.totals")[0].contains("twice"));
+    let files = s3.objects(&["files", "s3://lake/parts/silver/totals"]);
+    assert!(!files.trim().is_empty(), "no files");
+    for f in files.lines() {
+        let rest = f.strip_prefix("part-").unwrap_or_default();
+        assert!(rest.contains('/'), "{f} was not written by the executors");
+    }
+    let read = s3.objects(&["read", "s3://lake/parts/silver/totals"]);
+    assert!(read.lines().all(|l| l.contains("\"twice\"")), "{read}");
 }

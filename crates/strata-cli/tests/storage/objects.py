@@ -75,10 +75,22 @@ def stats(cloud, endpoint, url):
         print(json.dumps(keep, sort_keys=True, default=str))
 
 
+def files(cloud, endpoint, url):
+    """The table's active data files, as paths relative to it, one per line."""
+    import deltalake
+    import pyarrow
+
+    t = deltalake.DeltaTable(url, storage_options=options(cloud, endpoint))
+    for r in pyarrow.table(t.get_add_actions(flatten=True)).to_pylist():
+        print(r["path"])
+
+
 def main():
     cloud, endpoint, verb, *args = sys.argv[1:]
     if verb == "read":
         return read(cloud, endpoint, args[0])
+    if verb == "files":
+        return files(cloud, endpoint, args[0])
     if verb == "stats":
         return stats(cloud, endpoint, args[0])
     if cloud == "s3":
