@@ -407,6 +407,7 @@ fn input(msg: impl std::fmt::Display) -> Failure {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let _ = TARGET.set(cli.target.clone());
     let _ = ENGINE.set(cli.engine.clone());
@@ -430,6 +431,10 @@ fn main() -> ExitCode {
     match rt.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Failed) => ExitCode::from(1),
+        // The reader of the output went away (`| head`): nothing to report.
+        Err(Failure::Input(report)) if format!("{report}").contains("Broken pipe") => {
+            ExitCode::SUCCESS
+        }
         Err(Failure::Input(report)) => {
             eprintln!("{report:?}");
             ExitCode::from(2)
@@ -927,6 +932,25 @@ async fn engine(dir: &std::path::Path) -> Result<Engine, Failure> {
 }
 
 /// The Delta tables of the selected models and sources (all without `select`).
+/// A reader that stops early (`strata runs | head -1`) closes the pipe, and
+/// the next line printed fails: end quietly then, as Unix tools do, instead
+/// of reporting a crash.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn maintained(engine: &Engine, select: Option<&str>) -> Result<Vec<String>, Failure> {
     let selected = match select {
         Some(s) => Some(engine.graph().select(s).map_err(input)?),

@@ -142,3 +142,52 @@ os._exit(0)  # the reader's threads can abort the interpreter's teardown
     assert_eq!(theirs.len(), ours.len());
     assert_eq!(theirs, ours);
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    let p = TestProject::new();
+    let dir = p.path().join("shop");
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["init", dir.to_str().expect("utf8"), "--example", "shop"])
+        .output()
+        .expect("init");
+    assert!(out.status.success());
+    // Far more than a pipe holds, so strata is still printing when the
+    // reader goes away (as `strata sql … | head -1`), in each output form.
+    for format in ["table", "csv", "json"] {
+        stops_early(
+            &dir,
+            &[
+                "sql",
+                "--format",
+                format,
+                "select value, value * 2 as twice from generate_series(1, 300000)",
+            ],
+        );
+    }
+}
+
+/// Runs strata with `args`, reads one line of its output, closes the pipe,
+/// and expects a quiet, successful end.
+fn stops_early(dir: &std::path::Path, args: &[&str]) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["--project", dir.to_str().expect("utf8")])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strata");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("first line");
+    assert!(!first.is_empty(), "{args:?}: no output");
+    // The reader is dropped here, closing the pipe.
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    assert!(out.status.success(), "{args:?}: {:?}: {err}", out.status);
+}
