@@ -945,6 +945,8 @@ fn quiet_on_closed_pipe() {
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or_default();
         if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            // A panic hook cannot return an error to main: it ends here.
+            #[allow(clippy::disallowed_methods)]
             std::process::exit(0);
         }
         default(info);
