@@ -253,28 +253,18 @@ impl Staged {
         let Staged {
             mut table, adds, ..
         } = self;
-        let snapshot = table.snapshot().context(what)?;
         let gone: std::collections::HashSet<&str> = replaced.iter().map(String::as_str).collect();
-        let mut actions: Vec<Action> = snapshot
-            .log_data()
-            .iter()
-            .filter(|f| gone.contains(f.path().as_ref()))
-            .map(|f| Action::Remove(f.remove_action(true)))
-            .collect();
+        let mut actions = removes(&table, |path| gone.contains(path)).context(what)?;
         actions.extend(adds.into_iter().map(Action::Add));
-        CommitBuilder::from(p.commit_properties())
-            .with_actions(actions)
-            .build(
-                Some(snapshot),
-                table.log_store(),
-                DeltaOperation::Write {
-                    mode: SaveMode::Overwrite,
-                    partition_by: None,
-                    predicate: Some(predicate.to_string()),
-                },
-            )
-            .await
-            .context(what)?;
+        commit_write(
+            &table,
+            actions,
+            p.commit_properties(),
+            SaveMode::Overwrite,
+            Some(predicate.to_string()),
+        )
+        .await
+        .context(what)?;
         table.update_state().await.context(what)?;
         Ok(table)
     }
@@ -291,25 +281,45 @@ async fn overwrite_with_schema(
     use deltalake::kernel::MetadataExt as _;
     use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
     let kernel: deltalake::kernel::StructType = schema.try_into_kernel()?;
-    let snapshot = table.snapshot()?;
-    let metadata = snapshot.metadata().clone().with_schema(&kernel)?;
+    let metadata = table.snapshot()?.metadata().clone().with_schema(&kernel)?;
     let mut actions = vec![Action::Metadata(metadata)];
-    actions.extend(
-        snapshot
-            .log_data()
-            .iter()
-            .map(|f| Action::Remove(f.remove_action(true))),
-    );
+    actions.extend(removes(table, |_| true)?);
     actions.extend(adds.into_iter().map(Action::Add));
+    commit_write(table, actions, commit, SaveMode::Overwrite, None).await
+}
+
+/// Remove actions for the files of `table` whose log path `which` picks.
+fn removes(
+    table: &DeltaTable,
+    which: impl Fn(&str) -> bool,
+) -> std::result::Result<Vec<Action>, deltalake::DeltaTableError> {
+    Ok(table
+        .snapshot()?
+        .log_data()
+        .iter()
+        .filter(|f| which(f.path().as_ref()))
+        .map(|f| Action::Remove(f.remove_action(true)))
+        .collect())
+}
+
+/// Commits `actions` to the existing `table` as one Write (of rows matching
+/// `predicate`, when given); returns the version.
+async fn commit_write(
+    table: &DeltaTable,
+    actions: Vec<Action>,
+    commit: CommitProperties,
+    mode: SaveMode,
+    predicate: Option<String>,
+) -> std::result::Result<i64, deltalake::DeltaTableError> {
     let done = CommitBuilder::from(commit)
         .with_actions(actions)
         .build(
-            Some(snapshot),
+            Some(table.snapshot()?),
             table.log_store(),
             DeltaOperation::Write {
-                mode: SaveMode::Overwrite,
+                mode,
                 partition_by: None,
-                predicate: None,
+                predicate,
             },
         )
         .await?;
@@ -340,26 +350,8 @@ pub(crate) async fn commit_files(
             .await?;
         return Ok(created.version().map_or(0, |v| v as i64));
     }
-    let snapshot = table.snapshot()?;
     if mode == SaveMode::Overwrite {
-        actions.extend(
-            snapshot
-                .log_data()
-                .iter()
-                .map(|f| Action::Remove(f.remove_action(true))),
-        );
+        actions.extend(removes(table, |_| true)?);
     }
-    let done = CommitBuilder::from(commit)
-        .with_actions(actions)
-        .build(
-            Some(snapshot),
-            table.log_store(),
-            DeltaOperation::Write {
-                mode,
-                partition_by: None,
-                predicate: None,
-            },
-        )
-        .await?;
-    Ok(done.version as i64)
+    commit_write(table, actions, commit, mode, None).await
 }

@@ -784,13 +784,8 @@ async fn read_file(
     let table = Url::parse(&spec.table_url).map_err(|e| format!("bad table URL: {e}"))?;
     // Written straight into a table on this disk, else into a spool folder
     // and uploaded.
-    let (dir, out_spool) = match table.to_file_path() {
-        Ok(dir) => (dir, None),
-        Err(()) => {
-            let spool = tempfile::tempdir().map_err(|e| format!("creating a spool folder: {e}"))?;
-            (spool.path().to_path_buf(), Some(spool))
-        }
-    };
+    let (dir, out_spool) =
+        stream::folder_for(&table).map_err(|e| format!("creating a spool folder: {e}"))?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let writers = stream::LocalWriters::new(
         &dir,
@@ -893,19 +888,10 @@ async fn read_file(
         }
     }
     let batches = std::mem::take(&mut data.batches);
-    let adds = tokio::task::spawn_blocking(move || {
-        let put = writers.put(0, batches);
-        match put {
-            Ok(()) => writers.finish(),
-            Err(e) => {
-                writers.discard();
-                Err(e)
-            }
-        }
-    })
-    .await
-    .map_err(|e| format!("writer crashed: {e}"))?
-    .map_err(|e| format!("writing the table: {e}"))?;
+    let adds = tokio::task::spawn_blocking(move || writers.finish_after(|w| w.put(0, batches)))
+        .await
+        .map_err(|e| format!("writer crashed: {e}"))?
+        .map_err(|e| format!("writing the table: {e}"))?;
     if out_spool.is_some() {
         upload_into(&table, &dir, &adds, context).await?;
     }
@@ -962,13 +948,8 @@ async fn write_rows(
     context: &TaskContext,
 ) -> std::result::Result<Vec<Add>, String> {
     let table = Url::parse(&spec.table_url).map_err(|e| format!("bad table URL: {e}"))?;
-    let (dir, spool) = match table.to_file_path() {
-        Ok(dir) => (dir, None),
-        Err(()) => {
-            let spool = tempfile::tempdir().map_err(|e| format!("creating a spool folder: {e}"))?;
-            (spool.path().to_path_buf(), Some(spool))
-        }
-    };
+    let (dir, spool) =
+        stream::folder_for(&table).map_err(|e| format!("creating a spool folder: {e}"))?;
     let writers = stream::LocalWriters::new(
         &dir,
         schema.clone(),
@@ -977,16 +958,10 @@ async fn write_rows(
         (spec.ingested_at, "", &spec.batch_id),
     )
     .map_err(|e| format!("writing the table: {e}"))?;
-    let adds = tokio::task::spawn_blocking(move || match writers.put_ready(0, data) {
-        Ok(()) => writers.finish(),
-        Err(e) => {
-            writers.discard();
-            Err(e)
-        }
-    })
-    .await
-    .map_err(|e| format!("writer crashed: {e}"))?
-    .map_err(|e| format!("writing the table: {e}"))?;
+    let adds = tokio::task::spawn_blocking(move || writers.finish_after(|w| w.put_ready(0, data)))
+        .await
+        .map_err(|e| format!("writer crashed: {e}"))?
+        .map_err(|e| format!("writing the table: {e}"))?;
     if spool.is_some() {
         upload_into(&table, &dir, &adds, context).await?;
     }

@@ -689,13 +689,8 @@ async fn ingest_streaming(
         return Ok(None);
     }
     // On object storage the files are written into a spool folder first.
-    let (dir, spool) = match bronze.table_url().to_file_path() {
-        Ok(dir) => (dir, None),
-        Err(()) => {
-            let spool = tempfile::tempdir().context(|| "creating a spool folder".into())?;
-            (spool.path().to_path_buf(), Some(spool))
-        }
-    };
+    let (dir, spool) =
+        stream::folder_for(bronze.table_url()).context(|| "creating a spool folder".into())?;
     let schema = with_metadata_schema(&write_schema(columns, source.schema_drift));
     if bronze.version().is_some()
         && (!crate::staged::same_columns(bronze, &schema)

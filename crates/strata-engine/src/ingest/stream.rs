@@ -113,6 +113,21 @@ impl LocalWriters {
         Ok(())
     }
 
+    /// Writes with `put`, then closes every file and returns their `add`
+    /// actions; removes what was written if `put` fails.
+    pub(super) fn finish_after(
+        self,
+        put: impl FnOnce(&Self) -> Result<(), String>,
+    ) -> Result<Vec<Add>, String> {
+        match put(&self) {
+            Ok(()) => self.finish(),
+            Err(e) => {
+                self.discard();
+                Err(e)
+            }
+        }
+    }
+
     /// Closes every file and returns their `add` actions (paths relative to
     /// the table).
     pub(super) fn finish(self) -> Result<Vec<Add>, String> {
@@ -166,6 +181,21 @@ impl LocalWriters {
             for (name, _) in slot.closed {
                 let _ = std::fs::remove_file(self.dir.join(&name));
             }
+        }
+    }
+}
+
+/// Where files for the table at `table` are written: its own folder when it
+/// is on this disk, else a new spool folder (returned, to keep it alive
+/// until the files are uploaded).
+pub(super) fn folder_for(
+    table: &url::Url,
+) -> std::io::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match table.to_file_path() {
+        Ok(dir) => Ok((dir, None)),
+        Err(()) => {
+            let spool = tempfile::tempdir()?;
+            Ok((spool.path().to_path_buf(), Some(spool)))
         }
     }
 }
