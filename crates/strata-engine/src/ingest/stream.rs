@@ -115,6 +115,7 @@ impl LocalWriters {
 
     /// Writes with `put`, then closes every file and returns their `add`
     /// actions; removes what was written if `put` fails.
+    #[cfg(feature = "ballista")]
     pub(super) fn finish_after(
         self,
         put: impl FnOnce(&Self) -> Result<(), String>,
