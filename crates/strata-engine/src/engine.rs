@@ -501,13 +501,18 @@ fn build_session(
         );
     // Keep SQL positions so planning errors can name line and column.
     config.options_mut().sql_parser.collect_spans = true;
+    let mut rules = physical_rules();
+    if config.get_extension::<OnCluster>().is_none() {
+        // Last, and here only: its shared node cannot travel to a cluster.
+        rules.push(Arc::new(crate::shared_build::ShareBuildSides));
+    }
     // Delta's planner turns its write and merge nodes into execution plans.
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_query_planner(planner)
-        .with_physical_optimizer_rules(physical_rules())
+        .with_physical_optimizer_rules(rules)
         .build();
     let ctx = SessionContext::new_with_state(state);
     if let Some(catalog) = ctx.catalog("datafusion") {

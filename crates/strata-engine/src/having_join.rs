@@ -260,7 +260,7 @@ pub(crate) mod tests {
 
     /// Deduplication as the TPC-H silver models write it: pass the unique
     /// keys through, rank the duplicated ones.
-    const DEDUP: &str = "with dup as (
+    pub(crate) const DEDUP: &str = "with dup as (
             select k as dk from t group by k having count(*) > 1
         )
         select k, v from (
@@ -279,7 +279,7 @@ pub(crate) mod tests {
 
     /// Writes table `t` (k, v, ts): keys 0..2000, keys divisible by 100 twice
     /// (the later `ts` with value `new`), as two Parquet files.
-    fn write_table(dir: &std::path::Path) {
+    pub(crate) fn write_table(dir: &std::path::Path) {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Utf8, false),
             Field::new("v", DataType::Utf8, false),

@@ -35,6 +35,7 @@ pub mod materialize;
 mod memory;
 pub mod openlineage;
 mod replace_range;
+mod shared_build;
 mod staged;
 pub mod storage;
 pub mod unit;

@@ -44,6 +44,7 @@ macro_rules! on_both_backends {
 }
 
 mod cpu;
+mod heap;
 mod intervals;
 mod memory;
 pub mod monitor;
