@@ -87,9 +87,10 @@ impl PhysicalOptimizerRule for ShareBuildSides {
                 .or_insert_with(|| Arc::new(SharedBuildExec::new(join.left().clone(), consumers)))
                 .clone();
             let right = join.right().clone();
-            Ok(Transformed::yes(
-                node.with_new_children(vec![build, right])?,
-            ))
+            Ok(Transformed::yes(replace_children_if_necessary(
+                node,
+                vec![build, right],
+            )?))
         })
         .data()
     }
