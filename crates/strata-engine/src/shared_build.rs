@@ -247,7 +247,7 @@ impl ExecutionPlan for SharedBuildExec {
 mod tests {
     use super::*;
     use crate::having_join::tests::{DEDUP, context, run, write_table};
-    use datafusion::prelude::ParquetReadOptions;
+    use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
     /// The build sides of `plan`'s hash joins that are shared.
     fn shared_builds(plan: &Arc<dyn ExecutionPlan>) -> usize {
@@ -264,69 +264,73 @@ mod tests {
         n
     }
 
-    #[tokio::test]
-    async fn a_cte_two_joins_build_on_is_computed_once_with_the_same_answer() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        write_table(dir.path());
+    /// A session over table `t` in `dir`, with the physical rules of every
+    /// session but this one (`build_session` adds it last).
+    async fn session(dir: &std::path::Path) -> SessionContext {
         let ctx = context(crate::engine::physical_rules());
         ctx.register_parquet(
             "t",
-            dir.path().to_str().expect("utf-8 path"),
+            dir.to_str().expect("utf-8 path"),
             ParquetReadOptions::default(),
         )
         .await
         .expect("register t");
-        let plan = ctx
-            .sql(DEDUP)
+        ctx
+    }
+
+    /// A new physical plan of `sql` (a plan runs once: its repartitions
+    /// keep state).
+    async fn plan(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
+        ctx.sql(sql)
             .await
             .expect("plan")
             .create_physical_plan()
             .await
-            .expect("physical");
-        assert_eq!(shared_builds(&plan), 0, "the session's rules share nothing");
-        let expected = run(&ctx, plan.clone()).await;
+            .expect("physical")
+    }
 
-        let shared = ShareBuildSides
-            .optimize(plan, ctx.state().config_options())
-            .expect("rule");
-        assert_eq!(shared_builds(&shared), 2, "both dedup joins share `dup`");
-        // Run twice: the second run computes the partitions again.
-        assert_eq!(run(&ctx, shared.clone()).await, expected);
-        assert_eq!(run(&ctx, shared).await, expected);
+    #[tokio::test]
+    async fn a_cte_two_joins_build_on_is_computed_once_with_the_same_answer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_table(dir.path());
+        let ctx = session(dir.path()).await;
+        let unshared = plan(&ctx, DEDUP).await;
+        assert_eq!(shared_builds(&unshared), 0);
+        let expected = run(&ctx, unshared).await;
         assert_eq!(
             expected.lines().filter(|l| l.contains("| new |")).count(),
             20
         );
+
+        let shared = ShareBuildSides
+            .optimize(plan(&ctx, DEDUP).await, ctx.state().config_options())
+            .expect("rule");
+        assert_eq!(shared_builds(&shared), 2, "both dedup joins share `dup`");
+        let shown = displayable(shared.as_ref()).indent(true).to_string();
+        assert_eq!(
+            shown.matches("SharedBuildExec: joins=2").count(),
+            2,
+            "{shown}"
+        );
+        assert_eq!(run(&ctx, shared).await, expected);
     }
 
     #[tokio::test]
     async fn different_build_sides_are_not_shared() {
         let dir = tempfile::tempdir().expect("tempdir");
         write_table(dir.path());
-        let ctx = context(crate::engine::physical_rules());
-        ctx.register_parquet(
-            "t",
-            dir.path().to_str().expect("utf-8 path"),
-            ParquetReadOptions::default(),
-        )
-        .await
-        .expect("register t");
+        let ctx = session(dir.path()).await;
         let sql = "select a.k from (select k from t group by k having count(*) > 1) a
             join t on a.k = t.k
             union all
             select b.k from (select k from t group by k having count(*) > 2) b
-            join t on b.k = t.k";
-        let plan = ctx
-            .sql(sql)
-            .await
-            .expect("plan")
-            .create_physical_plan()
-            .await
-            .expect("physical");
+            join t on b.k = t.k
+            order by k";
+        let expected = run(&ctx, plan(&ctx, sql).await).await;
         let shared = ShareBuildSides
-            .optimize(plan.clone(), ctx.state().config_options())
+            .optimize(plan(&ctx, sql).await, ctx.state().config_options())
             .expect("rule");
         assert_eq!(shared_builds(&shared), 0);
-        assert_eq!(run(&ctx, shared).await, run(&ctx, plan).await);
+        assert_eq!(run(&ctx, shared).await, expected);
     }
 }
