@@ -74,6 +74,20 @@ impl Engine {
         return false;
     }
 
+    /// Makes the store at `root` (`table`'s) readable by this engine's
+    /// sessions, for plans that list or read its files here.
+    #[cfg(feature = "ballista")]
+    pub(crate) fn register_store(
+        &self,
+        root: &datafusion::execution::object_store::ObjectStoreUrl,
+        table: &deltalake::DeltaTable,
+    ) {
+        if self.runtime.object_store(root).is_err() {
+            let store = table.log_store().root_object_store(None);
+            self.runtime.register_object_store(root.as_ref(), store);
+        }
+    }
+
     /// A reader of `table`'s loaded version (of only the files among `only`,
     /// full URIs, when given): delta-rs's provider locally, a
     /// [`crate::cluster::table::LakeTable`] on a cluster.
@@ -87,11 +101,7 @@ impl Engine {
         if self.cluster.is_some() {
             let t = crate::cluster::table::LakeTable::try_new(name, table, only.as_deref())?;
             // Parts of a plan that stay here (fallback) read the files too.
-            let root = t.store_url();
-            if self.runtime.object_store(root).is_err() {
-                let store = table.log_store().root_object_store(None);
-                self.runtime.register_object_store(root.as_ref(), store);
-            }
+            self.register_store(t.store_url(), table);
             return Ok(Arc::new(t));
         }
         let provider = match only {

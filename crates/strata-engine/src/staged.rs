@@ -196,6 +196,13 @@ impl Staged {
         &self.url
     }
 
+    /// The written files as Add actions, for a commit of the caller's own
+    /// (the files stay; nothing is committed).
+    #[cfg(feature = "ballista")]
+    pub(crate) fn into_adds(self) -> Vec<Add> {
+        self.adds
+    }
+
     /// Deletes the written files (they are not committed).
     pub(crate) async fn discard(self) {
         let store = self.table.log_store().object_store(None);

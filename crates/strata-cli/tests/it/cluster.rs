@@ -355,52 +355,59 @@ fn database_and_file_sources_are_read_by_the_executors() {
     let p = TestProject::new();
     p.write(
         "strata.toml",
-        &format!("[project]\nname = \"mixed\"\n[sources.codes]\nformat = \"postgres\"\nurl = \"{PG}\"\ntable = \"{schema}.codes\"\nmode = \"cursor\"\ncursor = \"id\"\ncolumns = {{ id = \"bigint\", code = \"string\", n = \"bigint\" }}\n\n[sources.ev]\nformat = \"csv\"\npath = \"data/*.csv\"\ncolumns = {{ id = \"bigint\", amount = \"bigint\" }}\n\n[[sources.ev.checks]]\nexpression = \"amount >= 0\"\non_fail = \"quarantine\"\n"),
+        &format!("[project]\nname = \"mixed\"\n[sources.codes]\nformat = \"postgres\"\nurl = \"{PG}\"\ntable = \"{schema}.codes\"\nmode = \"cursor\"\ncursor = \"id\"\ncolumns = {{ id = \"bigint\", code = \"string\", n = \"bigint\" }}\n\n[sources.ev]\nformat = \"csv\"\npath = \"data/*.csv\"\ncolumns = {{ id = \"bigint\", amount = \"bigint\" }}\n\n[[sources.ev.checks]]\nexpression = \"amount >= 0\"\non_fail = \"quarantine\"\n\n[[sources.ev.checks]]\nexpression = \"id < 100\"\n"),
     );
     p.write("data/ev_1.csv", "id,amount\n1,5\n2,-1\n3,7\n");
     on_cluster(p.path(), "s3://lake/mixed", &s3.endpoint, &c.engine, "fail");
-    // A source with checks audits its batch in memory here: refused without
-    // fallback, while the database is read by an executor.
+    // Both sources are read by the executors, and the checked source's
+    // checks audit its written files on the cluster before the commit.
     let shop = Shop(p.path().to_path_buf());
     let (ok, out) = run_output(&shop, &["run"]);
-    assert!(!ok, "{out}");
-    assert!(
-        out.contains("bronze.ev: reading source `ev`, whose checks")
-            && out.contains("fallback = \"local\""),
-        "{out}"
-    );
+    assert!(ok, "{out}");
+    assert!(!out.contains("fallback"), "{out}");
     let tasks = shop.tasks();
-    let note = tasks["bronze.codes"]["message"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(note.contains("read on the cluster"), "{note}");
+    for t in ["bronze.codes", "bronze.ev"] {
+        let note = tasks[t]["message"].as_str().unwrap_or_default();
+        assert!(note.contains("read on the cluster"), "{t}: {note}");
+    }
     // The executor typed the rows as locally: the bad value is quarantined.
     assert_eq!(shop.count("select count(*) from bronze.codes"), 2);
     assert_eq!(
         shop.count("select count(*) from bronze.codes_quarantine"),
         1
     );
-    // The next run reads only the rows past the watermark.
-    pg(&format!("INSERT INTO {schema}.codes VALUES (4, 'd', '4');"));
-    let cfg = p.path().join("strata.toml");
-    let text = std::fs::read_to_string(&cfg).expect("strata.toml");
-    std::fs::write(
-        &cfg,
-        text.replace("fallback = \"fail\"", "fallback = \"local\""),
-    )
-    .expect("write");
-    let (ok, out) = run_output(&shop, &["run"]);
-    assert!(ok, "{out}");
-    assert!(out.contains("source read ran here (fallback)"), "{out}");
-    let tasks = shop.tasks();
-    assert_eq!(tasks["bronze.codes"]["rows_read"], 1, "{tasks:?}");
-    assert_eq!(shop.count("select sum(id) from bronze.codes"), 8);
-    // With fallback the checked source was read here, its check applied.
+    // The expectation quarantined the negative amount, as locally: the
+    // kept rows were written again without it, and the file's account says so.
     assert_eq!(shop.count("select sum(id) from bronze.ev"), 4);
+    assert_eq!(shop.count("select count(*) from bronze.ev"), 2);
     assert_eq!(
         shop.count("select count(*) from bronze.ev_quarantine where _source = 'data/ev_1.csv'"),
         1
     );
+    assert_eq!(tasks["bronze.ev"]["rows_written"], 2, "{tasks:?}");
+    assert_eq!(tasks["bronze.ev"]["rows_quarantined"], 1, "{tasks:?}");
+
+    // The next run reads only the rows past the watermark; an error check
+    // that fails on the cluster publishes nothing of its batch.
+    pg(&format!("INSERT INTO {schema}.codes VALUES (4, 'd', '4');"));
+    p.write("data/ev_2.csv", "id,amount\n4,1\n200,3\n");
+    let (ok, out) = run_output(&shop, &["run"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("checks failed, nothing published (bronze.ev stays at version")
+            && out.contains("id < 100"),
+        "{out}"
+    );
+    let tasks = shop.tasks();
+    assert_eq!(tasks["bronze.codes"]["rows_read"], 1, "{tasks:?}");
+    assert_eq!(shop.count("select sum(id) from bronze.codes"), 8);
+    assert_eq!(shop.count("select count(*) from bronze.ev"), 2);
+    // Fixed, the file is read again, as if the failed batch never was.
+    p.write("data/ev_2.csv", "id,amount\n4,1\n5,3\n");
+    let (ok, out) = run_output(&shop, &["run"]);
+    assert!(ok, "{out}");
+    assert_eq!(shop.count("select sum(id) from bronze.ev"), 13);
+    assert_eq!(shop.count("select count(*) from bronze.ev"), 4);
     // A database the executors cannot reach is named.
     let bad = TestProject::new();
     bad.write(

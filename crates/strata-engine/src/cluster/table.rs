@@ -284,7 +284,7 @@ pub(crate) fn store_root(url: &Url) -> String {
 }
 
 /// Where a table's files are, as DataFusion names it.
-fn store_url_of(root: &Url) -> std::result::Result<ObjectStoreUrl, String> {
+pub(crate) fn store_url_of(root: &Url) -> std::result::Result<ObjectStoreUrl, String> {
     ObjectStoreUrl::parse(store_root(root)).map_err(|e| format!("bad table URL {root}: {e}"))
 }
 

@@ -8,10 +8,11 @@
 //! batch as one Delta version, as it does locally: quarantine first, then
 //! bronze with the batch's provenance, then the manifest.
 //!
-//! What executors cannot do yet runs in Strata's process only with
-//! `fallback = "local"` ([`crate::cluster::local_step`]): sources with
-//! checks (they audit the rows in memory before the commit) and files that
-//! bring new columns under `schema_drift = "add_columns"`.
+//! A source's checks audit the written files on the cluster before the
+//! commit ([`audit_written`]). What executors cannot do yet runs in
+//! Strata's process only with `fallback = "local"`
+//! ([`crate::cluster::local_step`]): files that bring new columns under
+//! `schema_drift = "add_columns"`, and partitioned bronze tables.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,6 +32,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
+use datafusion::prelude::ParquetReadOptions;
 use deltalake::kernel::Add;
 use deltalake::logstore::ObjectStoreRef;
 use futures::StreamExt;
@@ -48,7 +50,7 @@ use super::{
     shape_of, stats, stream, target_for_write, type_family, with_metadata_schema, write_schema,
 };
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 
 /// Ingests `todo` on the cluster and commits it; `None` when this batch
 /// must run in Strata's process (allowed by `fallback = "local"`, else an
@@ -66,13 +68,6 @@ pub(super) async fn ingest(
     };
     let table = source.table();
     let here = |why: &str| crate::cluster::local_step(engine, &table, "source read", why);
-    if !source.checks.is_empty() {
-        here(&format!(
-            "reading source `{}`, whose checks audit each batch in memory before it is committed,",
-            source.name
-        ))?;
-        return Ok(None);
-    }
     if let Ok(snapshot) = bronze.snapshot()
         && !snapshot.metadata().partition_columns().is_empty()
     {
@@ -234,6 +229,29 @@ pub(super) async fn ingest(
             rows_dropped: 0,
         });
     }
+    // Source checks audit the written files on the cluster before the commit.
+    let (adds, accounts, quarantine) = if source.checks.is_empty() {
+        (adds, accounts, quarantine)
+    } else {
+        let audited = audit_written(
+            engine,
+            source,
+            run,
+            bronze,
+            &schema,
+            Written {
+                store: &written,
+                adds: adds.clone(),
+                accounts,
+                quarantine,
+            },
+        )
+        .await;
+        match audited {
+            Ok(w) => (w.adds, w.accounts, w.quarantine),
+            Err(e) => return refuse(e).await,
+        }
+    };
     commit_batch(
         engine,
         source,
@@ -256,6 +274,123 @@ pub(super) async fn ingest(
         out.message = out.message.map(|m| format!("{m}, read on the cluster"));
         Some(out)
     })
+}
+
+/// A batch's files written by the executors, not committed yet, with their
+/// accounts and the rows their decoding quarantined.
+struct Written<'a> {
+    store: &'a stream::Written,
+    adds: Vec<Add>,
+    accounts: Vec<FileAccount>,
+    quarantine: Vec<RecordBatch>,
+}
+
+/// Runs a source's expectations and checks on the files the executors wrote
+/// (queries on the cluster), as the local ingest does on the decoded batch:
+/// an error check that fails fails the batch (the caller removes the files);
+/// when expectations drop or quarantine rows, the kept rows are written
+/// again by the executors in place of the files, the quarantined ones join
+/// the batch's quarantine, and the files' accounts say where each row went.
+async fn audit_written<'a>(
+    engine: &Engine,
+    source: &Source,
+    run: &RunInfo,
+    bronze: &deltalake::DeltaTable,
+    schema: &SchemaRef,
+    mut w: Written<'a>,
+) -> Result<Written<'a>> {
+    if w.adds.is_empty() {
+        return Ok(w);
+    }
+    let table = source.table();
+    let what = || format!("checking the batch of {table}");
+    let ctx = engine.context();
+    // The files are listed here when the plan is made.
+    let store = crate::cluster::table::store_url_of(bronze.table_url())
+        .map_err(|e| Error::Internal(format!("{}: {e}", what())))?;
+    engine.register_store(&store, bronze);
+    let root = bronze
+        .table_url()
+        .as_str()
+        .trim_end_matches('/')
+        .to_string();
+    let urls: Vec<String> = w
+        .adds
+        .iter()
+        .map(|a| format!("{root}/{}", a.path))
+        .collect();
+    let files = ctx
+        .read_parquet(urls, ParquetReadOptions::default().schema(schema))
+        .await
+        .context(what)?;
+    let subject = crate::checks::Subject::source(&table, &source.checks);
+    let exp = crate::checks::expectations(&ctx, &subject, files, run).await?;
+    let mut results = exp.results;
+    results.extend(crate::checks::table_checks(engine, &subject, exp.kept.clone(), run).await?);
+    crate::checks::gate(engine, &subject, &results, crate::lake::version_of(bronze)).await?;
+    let removed = results.iter().any(|r| {
+        r.failing_rows > 0
+            && r.action
+                .as_deref()
+                .is_some_and(|a| a.starts_with("dropped") || a.starts_with("quarantined"))
+    });
+    if !removed {
+        return Ok(w);
+    }
+
+    // Rows per file, counted on the cluster.
+    let ctx = &ctx;
+    let by_file = |df: datafusion::prelude::DataFrame| async move {
+        let _ = ctx.deregister_table("__counted");
+        ctx.register_table("__counted", df.into_view())
+            .context(what)?;
+        let counted = ctx
+            .sql("select cast(_source as varchar) as f, count(*) as n from __counted group by 1")
+            .await
+            .context(what)?
+            .collect()
+            .await
+            .context(what)?;
+        let mut m: BTreeMap<String, i64> = BTreeMap::new();
+        for b in &counted {
+            let f = b.column(0).as_any().downcast_ref::<StringArray>();
+            let n = b
+                .column(1)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>();
+            if let (Some(f), Some(n)) = (f, n) {
+                for i in 0..b.num_rows() {
+                    *m.entry(f.value(i).to_string()).or_default() += n.value(i);
+                }
+            }
+        }
+        Ok::<_, Error>(m)
+    };
+    let kept_by_file = by_file(exp.kept.clone()).await?;
+    let mut quarantined_by_file = BTreeMap::new();
+    if let Some(q) = exp.quarantine {
+        quarantined_by_file = by_file(q.clone()).await?;
+        for b in q.collect().await.context(what)? {
+            w.quarantine.push(super::rule_quarantine_batch(&b, schema)?);
+        }
+    }
+    for a in w.accounts.iter_mut() {
+        let kept = kept_by_file.get(&a.file).copied().unwrap_or(0);
+        let quarantined = quarantined_by_file.get(&a.file).copied().unwrap_or(0);
+        a.rows_dropped += a.rows_loaded - kept - quarantined;
+        a.rows_loaded = kept;
+        a.rows_quarantined += quarantined;
+    }
+    // The kept rows, written again by the executors, replace the files.
+    let Some(staged) = crate::staged::stage(bronze, exp.kept, &table).await? else {
+        return Err(Error::Internal(format!(
+            "{table}: the checked rows cannot be written as the table's files"
+        )));
+    };
+    let kept = staged.into_adds();
+    w.store.remove(&w.adds).await;
+    w.adds = kept;
+    Ok(w)
 }
 
 /// Reads a database or API source on one executor, which writes bronze's

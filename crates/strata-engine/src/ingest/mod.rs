@@ -1698,7 +1698,10 @@ async fn audit_batch(
 
 /// Rows an expectation quarantined, in the quarantine table's shape: the data
 /// columns as JSON in `_raw`, the rule in `_error`.
-fn rule_quarantine_batch(b: &RecordBatch, data_schema: &SchemaRef) -> Result<RecordBatch> {
+pub(super) fn rule_quarantine_batch(
+    b: &RecordBatch,
+    data_schema: &SchemaRef,
+) -> Result<RecordBatch> {
     use datafusion::arrow::array::AsArray;
     let what = || "quarantining rows".to_string();
     let data_cols: Vec<usize> = data_schema
