@@ -12,7 +12,9 @@
 //! commit ([`audit_written`]). What executors cannot do yet runs in
 //! Strata's process only with `fallback = "local"`
 //! ([`crate::cluster::local_step`]): files that bring new columns under
-//! `schema_drift = "add_columns"`, and partitioned bronze tables.
+//! `schema_drift = "add_columns"`, expectations that remove rows of a
+//! `time_column` source (its interval counts are taken as files are read),
+//! and partitioned bronze tables.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -68,6 +70,22 @@ pub(super) async fn ingest(
     };
     let table = source.table();
     let here = |why: &str| crate::cluster::local_step(engine, &table, "source read", why);
+    if source.time.is_some()
+        && source.checks.iter().any(|c| {
+            matches!(
+                c.on_fail,
+                Some(strata_project::OnFail::Drop | strata_project::OnFail::Quarantine)
+            )
+        })
+    {
+        // The executors count the intervals' rows as they read; rows the
+        // expectations remove afterwards would still be counted.
+        here(&format!(
+            "reading source `{}`, whose expectations remove rows from the intervals of its time_column,",
+            source.name
+        ))?;
+        return Ok(None);
+    }
     if let Ok(snapshot) = bronze.snapshot()
         && !snapshot.metadata().partition_columns().is_empty()
     {
