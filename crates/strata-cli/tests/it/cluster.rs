@@ -448,6 +448,30 @@ fn database_and_file_sources_are_read_by_the_executors() {
         "files of a refused batch were left: {:?}",
         s3.keys("lake")
     );
+
+    // A time_column source whose expectations remove rows is read here (or
+    // refused without fallback): the executors count its intervals' rows as
+    // they read, before the checks.
+    let timed = TestProject::new();
+    timed.write(
+        "strata.toml",
+        "[project]\nname = \"timed\"\n[sources.ev]\nformat = \"csv\"\npath = \"data/*.csv\"\ntime_column = \"day\"\ncolumns = { id = \"bigint\", day = \"date\" }\n\n[[sources.ev.checks]]\nexpression = \"id > 0\"\non_fail = \"drop\"\n",
+    );
+    timed.write("data/a.csv", "id,day\n1,2024-01-01\n-2,2024-01-02\n");
+    on_cluster(
+        timed.path(),
+        "s3://lake/timed",
+        &s3.endpoint,
+        &c.engine,
+        "fail",
+    );
+    let (ok, out) = run_output(&Shop(timed.path().to_path_buf()), &["run"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("whose expectations remove rows from the intervals of its time_column")
+            && out.contains("fallback = \"local\""),
+        "{out}"
+    );
 }
 
 #[test]
