@@ -308,7 +308,7 @@ pub(crate) mod tests {
     }
 
     /// Which physical optimizer rules a test session runs.
-    enum Rules {
+    pub(crate) enum Rules {
         /// DataFusion's.
         Plain,
         /// As `engine::build_session`: DataFusion's plus [`HavingJoin`].
@@ -351,7 +351,7 @@ pub(crate) mod tests {
     }
 
     /// A session over `t` with two partitions and no broadcast joins.
-    async fn session(dir: &std::path::Path, rules: Rules) -> SessionContext {
+    pub(crate) async fn session(dir: &std::path::Path, rules: Rules) -> SessionContext {
         session_of(dir, 2, rules).await
     }
 

@@ -58,6 +58,15 @@ impl PhysicalOptimizerRule for ShareBuildSides {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut joins = 0;
+        plan.apply(|node| {
+            joins += usize::from(node.downcast_ref::<HashJoinExec>().is_some());
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        if joins < 2 {
+            // Most plans: nothing to share, nothing to display.
+            return Ok(plan);
+        }
         let mut uses: HashMap<String, usize> = HashMap::new();
         plan.apply(|node| {
             if let Some(join) = node.downcast_ref::<HashJoinExec>()
@@ -246,8 +255,10 @@ impl ExecutionPlan for SharedBuildExec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::having_join::tests::{DEDUP, context, run, write_table};
-    use datafusion::prelude::{ParquetReadOptions, SessionContext};
+    // `Rules::Strata`: every session's rules but this one (`build_session`
+    // adds it last).
+    use crate::having_join::tests::{DEDUP, Rules, run, session, write_table};
+    use datafusion::prelude::SessionContext;
 
     /// The build sides of `plan`'s hash joins that are shared.
     fn shared_builds(plan: &Arc<dyn ExecutionPlan>) -> usize {
@@ -262,20 +273,6 @@ mod tests {
         })
         .expect("walk");
         n
-    }
-
-    /// A session over table `t` in `dir`, with the physical rules of every
-    /// session but this one (`build_session` adds it last).
-    async fn session(dir: &std::path::Path) -> SessionContext {
-        let ctx = context(crate::engine::physical_rules());
-        ctx.register_parquet(
-            "t",
-            dir.to_str().expect("utf-8 path"),
-            ParquetReadOptions::default(),
-        )
-        .await
-        .expect("register t");
-        ctx
     }
 
     /// A new physical plan of `sql` (a plan runs once: its repartitions
@@ -293,7 +290,7 @@ mod tests {
     async fn a_cte_two_joins_build_on_is_computed_once_with_the_same_answer() {
         let dir = tempfile::tempdir().expect("tempdir");
         write_table(dir.path());
-        let ctx = session(dir.path()).await;
+        let ctx = session(dir.path(), Rules::Strata).await;
         let unshared = plan(&ctx, DEDUP).await;
         assert_eq!(shared_builds(&unshared), 0);
         let expected = run(&ctx, unshared).await;
@@ -319,7 +316,7 @@ mod tests {
     async fn different_build_sides_are_not_shared() {
         let dir = tempfile::tempdir().expect("tempdir");
         write_table(dir.path());
-        let ctx = session(dir.path()).await;
+        let ctx = session(dir.path(), Rules::Strata).await;
         let sql = "select a.k from (select k from t group by k having count(*) > 1) a
             join t on a.k = t.k
             union all

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use crate::storage::{free_port, s3, wait_for};
-use crate::support::{Shop, TestProject, strata_in};
+use crate::support::{Shop, TestProject, example_shop, strata_in};
 
 /// A scheduler and two executors, killed when dropped.
 struct Cluster {
@@ -126,21 +126,6 @@ fn assert_same_gold(local: &Shop, remote: &Shop) {
     }
 }
 
-/// The example shop, created under `p`.
-fn example(p: &TestProject) -> Shop {
-    let dir = p.path().join("shop");
-    let out = strata_in(
-        p.path(),
-        &["init", dir.to_str().expect("utf8"), "--example", "shop"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Shop(dir)
-}
-
 fn run_output(shop: &Shop, args: &[&str]) -> (bool, String) {
     let out = strata_in(&shop.0, args);
     let text = format!(
@@ -158,7 +143,7 @@ fn the_example_project_on_a_cluster_equals_the_local_run() {
     let c = cluster(&s3.endpoint);
 
     let (l, r) = (TestProject::new(), TestProject::new());
-    let (local, remote) = (example(&l), example(&r));
+    let (local, remote) = (example_shop(&l), example_shop(&r));
     local.ok(&["run"]);
     on_cluster(&remote.0, "s3://lake/shop", &s3.endpoint, &c.engine, "fail");
 
@@ -477,7 +462,7 @@ fn database_and_file_sources_are_read_by_the_executors() {
 #[test]
 fn a_cluster_that_does_not_answer_is_named() {
     let t = TestProject::new();
-    let p = example(&t);
+    let p = example_shop(&t);
     let port = free_port();
     let (ok, out) = run_output(
         &p,

@@ -146,12 +146,7 @@ os._exit(0)  # the reader's threads can abort the interpreter's teardown
 #[test]
 fn a_reader_that_stops_early_ends_the_output_quietly() {
     let p = TestProject::new();
-    let dir = p.path().join("shop");
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["init", dir.to_str().expect("utf8"), "--example", "shop"])
-        .output()
-        .expect("init");
-    assert!(out.status.success());
+    let dir = crate::support::example_shop(&p).0;
     // Far more than a pipe holds, so strata is still printing when the
     // reader goes away (as `strata sql … | head -1`), in each output form.
     for format in ["table", "csv", "json"] {

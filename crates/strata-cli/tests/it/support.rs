@@ -99,6 +99,21 @@ impl TestProject {
     }
 }
 
+/// The example shop (`strata init --example shop`), created under `p`.
+pub fn example_shop(p: &TestProject) -> Shop {
+    let dir = p.path().join("shop");
+    let out = strata_in(
+        p.path(),
+        &["init", dir.to_str().expect("utf8"), "--example", "shop"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Shop(dir)
+}
+
 pub fn strata_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(args)

@@ -141,20 +141,12 @@ pub(super) async fn ingest(
         });
     }
     let spec = IngestSpec {
-        format: source.format,
-        csv: source.csv.clone(),
-        null_values: source.null_values.clone(),
-        drift: source.schema_drift,
-        stop_on_bad_rows: source.on_bad_rows == OnBadRows::Fail,
         columns,
         parquet_target: schema_bytes(&parquet_target)?,
         schema: schema_bytes(&schema)?,
         compare_types: source.format == Format::Parquet && source.columns.is_none() && exists,
-        rows: None,
-        table_url: bronze.table_url().to_string(),
-        ingested_at,
-        batch_id: batch_id.clone(),
         time: source.time.clone(),
+        ..IngestSpec::of(source, bronze, ingested_at, &batch_id)?
     };
 
     // One task per file; the reports come back as one stream.
@@ -387,18 +379,14 @@ async fn audit_written<'a>(
     let kept_by_file = by_file(exp.kept.clone()).await?;
     let mut quarantined_by_file = BTreeMap::new();
     if let Some(q) = exp.quarantine {
-        quarantined_by_file = by_file(q.clone()).await?;
-        for b in q.collect().await.context(what)? {
-            w.quarantine.push(super::rule_quarantine_batch(&b, schema)?);
+        // Collected once: counted here and quarantined.
+        let rows = q.collect().await.context(what)?;
+        quarantined_by_file = super::rows_by_file(&rows)?;
+        for b in &rows {
+            w.quarantine.push(super::rule_quarantine_batch(b, schema)?);
         }
     }
-    for a in w.accounts.iter_mut() {
-        let kept = kept_by_file.get(&a.file).copied().unwrap_or(0);
-        let quarantined = quarantined_by_file.get(&a.file).copied().unwrap_or(0);
-        a.rows_dropped += a.rows_loaded - kept - quarantined;
-        a.rows_loaded = kept;
-        a.rows_quarantined += quarantined;
-    }
+    super::settle_accounts(&mut w.accounts, &kept_by_file, &quarantined_by_file);
     // The kept rows, written again by the executors, replace the files.
     let Some(staged) = crate::staged::stage(bronze, exp.kept, &table).await? else {
         return Err(Error::Internal(format!(
@@ -427,21 +415,7 @@ pub(super) async fn ingest_rows(
     };
     let batch_id = format!("{}:{}", run.run_id, source.name);
     let ingested_at = run.started_at.timestamp_micros();
-    let empty = schema_bytes(&Arc::new(Schema::empty()))?;
     let spec = IngestSpec {
-        format: source.format,
-        csv: source.csv.clone(),
-        null_values: source.null_values.clone(),
-        drift: source.schema_drift,
-        stop_on_bad_rows: source.on_bad_rows == OnBadRows::Fail,
-        columns: vec![],
-        parquet_target: empty.clone(),
-        schema: empty,
-        compare_types: false,
-        table_url: bronze.table_url().to_string(),
-        ingested_at,
-        batch_id: batch_id.clone(),
-        time: None,
         rows: Some(RowsSpec {
             name: source.name.clone(),
             mode: source.mode,
@@ -451,6 +425,7 @@ pub(super) async fn ingest_rows(
             base,
             watermark: watermark.clone(),
         }),
+        ..IngestSpec::of(source, &bronze, ingested_at, &batch_id)?
     };
     let task = FileTask {
         url: String::new(),
@@ -566,6 +541,35 @@ pub(crate) struct IngestSpec {
     time: Option<(String, Grain)>,
     /// For a database or API source: what to read (no files then).
     rows: Option<RowsSpec>,
+}
+
+impl IngestSpec {
+    /// What every read of `source` into `bronze` carries; no columns (the
+    /// executor takes a database's or API's from the rows), no time column.
+    fn of(
+        source: &Source,
+        bronze: &deltalake::DeltaTable,
+        ingested_at: i64,
+        batch_id: &str,
+    ) -> Result<Self> {
+        let empty = schema_bytes(&Arc::new(Schema::empty()))?;
+        Ok(Self {
+            format: source.format,
+            csv: source.csv.clone(),
+            null_values: source.null_values.clone(),
+            drift: source.schema_drift,
+            stop_on_bad_rows: source.on_bad_rows == OnBadRows::Fail,
+            columns: vec![],
+            parquet_target: empty.clone(),
+            schema: empty,
+            compare_types: false,
+            table_url: bronze.table_url().to_string(),
+            ingested_at,
+            batch_id: batch_id.to_string(),
+            time: None,
+            rows: None,
+        })
+    }
 }
 
 /// What an executor needs to read a database or API source.

@@ -360,20 +360,11 @@ async fn commit_batch(
         .await?;
         data_batches = audited.kept;
         quarantine_batches.extend(audited.quarantine);
-        for a in accounts.iter_mut() {
-            let (kept, quarantined) = (
-                audited.kept_by_file.get(&a.file).copied().unwrap_or(0),
-                audited
-                    .quarantined_by_file
-                    .get(&a.file)
-                    .copied()
-                    .unwrap_or(0),
-            );
-            let dropped = a.rows_loaded - kept - quarantined;
-            a.rows_loaded = kept;
-            a.rows_quarantined += quarantined;
-            a.rows_dropped += dropped;
-        }
+        settle_accounts(
+            &mut accounts,
+            &audited.kept_by_file,
+            &audited.quarantined_by_file,
+        );
     }
 
     let rows_read: i64 = accounts.iter().map(|a| a.rows_read).sum();
@@ -1633,6 +1624,38 @@ fn quarantine_batch(
     RecordBatch::try_new(quarantine_schema(), cols).context(|| "building quarantine rows".into())
 }
 
+/// Moves each file's loaded rows to where the source's checks sent them:
+/// kept (`kept_by_file`), quarantined, or else dropped.
+fn settle_accounts(
+    accounts: &mut [FileAccount],
+    kept_by_file: &std::collections::BTreeMap<String, i64>,
+    quarantined_by_file: &std::collections::BTreeMap<String, i64>,
+) {
+    for a in accounts.iter_mut() {
+        let kept = kept_by_file.get(&a.file).copied().unwrap_or(0);
+        let quarantined = quarantined_by_file.get(&a.file).copied().unwrap_or(0);
+        a.rows_dropped += a.rows_loaded - kept - quarantined;
+        a.rows_loaded = kept;
+        a.rows_quarantined += quarantined;
+    }
+}
+
+/// Rows per file (`_source`) in `batches`.
+fn rows_by_file(batches: &[RecordBatch]) -> Result<std::collections::BTreeMap<String, i64>> {
+    use datafusion::arrow::array::{Array, AsArray};
+    let what = || "counting rows per file".to_string();
+    let mut m = std::collections::BTreeMap::new();
+    for b in batches {
+        let i = b.schema().index_of("_source").context(what)?;
+        let col = datafusion::arrow::compute::cast(b.column(i), &DataType::Utf8).context(what)?;
+        let col = col.as_string::<i32>();
+        for r in 0..col.len() {
+            *m.entry(col.value(r).to_string()).or_insert(0) += 1;
+        }
+    }
+    Ok(m)
+}
+
 /// A batch after its source checks.
 struct AuditedBatch {
     kept: Vec<RecordBatch>,
@@ -1650,7 +1673,6 @@ async fn audit_batch(
     run: &RunInfo,
     published: Option<i64>,
 ) -> Result<AuditedBatch> {
-    use datafusion::arrow::array::{Array, AsArray};
     let table = source.table();
     let what = || format!("checking the batch of {table}");
     let ctx = engine.local_context();
@@ -1664,26 +1686,13 @@ async fn audit_batch(
     results.extend(crate::checks::table_checks(engine, &subject, exp.kept.clone(), run).await?);
     crate::checks::gate(engine, &subject, &results, published).await?;
 
-    let by_file = |batches: &[RecordBatch]| -> Result<std::collections::BTreeMap<String, i64>> {
-        let mut m = std::collections::BTreeMap::new();
-        for b in batches {
-            let i = b.schema().index_of("_source").context(what)?;
-            let col =
-                datafusion::arrow::compute::cast(b.column(i), &DataType::Utf8).context(what)?;
-            let col = col.as_string::<i32>();
-            for r in 0..col.len() {
-                *m.entry(col.value(r).to_string()).or_insert(0) += 1;
-            }
-        }
-        Ok(m)
-    };
     let kept = exp.kept.collect().await.context(what)?;
-    let kept_by_file = by_file(&kept)?;
+    let kept_by_file = rows_by_file(&kept)?;
     let mut quarantine = vec![];
     let mut quarantined_by_file = std::collections::BTreeMap::new();
     if let Some(q) = exp.quarantine {
         let rows = q.collect().await.context(what)?;
-        quarantined_by_file = by_file(&rows)?;
+        quarantined_by_file = rows_by_file(&rows)?;
         for b in rows {
             quarantine.push(rule_quarantine_batch(&b, &schema)?);
         }
