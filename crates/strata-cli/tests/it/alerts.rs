@@ -488,17 +488,8 @@ fn metrics_scrape_passes_promtool_and_logs_and_costs_are_kept() {
 #[test]
 fn the_example_alerts_on_a_late_source_and_on_a_tenfold_day() {
     let p = TestProject::new();
-    let dir = p.path().join("shop");
-    let shop = crate::support::Shop(dir.clone());
-    let out = crate::support::strata_in(
-        p.path(),
-        &["init", dir.to_str().expect("utf-8"), "--example", "shop"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let shop = crate::support::example_shop(&p);
+    let dir = shop.0.clone();
     shop.ok(&["run"]);
     let alerts = || -> Vec<serde_json::Value> {
         std::fs::read_to_string(dir.join(".strata/alerts.jsonl"))

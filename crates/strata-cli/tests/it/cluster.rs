@@ -393,15 +393,26 @@ fn database_and_file_sources_are_read_by_the_executors() {
     assert!(ok, "{out}");
     assert_eq!(shop.count("select sum(id) from bronze.ev"), 13);
     assert_eq!(shop.count("select count(*) from bronze.ev"), 4);
+    // A project of `toml` and `files` on the cluster (its lake at
+    // s3://lake/NAME), run once: the run fails; its output.
+    let refused = |name: &str, toml: &str, files: &[(&str, &str)]| {
+        let t = TestProject::new();
+        t.write("strata.toml", toml);
+        for (file, text) in files {
+            t.write(file, text);
+        }
+        let lake = format!("s3://lake/{name}");
+        on_cluster(t.path(), &lake, &s3.endpoint, &c.engine, "fail");
+        let (ok, out) = run_output(&Shop(t.path().to_path_buf()), &["run"]);
+        assert!(!ok, "{out}");
+        out
+    };
     // A database the executors cannot reach is named.
-    let bad = TestProject::new();
-    bad.write(
-        "strata.toml",
+    let out = refused(
+        "bad",
         "[project]\nname = \"bad\"\n[sources.gone]\nformat = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:1/test\"\ntable = \"t\"\n",
+        &[],
     );
-    on_cluster(bad.path(), "s3://lake/bad", &s3.endpoint, &c.engine, "fail");
-    let (ok, out) = run_output(&Shop(bad.path().to_path_buf()), &["run"]);
-    assert!(!ok, "{out}");
     assert!(
         out.contains("source `gone`") && out.contains("cannot connect"),
         "{out}"
@@ -409,22 +420,14 @@ fn database_and_file_sources_are_read_by_the_executors() {
 
     // Under on_bad_rows = "fail", the executors' bad row stops the batch,
     // named by file and line, and nothing of it is committed.
-    let strict = TestProject::new();
-    strict.write(
-        "strata.toml",
+    let out = refused(
+        "strict",
         "[project]\nname = \"strict\"\n[sources.ev]\nformat = \"csv\"\npath = \"data/*.csv\"\non_bad_rows = \"fail\"\ncolumns = { id = \"bigint\" }\n",
+        &[
+            ("data/a.csv", "id\n1\n2\n"),
+            ("data/b.csv", "id\n3\nfour\n"),
+        ],
     );
-    strict.write("data/a.csv", "id\n1\n2\n");
-    strict.write("data/b.csv", "id\n3\nfour\n");
-    on_cluster(
-        strict.path(),
-        "s3://lake/strict",
-        &s3.endpoint,
-        &c.engine,
-        "fail",
-    );
-    let (ok, out) = run_output(&Shop(strict.path().to_path_buf()), &["run"]);
-    assert!(!ok, "{out}");
     assert!(out.contains("data/b.csv:3:"), "{out}");
     assert!(
         !s3.keys("lake")
@@ -437,21 +440,11 @@ fn database_and_file_sources_are_read_by_the_executors() {
     // A time_column source whose expectations remove rows is read here (or
     // refused without fallback): the executors count its intervals' rows as
     // they read, before the checks.
-    let timed = TestProject::new();
-    timed.write(
-        "strata.toml",
+    let out = refused(
+        "timed",
         "[project]\nname = \"timed\"\n[sources.ev]\nformat = \"csv\"\npath = \"data/*.csv\"\ntime_column = \"day\"\ncolumns = { id = \"bigint\", day = \"date\" }\n\n[[sources.ev.checks]]\nexpression = \"id > 0\"\non_fail = \"drop\"\n",
+        &[("data/a.csv", "id,day\n1,2024-01-01\n-2,2024-01-02\n")],
     );
-    timed.write("data/a.csv", "id,day\n1,2024-01-01\n-2,2024-01-02\n");
-    on_cluster(
-        timed.path(),
-        "s3://lake/timed",
-        &s3.endpoint,
-        &c.engine,
-        "fail",
-    );
-    let (ok, out) = run_output(&Shop(timed.path().to_path_buf()), &["run"]);
-    assert!(!ok, "{out}");
     assert!(
         out.contains("whose expectations remove rows from the intervals of its time_column")
             && out.contains("fallback = \"local\""),

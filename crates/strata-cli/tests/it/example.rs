@@ -9,17 +9,8 @@ use crate::support::TestProject;
 #[test]
 fn shop_example_runs_incrementally_and_reads_back_independently() {
     let p = TestProject::new();
-    let dir = p.path().join("shop");
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["init", dir.to_str().expect("utf8"), "--example", "shop"])
-        .output()
-        .expect("init");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let shop = crate::support::Shop(dir.clone());
+    let shop = crate::support::example_shop(&p);
+    let dir = shop.0.clone();
 
     shop.ok(&["validate"]);
     shop.ok(&["run"]);

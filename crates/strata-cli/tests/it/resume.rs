@@ -63,15 +63,7 @@ fn fingerprint(shop: &Shop) -> Vec<Vec<String>> {
 #[test]
 fn a_killed_run_is_resumed_to_the_same_tables() {
     let p = TestProject::new();
-    let init = |name: &str| {
-        let dir = p.path().join(name);
-        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["init", dir.to_str().expect("utf8"), "--example", "shop"])
-            .output()
-            .expect("init");
-        assert!(out.status.success());
-        Shop(dir)
-    };
+    let init = |name: &str| crate::support::example_shop_named(&p, name);
     let clean = init("clean");
     clean.ok(&["run"]);
     let expected = fingerprint(&clean);

@@ -53,16 +53,7 @@ fn shop() -> (TestProject, Shop, u16, u16) {
 /// The shop example with `extra` keys under `[serve]`, run once if `run`.
 fn shop_with(extra: &str, run: bool) -> (TestProject, Shop, u16, u16) {
     let p = TestProject::new();
-    let dir = p.path().join("shop");
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["init", dir.to_str().expect("utf8"), "--example", "shop"])
-        .output()
-        .expect("init");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = crate::support::example_shop(&p).0;
     let (http, sql) = (free_port(), free_port());
     let toml = dir.join("strata.toml");
     let mut text = std::fs::read_to_string(&toml).expect("toml");

@@ -101,7 +101,12 @@ impl TestProject {
 
 /// The example shop (`strata init --example shop`), created under `p`.
 pub fn example_shop(p: &TestProject) -> Shop {
-    let dir = p.path().join("shop");
+    example_shop_named(p, "shop")
+}
+
+/// The example shop, created in folder `name` under `p`.
+pub fn example_shop_named(p: &TestProject, name: &str) -> Shop {
+    let dir = p.path().join(name);
     let out = strata_in(
         p.path(),
         &["init", dir.to_str().expect("utf8"), "--example", "shop"],

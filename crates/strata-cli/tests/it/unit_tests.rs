@@ -53,12 +53,7 @@ fn failing_unit_tests_show_a_row_diff() {
 #[test]
 fn example_unit_test_passes() {
     let p = TestProject::new();
-    let dir = p.path().join("shop");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["init", dir.to_str().expect("utf8"), "--example", "shop"])
-        .output()
-        .expect("init");
-    assert!(out.status.success());
+    let dir = crate::support::example_shop(&p).0;
     let out = crate::support::strata_in(&dir, &["test"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

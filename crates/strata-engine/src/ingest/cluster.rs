@@ -348,35 +348,33 @@ async fn audit_written<'a>(
         return Ok(w);
     }
 
-    // Rows per file, counted on the cluster.
-    let ctx = &ctx;
-    let by_file = |df: datafusion::prelude::DataFrame| async move {
-        let _ = ctx.deregister_table("__counted");
-        ctx.register_table("__counted", df.into_view())
-            .context(what)?;
-        let counted = ctx
-            .sql("select cast(_source as varchar) as f, count(*) as n from __counted group by 1")
-            .await
-            .context(what)?
-            .collect()
-            .await
-            .context(what)?;
-        let mut m: BTreeMap<String, i64> = BTreeMap::new();
-        for b in &counted {
-            let f = b.column(0).as_any().downcast_ref::<StringArray>();
-            let n = b
-                .column(1)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::Int64Array>();
-            if let (Some(f), Some(n)) = (f, n) {
-                for i in 0..b.num_rows() {
-                    *m.entry(f.value(i).to_string()).or_default() += n.value(i);
-                }
-            }
+    // Kept rows per file, counted on the cluster.
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::functions_aggregate::expr_fn::count;
+    use datafusion::prelude::{cast, col, lit};
+    let counted = exp
+        .kept
+        .clone()
+        .aggregate(
+            vec![cast(col("_source"), DataType::Utf8).alias("f")],
+            vec![count(lit(1)).alias("n")],
+        )
+        .context(what)?
+        .collect()
+        .await
+        .context(what)?;
+    let mut kept_by_file: BTreeMap<String, i64> = BTreeMap::new();
+    for b in &counted {
+        let (Some(f), Some(n)) = (
+            b.column(0).as_any().downcast_ref::<StringArray>(),
+            b.column(1).as_any().downcast_ref::<Int64Array>(),
+        ) else {
+            continue;
+        };
+        for i in 0..b.num_rows() {
+            *kept_by_file.entry(f.value(i).to_string()).or_default() += n.value(i);
         }
-        Ok::<_, Error>(m)
-    };
-    let kept_by_file = by_file(exp.kept.clone()).await?;
+    }
     let mut quarantined_by_file = BTreeMap::new();
     if let Some(q) = exp.quarantine {
         // Collected once: counted here and quarantined.
